@@ -74,9 +74,9 @@ def _services_up(args: argparse.Namespace) -> int:
         print(f"starting {', '.join(names)} under {workdir} ...", file=sys.stderr)
         with stack:
             lines = [f"{key}={value}" for key, value in stack.env().items()]
-            print("\n".join(lines), flush=True)
             if args.env_file:
                 args.env_file.write_text("\n".join(lines) + "\n")
+            print("\n".join(lines), flush=True)
             print("running; press Ctrl-C to stop", file=sys.stderr, flush=True)
             stop.wait()
             print("stopping ...", file=sys.stderr)
