@@ -1,0 +1,1 @@
+"""commercekit's Alembic migrations (one branch per feature); see `commercekit.sql`."""
