@@ -3,7 +3,16 @@
 ```
 CommerceKitError
 ├── ConfigurationError        a setting or an argument is unusable
-└── MissingExtraError         an optional dependency is not installed (also an ImportError)
+├── MissingExtraError         an optional dependency is not installed (also an ImportError)
+├── InvalidRequest            bad input, refused before any backend is touched (a ValueError)
+├── BackendUnavailable        Redis, PostgreSQL or Kafka cannot be reached now: retry later
+└── ReservationError
+    ├── OutOfStock            some lines cannot be held; .short names them
+    ├── ReservationNotFound   no reservation has this id
+    ├── InvalidTransition     the reservation is already CONFIRMED, RELEASED or EXPIRED
+    │   └── ReservationExpired    its deadline had passed: this call expired it
+    ├── IdempotencyConflict   the idempotency key was used for another cart
+    └── StockConflict         a stock change would leave a SKU negative or below its holds
 ```
 
 The test harness adds its own branch (see `commercekit.testing.servers`):
@@ -20,7 +29,27 @@ Catch `CommerceKitError` to handle anything the library raises on purpose.
 
 from __future__ import annotations
 
-__all__ = ["CommerceKitError", "ConfigurationError", "MissingExtraError"]
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from commercekit.reservations.models import Reservation
+
+__all__ = [
+    "BackendUnavailable",
+    "CommerceKitError",
+    "ConfigurationError",
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "InvalidTransition",
+    "MissingExtraError",
+    "OutOfStock",
+    "ReservationError",
+    "ReservationExpired",
+    "ReservationNotFound",
+    "ShortLine",
+    "StockConflict",
+]
 
 
 class CommerceKitError(Exception):
@@ -40,3 +69,84 @@ class MissingExtraError(CommerceKitError, ImportError):
         super().__init__(
             f'{module} needs an optional dependency: pip install "commercekit[{extra}]"'
         )
+
+
+class InvalidRequest(CommerceKitError, ValueError):
+    """The input is not valid (a zero quantity, an empty cart...); nothing was changed."""
+
+
+class BackendUnavailable(CommerceKitError):
+    """A backing service (Redis, PostgreSQL, Kafka) cannot be reached; retry later.
+
+    Whatever the call was doing was either not done at all or fully undone.
+    """
+
+
+# ---------------------------------------------------------------- reservations
+
+
+class ReservationError(CommerceKitError):
+    """Base class of the reservation store's domain errors."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShortLine:
+    """A cart line that cannot be held: how many were wanted, how many are available."""
+
+    sku: str
+    requested: int
+    available: int
+
+
+class OutOfStock(ReservationError):
+    """Some lines of the cart cannot be held; nothing was reserved."""
+
+    def __init__(self, short: tuple[ShortLine, ...]) -> None:
+        self.short = short
+        names = ", ".join(f"{s.sku} (wanted {s.requested}, available {s.available})" for s in short)
+        super().__init__(f"out of stock: {names}")
+
+
+class ReservationNotFound(ReservationError, LookupError):
+    """No reservation has this id (or its record is past retention)."""
+
+    def __init__(self, reservation_id: str) -> None:
+        self.reservation_id = reservation_id
+        super().__init__(f"reservation {reservation_id} not found")
+
+
+class InvalidTransition(ReservationError):
+    """The reservation is no longer PENDING, so `action` cannot apply to it.
+
+    `reservation` is its current state (CONFIRMED, RELEASED or EXPIRED).
+    """
+
+    def __init__(self, reservation: Reservation, action: str) -> None:
+        self.reservation = reservation
+        self.action = action
+        super().__init__(
+            f"cannot {action} reservation {reservation.id}: it is {reservation.status.value}"
+        )
+
+
+class ReservationExpired(InvalidTransition):
+    """The reservation's deadline had passed, so this call expired it instead.
+
+    Its stock went back to available; report the expiry as the sweeper would.
+    """
+
+
+class IdempotencyConflict(ReservationError):
+    """The idempotency key already names a reservation for a different cart."""
+
+    def __init__(self, idempotency_key: str, reservation_id: str) -> None:
+        self.idempotency_key = idempotency_key
+        self.reservation_id = reservation_id
+        super().__init__(
+            f"idempotency key {idempotency_key!r} was used for another cart "
+            f"(reservation {reservation_id})"
+        )
+
+
+class StockConflict(ReservationError):
+    """The stock change would make available stock negative or drop below the held units."""

@@ -1,0 +1,25 @@
+-- Expire up to `limit` pending reservations whose deadline has passed.
+-- Atomic per call, so any number of sweepers may run at once: a hold is
+-- expired (and its stock returned) by exactly one of them.
+--
+-- KEYS[1]  the due index (BASE .. "due")
+-- ARGV     base, limit, retention_ms
+-- Returns  JSON array of the records expired by this call (maybe empty)
+
+local base, limit, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+local expired = {}
+for _, id in ipairs(ids) do
+  local raw = redis.call('GET', res_key(base, id))
+  local rec = raw and cjson.decode(raw)
+  if rec and rec.status == 'PENDING' then
+    expired[#expired + 1] = settle(base, KEYS[1], rec, 'EXPIRED', now, retention)
+  else
+    redis.call('ZREM', KEYS[1], id)  -- a stale entry: nothing to return
+  end
+end
+if #expired == 0 then
+  return '[]'
+end
+return cjson.encode(expired)

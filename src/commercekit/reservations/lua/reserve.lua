@@ -1,0 +1,67 @@
+-- Reserve a cart, all lines or none.
+--
+-- KEYS[1]  the due index (BASE .. "due")
+-- KEYS[2]  the idempotency key (BASE .. "idem:..."), or KEYS[1] when none
+-- ARGV     base, id, owner, ttl_ms, idem_ttl_ms, fingerprint, has_idem ("1"/"0"),
+--          idem (the caller's key, for the record), then sku, qty pairs
+--          (SKUs unique, quantities positive: the Python side checked).
+-- Returns  JSON {ok = "CREATED" | "REPLAYED", reservation = record}
+--          or {err = "OUT_OF_STOCK", short = {{sku, wanted, available}, ...}}
+--          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
+
+local base, id, owner = ARGV[1], ARGV[2], ARGV[3]
+local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local fp, has_idem, idem = ARGV[6], ARGV[7] == '1', ARGV[8]
+local first = 9
+
+if has_idem then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then
+    local bar = string.find(seen, '|', 1, true)
+    local seen_id = string.sub(seen, bar + 1)
+    if string.sub(seen, 1, bar - 1) ~= fp then
+      return cjson.encode({err = 'IDEMPOTENCY_CONFLICT', id = seen_id})
+    end
+    local raw = redis.call('GET', res_key(base, seen_id))
+    if not raw then
+      return cjson.encode({err = 'IDEMPOTENCY_EXPIRED', id = seen_id})
+    end
+    return cjson.encode({ok = 'REPLAYED', reservation = cjson.decode(raw)})
+  end
+end
+
+if redis.call('EXISTS', res_key(base, id)) == 1 then
+  return cjson.encode({err = 'DUPLICATE_ID', id = id})
+end
+
+local lines, short = {}, {}
+for i = first, #ARGV, 2 do
+  local sku, qty = ARGV[i], tonumber(ARGV[i + 1])
+  local available = stock_of(stock_key(base, sku))[1]
+  if available < qty then
+    short[#short + 1] = {sku, qty, available}
+  end
+  lines[#lines + 1] = {sku, qty}
+end
+if #short > 0 then
+  return cjson.encode({err = 'OUT_OF_STOCK', short = short})
+end
+
+for _, line in ipairs(lines) do
+  local key = stock_key(base, line[1])
+  redis.call('HINCRBY', key, 'available', -line[2])
+  redis.call('HINCRBY', key, 'held', line[2])
+end
+
+local now = now_ms()
+local rec = {
+  id = id, status = 'PENDING', owner = owner, lines = lines,
+  created = now, updated = now, expires = now + ttl, idem = idem, fp = fp,
+}
+-- A pending record never expires by itself: only a transition settles it.
+redis.call('SET', res_key(base, id), cjson.encode(rec))
+redis.call('ZADD', KEYS[1], rec.expires, id)
+if has_idem then
+  redis.call('SET', KEYS[2], fp .. '|' .. id, 'PX', idem_ttl)
+end
+return cjson.encode({ok = 'CREATED', reservation = rec})

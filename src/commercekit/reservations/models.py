@@ -1,0 +1,107 @@
+"""The reservation domain: statuses, cart lines, reservations, stock levels."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "SKU",
+    "Reservation",
+    "ReservationLine",
+    "ReservationStatus",
+    "StockLevel",
+    "merge_lines",
+]
+
+SKU = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
+]
+"""A stock-keeping unit: 1-200 characters, letters, digits and ``. _ : / -``."""
+
+
+class ReservationStatus(StrEnum):
+    """Where a reservation is in its life; every status but PENDING is terminal.
+
+    ```
+    PENDING ──confirm──▶ CONFIRMED   (units sold)
+       │ ────release──▶ RELEASED    (units back to available)
+       └─────expire───▶ EXPIRED     (deadline passed; units back to available)
+    ```
+    """
+
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether no further transition can happen."""
+        return self is not ReservationStatus.PENDING
+
+
+class ReservationLine(BaseModel):
+    """One line of a cart: a SKU and a positive whole quantity."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    sku: SKU
+    quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+
+
+def merge_lines(lines: Iterable[ReservationLine]) -> tuple[ReservationLine, ...]:
+    """Sum the lines that name the same SKU, keeping first-seen order.
+
+    Checking each line on its own would let ``[A x 3, A x 3]`` pass against
+    4 units: the sum is what must be available.
+    """
+    totals: dict[str, int] = {}
+    for line in lines:
+        totals[line.sku] = totals.get(line.sku, 0) + line.quantity
+    return tuple(ReservationLine(sku=sku, quantity=qty) for sku, qty in totals.items())
+
+
+class Reservation(BaseModel):
+    """A hold on stock for one owner, until it is confirmed, released or expires."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: ReservationStatus
+    owner: str
+    lines: tuple[ReservationLine, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+    idempotency_key: str | None = None
+
+    @property
+    def total_quantity(self) -> int:
+        """Units held (or sold) across all lines."""
+        return sum(line.quantity for line in self.lines)
+
+    def quantity_of(self, sku: str) -> int:
+        """Units of `sku` in this reservation (0 if absent)."""
+        return sum(line.quantity for line in self.lines if line.sku == sku)
+
+
+class StockLevel(BaseModel):
+    """The stock of one SKU: ``available + held + sold`` is every unit ever added."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    available: int
+    held: int
+    sold: int
+
+    @property
+    def on_hand(self) -> int:
+        """Units not sold yet (available or held)."""
+        return self.available + self.held

@@ -1,0 +1,114 @@
+"""The `ReservationStore` protocol: what every reservation backend provides."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from commercekit.reservations.models import Reservation, ReservationLine, StockLevel
+
+__all__ = ["LineInput", "ReservationStore", "TTLInput"]
+
+LineInput = ReservationLine | tuple[str, int]
+"""A cart line: a `ReservationLine` or a ``(sku, quantity)`` pair."""
+
+TTLInput = dt.timedelta | float
+"""A time to live: a `timedelta` or seconds."""
+
+
+@runtime_checkable
+class ReservationStore(Protocol):
+    """Atomic stock holds.
+
+    Every method is atomic: it happens entirely or not at all, whatever runs
+    beside it. Each reservation leaves PENDING exactly once, for CONFIRMED,
+    RELEASED or EXPIRED, and its units are returned to available at most
+    once. Bad input raises `commercekit.errors.InvalidRequest` before the
+    backend is touched; an unreachable backend raises
+    `commercekit.errors.BackendUnavailable`.
+    """
+
+    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+        """Make `on_hand` (available + held) units of `sku` exist; holds are kept.
+
+        Raises:
+            StockConflict: `on_hand` is below the units currently held.
+        """
+        ...
+
+    async def restock(self, sku: str, quantity: int) -> StockLevel:
+        """Add `quantity` (> 0) units to the available stock of `sku`."""
+        ...
+
+    async def adjust(self, sku: str, delta: int) -> StockLevel:
+        """Change the available stock of `sku` by `delta` (shrinkage, corrections).
+
+        Raises:
+            StockConflict: available stock would become negative.
+        """
+        ...
+
+    async def stock(self, sku: str) -> StockLevel:
+        """The available, held and sold units of `sku` (zeros if unknown)."""
+        ...
+
+    async def available(self, skus: Iterable[str]) -> Mapping[str, int]:
+        """Available units for each SKU (0 for unknown SKUs)."""
+        ...
+
+    async def reserve(
+        self,
+        lines: Sequence[LineInput],
+        *,
+        ttl: TTLInput,
+        owner: str,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """Hold every line of the cart for `ttl`, or nothing.
+
+        Lines naming the same SKU are summed first. With an `idempotency_key`,
+        a retry of the same cart by the same owner returns the reservation
+        made the first time, whatever its status now.
+
+        Raises:
+            OutOfStock: some lines cannot be held (all are named); nothing was held.
+            IdempotencyConflict: the key was used by this owner for another cart.
+        """
+        ...
+
+    async def get(self, reservation_id: str) -> Reservation:
+        """The reservation as it is now.
+
+        Raises:
+            ReservationNotFound: unknown id, or past retention.
+        """
+        ...
+
+    async def confirm(self, reservation_id: str) -> Reservation:
+        """PENDING -> CONFIRMED: the held units are sold.
+
+        Raises:
+            ReservationExpired: the deadline had passed; this call expired it.
+            InvalidTransition: it was already CONFIRMED, RELEASED or EXPIRED.
+            ReservationNotFound: unknown id.
+        """
+        ...
+
+    async def release(self, reservation_id: str) -> Reservation:
+        """PENDING -> RELEASED: the held units are available again (a cancel).
+
+        Raises the same errors as `confirm`.
+        """
+        ...
+
+    async def extend(self, reservation_id: str, ttl: TTLInput) -> Reservation:
+        """Move the deadline of a PENDING reservation to now + `ttl`.
+
+        Raises the same errors as `confirm`.
+        """
+        ...
+
+    async def expire_due(self, limit: int = 100) -> list[Reservation]:
+        """Expire up to `limit` holds past their deadline; return those this call expired."""
+        ...

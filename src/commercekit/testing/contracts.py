@@ -1,0 +1,389 @@
+"""`ReservationStoreContract`: one test suite that every reservation backend must pass.
+
+Subclass it once per backend and provide the `make_store` fixture: a
+callable returning an async context manager that opens a store over the
+*same* data each time it is called (two calls are two replicas), isolated
+from other tests::
+
+    class TestMyStore(ReservationStoreContract):
+        @pytest.fixture
+        def make_store(self, redis_server):
+            prefix = f"t{uuid.uuid4().hex}"
+
+            @contextlib.asynccontextmanager
+            async def open_store():
+                client = redis.asyncio.from_url(redis_server.url)
+                yield RedisReservationStore(client, prefix=prefix)
+                await client.aclose()
+
+            return open_store
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from commercekit.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidTransition,
+    OutOfStock,
+    ReservationExpired,
+    ReservationNotFound,
+    StockConflict,
+)
+from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
+from commercekit.reservations.store import ReservationStore
+
+__all__ = ["ReservationStoreContract", "StoreFactory", "assert_conserved"]
+
+StoreFactory = Callable[[], AbstractAsyncContextManager[ReservationStore]]
+
+SHORT_TTL = 0.05
+"""Seconds: a hold that is due almost at once."""
+
+
+def _sku() -> str:
+    return f"SKU-{uuid.uuid4().hex[:12]}"
+
+
+async def _wait_past(reservation: Reservation) -> None:
+    delay = (reservation.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
+    await asyncio.sleep(max(delay, 0) + 0.02)
+
+
+async def assert_conserved(
+    store: ReservationStore,
+    added: dict[str, int],
+    reservations: list[Reservation],
+) -> None:
+    """Check the invariants for every SKU in `added` (units ever added).
+
+    available + held + sold == added; available >= 0; held is exactly the
+    units of PENDING reservations and sold of CONFIRMED ones (as the store
+    reports them now).
+    """
+    current = [await store.get(r.id) for r in reservations]
+    for sku, total in added.items():
+        level: StockLevel = await store.stock(sku)
+        pending = sum(r.quantity_of(sku) for r in current if r.status is ReservationStatus.PENDING)
+        sold = sum(r.quantity_of(sku) for r in current if r.status is ReservationStatus.CONFIRMED)
+        assert level.available >= 0, level
+        assert level.available + level.held + level.sold == total, (level, total)
+        assert level.held == pending, (level, pending)
+        assert level.sold == sold, (level, sold)
+
+
+class ReservationStoreContract:
+    """The behaviour every `ReservationStore` must show. Subclass and provide `make_store`."""
+
+    @pytest.fixture
+    def make_store(self) -> StoreFactory:
+        """Abstract: open a store over this test's data (override in the subclass)."""
+        raise NotImplementedError("provide a make_store fixture")
+
+    @pytest.fixture
+    async def store(self, make_store: StoreFactory) -> AsyncIterator[ReservationStore]:
+        """A store for the test."""
+        async with make_store() as store:
+            yield store
+
+    # ------------------------------------------------------------- stock
+    async def test_set_stock_then_read_it(self, store: ReservationStore) -> None:
+        sku = _sku()
+        assert await store.stock(sku) == StockLevel(sku=sku, available=0, held=0, sold=0)
+        level = await store.set_stock(sku, 10)
+        assert (level.available, level.held, level.sold) == (10, 0, 0)
+        assert await store.available([sku, "unknown-sku"]) == {sku: 10, "unknown-sku": 0}
+
+    async def test_restock_and_adjust(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 5)
+        assert (await store.restock(sku, 3)).available == 8
+        assert (await store.adjust(sku, -6)).available == 2
+        with pytest.raises(StockConflict):
+            await store.adjust(sku, -3)
+        assert (await store.stock(sku)).available == 2
+
+    async def test_set_stock_keeps_holds(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 10)
+        await store.reserve([(sku, 4)], ttl=60, owner="u1")
+        level = await store.set_stock(sku, 6)
+        assert (level.available, level.held) == (2, 4)
+        with pytest.raises(StockConflict):
+            await store.set_stock(sku, 3)
+        assert (await store.stock(sku)).held == 4
+
+    # ----------------------------------------------------------- reserve
+    async def test_reserve_holds_stock(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 10)
+        hold = await store.reserve([(sku, 3)], ttl=60, owner="u1")
+        assert hold.status is ReservationStatus.PENDING
+        assert hold.owner == "u1"
+        assert hold.total_quantity == 3
+        assert 55 < (hold.expires_at - hold.created_at).total_seconds() <= 60
+        assert await store.get(hold.id) == hold
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.sold) == (7, 3, 0)
+
+    async def test_a_cart_is_all_or_nothing(self, store: ReservationStore) -> None:
+        a, b, c = _sku(), _sku(), _sku()
+        await store.set_stock(a, 5)
+        await store.set_stock(b, 1)
+        with pytest.raises(OutOfStock) as error:
+            await store.reserve([(a, 2), (b, 2), (c, 1)], ttl=60, owner="u1")
+        assert {(s.sku, s.requested, s.available) for s in error.value.short} == {
+            (b, 2, 1),
+            (c, 1, 0),
+        }
+        assert await store.available([a, b, c]) == {a: 5, b: 1, c: 0}
+        hold = await store.reserve([(a, 2), (b, 1)], ttl=60, owner="u1")
+        assert await store.available([a, b]) == {a: 3, b: 0}
+        assert {line.sku: line.quantity for line in hold.lines} == {a: 2, b: 1}
+
+    async def test_lines_of_one_sku_are_summed_before_the_check(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 5)
+        with pytest.raises(OutOfStock) as error:
+            await store.reserve([(sku, 3), (sku, 3)], ttl=60, owner="u1")
+        assert [(s.requested, s.available) for s in error.value.short] == [(6, 5)]
+        hold = await store.reserve([(sku, 2), (sku, 3)], ttl=60, owner="u1")
+        assert [(line.sku, line.quantity) for line in hold.lines] == [(sku, 5)]
+        assert (await store.stock(sku)).available == 0
+
+    @pytest.mark.parametrize(
+        "lines",
+        [
+            [],
+            [("A", 0)],
+            [("A", -1)],
+            [("A", 1.5)],
+            [("A", True)],
+            [("A", "2")],
+            [("", 1)],
+            [("has space", 1)],
+            [("A", 10**7)],
+            "A",
+            [("A",)],
+            [(f"S{i}", 1) for i in range(101)],
+        ],
+    )
+    async def test_bad_carts_are_refused_before_anything_changes(
+        self, store: ReservationStore, lines: Any
+    ) -> None:
+        with pytest.raises(InvalidRequest):
+            await store.reserve(lines, ttl=60, owner="u1")
+
+    @pytest.mark.parametrize("ttl", [0, -1, 0.0, dt.timedelta(0), dt.timedelta(days=31), "60"])
+    async def test_bad_ttls_are_refused(self, store: ReservationStore, ttl: Any) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 1)
+        with pytest.raises(InvalidRequest):
+            await store.reserve([(sku, 1)], ttl=ttl, owner="u1")
+        assert (await store.stock(sku)).available == 1
+
+    async def test_bad_stock_input_is_refused(self, store: ReservationStore) -> None:
+        with pytest.raises(InvalidRequest):
+            await store.set_stock(_sku(), -1)
+        with pytest.raises(InvalidRequest):
+            await store.restock(_sku(), 0)
+        with pytest.raises(InvalidRequest):
+            await store.restock("bad sku", 1)
+        with pytest.raises(InvalidRequest):
+            await store.adjust(_sku(), 1.0)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------- idempotency
+    async def test_an_idempotency_key_replays_the_first_reservation(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 10)
+        first = await store.reserve([(sku, 2)], ttl=60, owner="u1", idempotency_key="k1")
+        again = await store.reserve([(sku, 2)], ttl=60, owner="u1", idempotency_key="k1")
+        assert again == first
+        assert again.idempotency_key == "k1"
+        assert (await store.stock(sku)).held == 2
+        await store.confirm(first.id)
+        replay = await store.reserve([(sku, 2)], ttl=60, owner="u1", idempotency_key="k1")
+        assert replay.id == first.id
+        assert replay.status is ReservationStatus.CONFIRMED
+
+    async def test_an_idempotency_key_with_another_cart_conflicts(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 10)
+        first = await store.reserve([(sku, 2)], ttl=60, owner="u1", idempotency_key="k1")
+        with pytest.raises(IdempotencyConflict) as error:
+            await store.reserve([(sku, 3)], ttl=60, owner="u1", idempotency_key="k1")
+        assert error.value.reservation_id == first.id
+        other = await store.reserve([(sku, 3)], ttl=60, owner="u2", idempotency_key="k1")
+        assert other.id != first.id  # keys are per owner
+        assert (await store.stock(sku)).held == 5
+
+    async def test_concurrent_retries_with_one_key_hold_once(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 100)
+        results = await asyncio.gather(
+            *(
+                store.reserve([(sku, 1)], ttl=60, owner="u1", idempotency_key="same")
+                for _ in range(25)
+            )
+        )
+        assert len({r.id for r in results}) == 1
+        assert (await store.stock(sku)).held == 1
+
+    # ------------------------------------------------------- transitions
+    async def test_confirm_sells_the_held_units_once(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 5)
+        hold = await store.reserve([(sku, 2)], ttl=60, owner="u1")
+        confirmed = await store.confirm(hold.id)
+        assert confirmed.status is ReservationStatus.CONFIRMED
+        assert confirmed.updated_at >= hold.updated_at
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.sold) == (3, 0, 2)
+        for action in (store.confirm, store.release):
+            with pytest.raises(InvalidTransition) as error:
+                await action(hold.id)
+            assert error.value.reservation.status is ReservationStatus.CONFIRMED
+        assert await store.stock(sku) == level
+
+    async def test_release_returns_the_units_once(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 5)
+        hold = await store.reserve([(sku, 2)], ttl=60, owner="u1")
+        assert (await store.release(hold.id)).status is ReservationStatus.RELEASED
+        with pytest.raises(InvalidTransition):
+            await store.release(hold.id)
+        with pytest.raises(InvalidTransition):
+            await store.extend(hold.id, 60)
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.sold) == (5, 0, 0)
+
+    async def test_extend_moves_the_deadline(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 1)
+        hold = await store.reserve([(sku, 1)], ttl=SHORT_TTL * 4, owner="u1")
+        extended = await store.extend(hold.id, 60)
+        assert extended.expires_at > hold.expires_at
+        await _wait_past(hold)
+        assert await store.expire_due() == []
+        assert (await store.confirm(hold.id)).status is ReservationStatus.CONFIRMED
+
+    async def test_unknown_ids_are_not_found(self, store: ReservationStore) -> None:
+        for call in (store.get, store.confirm, store.release):
+            with pytest.raises(ReservationNotFound):
+                await call(str(uuid.uuid4()))
+
+    # ------------------------------------------------------------ expiry
+    async def test_expire_due_returns_stock_once(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 4)
+        hold = await store.reserve([(sku, 3)], ttl=SHORT_TTL, owner="u1")
+        keep = await store.reserve([(sku, 1)], ttl=60, owner="u1")
+        await _wait_past(hold)
+        expired = await store.expire_due()
+        assert [r.id for r in expired] == [hold.id]
+        assert expired[0].status is ReservationStatus.EXPIRED
+        assert await store.expire_due() == []
+        assert (await store.get(keep.id)).status is ReservationStatus.PENDING
+        level = await store.stock(sku)
+        assert (level.available, level.held) == (3, 1)
+        with pytest.raises(InvalidTransition) as error:
+            await store.confirm(hold.id)
+        assert error.value.reservation.status is ReservationStatus.EXPIRED
+
+    async def test_confirm_after_the_deadline_expires_the_hold(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 2)
+        hold = await store.reserve([(sku, 2)], ttl=SHORT_TTL, owner="u1")
+        await _wait_past(hold)
+        with pytest.raises(ReservationExpired) as error:
+            await store.confirm(hold.id)
+        assert error.value.reservation.status is ReservationStatus.EXPIRED
+        assert await store.expire_due() == []  # already expired, not twice
+        assert (await store.stock(sku)).available == 2
+
+    async def test_expire_due_works_in_batches(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 30)
+        holds = [await store.reserve([(sku, 1)], ttl=SHORT_TTL, owner="u1") for _ in range(25)]
+        await _wait_past(holds[-1])
+        first = await store.expire_due(limit=10)
+        rest = await store.expire_due(limit=100)
+        assert len(first) == 10
+        assert len(rest) == 15
+        assert {r.id for r in first + rest} == {h.id for h in holds}
+        assert (await store.stock(sku)).available == 30
+
+    # ------------------------------------------------------- concurrency
+    async def test_concurrent_reserves_never_oversell(self, make_store: StoreFactory) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 50)
+
+            # Many calls in flight on each replica, within a typical connection pool.
+            in_flight = asyncio.Semaphore(48)
+
+            async def attempt(store: ReservationStore) -> bool:
+                async with in_flight:
+                    try:
+                        await store.reserve([(sku, 1)], ttl=60, owner="u1")
+                    except OutOfStock:
+                        return False
+                    return True
+
+            results = await asyncio.gather(*(attempt((one, two)[i % 2]) for i in range(300)))
+            assert sum(results) == 50
+            level = await one.stock(sku)
+            assert (level.available, level.held) == (0, 50)
+
+    async def test_racing_sweeps_expire_each_hold_once(self, make_store: StoreFactory) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 200)
+            holds = [await one.reserve([(sku, 1)], ttl=SHORT_TTL, owner="u") for _ in range(200)]
+            await _wait_past(holds[-1])
+            batches = await asyncio.gather(
+                *(store.expire_due(limit=7) for _ in range(40) for store in (one, two))
+            )
+            ids = [r.id for batch in batches for r in batch]
+            assert len(ids) == len(set(ids)) == 200
+            assert (await one.stock(sku)).available == 200
+
+    async def test_confirm_racing_release_has_one_winner(self, make_store: StoreFactory) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 40)
+            holds = [await one.reserve([(sku, 1)], ttl=60, owner="u") for _ in range(40)]
+
+            async def outcome(call: Any) -> str:
+                try:
+                    await call
+                except InvalidTransition:
+                    return "lost"
+                return "won"
+
+            for hold in holds:
+                results = await asyncio.gather(
+                    outcome(one.confirm(hold.id)), outcome(two.release(hold.id))
+                )
+                assert sorted(results) == ["lost", "won"]
+            level = await one.stock(sku)
+            assert level.held == 0
+            assert level.available + level.sold == 40
+            await assert_conserved(one, {sku: 40}, holds)
