@@ -23,11 +23,14 @@ from commercekit.reservations.models import (
     merge_lines,
 )
 from commercekit.reservations.store import LineInput, ReservationStore, TTLInput
+from commercekit.reservations.sweeper import ExpiryCallback, ExpirySweeper
 
 if TYPE_CHECKING:
     from commercekit.reservations.redis import RedisReservationStore
 
 __all__ = [
+    "ExpiryCallback",
+    "ExpirySweeper",
     "LineInput",
     "RedisReservationStore",
     "Reservation",

@@ -22,6 +22,7 @@ from other tests::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +30,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from commercekit.errors import (
     IdempotencyConflict,
@@ -79,6 +82,112 @@ async def assert_conserved(
         assert level.available + level.held + level.sold == total, (level, total)
         assert level.held == pending, (level, pending)
         assert level.sold == sold, (level, sold)
+
+
+_SKUS = 3
+_OPERATIONS = st.one_of(
+    st.tuples(st.just("set"), st.integers(0, _SKUS - 1), st.integers(0, 12)),
+    st.tuples(st.just("restock"), st.integers(0, _SKUS - 1), st.integers(1, 5)),
+    st.tuples(st.just("adjust"), st.integers(0, _SKUS - 1), st.integers(-5, 5)),
+    st.tuples(
+        st.just("reserve"),
+        st.lists(st.tuples(st.integers(0, _SKUS - 1), st.integers(1, 4)), min_size=1, max_size=4),
+        st.booleans(),  # a hold that is due almost at once
+    ),
+    st.tuples(st.sampled_from(["confirm", "release", "extend"]), st.integers(0, 50)),
+    st.tuples(st.just("expire_due"), st.integers(1, 5)),
+)
+
+
+_AFTER = {
+    "confirm": ReservationStatus.CONFIRMED,
+    "release": ReservationStatus.RELEASED,
+    "extend": ReservationStatus.PENDING,
+}
+
+
+class _Player:
+    """Applies random operations to a store, checking every invariant after each."""
+
+    def __init__(self, store: ReservationStore) -> None:
+        self.store = store
+        self.skus = [_sku() for _ in range(_SKUS)]
+        self.added = dict.fromkeys(self.skus, 0)
+        self.holds: list[Reservation] = []
+        self.final: dict[str, ReservationStatus] = {}
+
+    async def set(self, index: int, on_hand: int) -> None:
+        sku = self.skus[index]
+        before = await self.store.stock(sku)
+        try:
+            await self.store.set_stock(sku, on_hand)
+        except StockConflict:
+            assert on_hand < before.held
+        else:
+            self.added[sku] += on_hand - before.on_hand
+
+    async def restock(self, index: int, quantity: int) -> None:
+        await self.store.restock(self.skus[index], quantity)
+        self.added[self.skus[index]] += quantity
+
+    async def adjust(self, index: int, delta: int) -> None:
+        with contextlib.suppress(StockConflict):
+            await self.store.adjust(self.skus[index], delta)
+            self.added[self.skus[index]] += delta
+
+    async def reserve(self, lines: list[tuple[int, int]], due_at_once: bool) -> None:
+        with contextlib.suppress(OutOfStock):
+            cart = [(self.skus[i], q) for i, q in lines]
+            ttl = 0.001 if due_at_once else 60
+            self.holds.append(await self.store.reserve(cart, ttl=ttl, owner="prop"))
+
+    async def expire_due(self, limit: int) -> None:
+        for expired in await self.store.expire_due(limit=limit):
+            assert expired.status is ReservationStatus.EXPIRED
+            assert (await self.store.get(expired.id)).status is ReservationStatus.EXPIRED
+
+    async def transition(self, action: str, pick: int) -> None:
+        if not self.holds:
+            return
+        target = self.holds[pick % len(self.holds)]
+        call = getattr(self.store, action)
+        args = (target.id, 60) if action == "extend" else (target.id,)
+        try:
+            changed = await call(*args)
+        except InvalidTransition as exc:
+            refused: InvalidTransition = exc
+        else:
+            assert changed.status is _AFTER[action]
+            assert (await self.store.get(target.id)).status is _AFTER[action]
+            return
+        # ReservationExpired: this call expired it; otherwise it was terminal already
+        assert refused.reservation.status.is_terminal
+        if isinstance(refused, ReservationExpired):
+            assert refused.reservation.status is ReservationStatus.EXPIRED
+
+    async def check(self) -> None:
+        for hold in self.holds:
+            now = (await self.store.get(hold.id)).status
+            if hold.id in self.final:
+                assert now is self.final[hold.id], "a terminal reservation changed"
+            elif now.is_terminal:
+                self.final[hold.id] = now
+        await assert_conserved(self.store, self.added, self.holds)
+
+    async def play(self, operations: list[tuple[Any, ...]]) -> None:
+        for index in range(_SKUS):
+            await self.restock(index, 8)
+        for kind, *args in operations:
+            if kind in _AFTER:
+                await self.transition(kind, *args)
+            else:
+                await getattr(self, kind)(*args)
+            await self.check()
+
+
+async def _play(make_store: StoreFactory, operations: list[tuple[Any, ...]]) -> None:
+    async with make_store() as store:
+        await _Player(store).play(operations)
 
 
 class ReservationStoreContract:
@@ -387,3 +496,20 @@ class ReservationStoreContract:
             assert level.held == 0
             assert level.available + level.sold == 40
             await assert_conserved(one, {sku: 40}, holds)
+
+    # ---------------------------------------------------------- property
+    @settings(
+        max_examples=60,
+        deadline=None,
+        # make_store gives each example fresh SKUs, so sharing the fixture is
+        # safe; each backend's subclass runs this same method (an "executor").
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.differing_executors,
+        ],
+    )
+    @given(operations=st.lists(_OPERATIONS, min_size=1, max_size=25))
+    def test_random_operations_keep_every_invariant(
+        self, make_store: StoreFactory, operations: list[tuple[Any, ...]]
+    ) -> None:
+        asyncio.run(_play(make_store, operations))
