@@ -6,6 +6,7 @@ CommerceKitError
 ├── MissingExtraError         an optional dependency is not installed (also an ImportError)
 ├── InvalidRequest            bad input, refused before any backend is touched (a ValueError)
 ├── BackendUnavailable        Redis, PostgreSQL or Kafka cannot be reached now: retry later
+│   └── RedisDataLost         Redis lost its reservation data; the ledger must restore it
 └── ReservationError
     ├── OutOfStock            some lines cannot be held; .short names them
     ├── ReservationNotFound   no reservation has this id
@@ -13,6 +14,17 @@ CommerceKitError
     │   └── ReservationExpired    its deadline had passed: this call expired it
     ├── IdempotencyConflict   the idempotency key was used for another cart
     └── StockConflict         a stock change would leave a SKU negative or below its holds
+```
+
+The event contracts and buses (see `commercekit.events`) add:
+
+```
+CommerceKitError
+└── EventError
+    ├── MalformedEvent        not JSON, not an envelope, or a payload that breaks its schema
+    │   ├── UnknownEventType          the type is not in the catalog
+    │   └── UnsupportedSchemaVersion  newer than the payload model this process knows
+    └── PublishError          the broker did not acknowledge an event (also a BackendUnavailable)
 ```
 
 The test harness adds its own branch (see `commercekit.testing.servers`):
@@ -39,16 +51,22 @@ __all__ = [
     "BackendUnavailable",
     "CommerceKitError",
     "ConfigurationError",
+    "EventError",
     "IdempotencyConflict",
     "InvalidRequest",
     "InvalidTransition",
+    "MalformedEvent",
     "MissingExtraError",
     "OutOfStock",
+    "PublishError",
+    "RedisDataLost",
     "ReservationError",
     "ReservationExpired",
     "ReservationNotFound",
     "ShortLine",
     "StockConflict",
+    "UnknownEventType",
+    "UnsupportedSchemaVersion",
 ]
 
 
@@ -79,6 +97,14 @@ class BackendUnavailable(CommerceKitError):
     """A backing service (Redis, PostgreSQL, Kafka) cannot be reached; retry later.
 
     Whatever the call was doing was either not done at all or fully undone.
+    """
+
+
+class RedisDataLost(BackendUnavailable):
+    """Redis was flushed or restarted empty; a guarded store refuses to act on it.
+
+    `commercekit.reservations.DurableReservations` restores it from the
+    PostgreSQL ledger and retries; nothing was changed.
     """
 
 
@@ -150,3 +176,51 @@ class IdempotencyConflict(ReservationError):
 
 class StockConflict(ReservationError):
     """The stock change would make available stock negative or drop below the held units."""
+
+
+# ---------------------------------------------------------------- events
+
+
+class EventError(CommerceKitError):
+    """Base class of the event contracts' and the event buses' errors."""
+
+
+class MalformedEvent(EventError, ValueError):
+    """The bytes are not a valid event of the catalog; consumers dead-letter them.
+
+    `reason` says what is wrong, in one line.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class UnknownEventType(MalformedEvent):
+    """The event's type is not in the catalog this process knows."""
+
+    def __init__(self, event_type: str) -> None:
+        self.event_type = event_type
+        super().__init__(f"unknown event type {event_type!r}")
+
+
+class UnsupportedSchemaVersion(MalformedEvent):
+    """The event's schema version is newer than the payload model this process knows.
+
+    Deploy consumers before producers: a consumer reads every older version.
+    """
+
+    def __init__(self, event_type: str, version: int, supported: int) -> None:
+        self.event_type = event_type
+        self.version = version
+        self.supported = supported
+        super().__init__(
+            f"{event_type} schema version {version} is newer than the supported {supported}"
+        )
+
+
+class PublishError(EventError, BackendUnavailable):
+    """The broker did not acknowledge an event; it may or may not have been written.
+
+    Publishing again is safe: consumers deduplicate by event id.
+    """

@@ -9,10 +9,12 @@ hold = await store.reserve([("SKU-1", 2)], ttl=900, owner="user-42")
 await store.confirm(hold.id)
 ```
 
-`RedisReservationStore` needs ``commercekit[redis]``; import it from
-``commercekit.reservations.redis`` or from here.
+`RedisReservationStore` needs ``commercekit[redis]``; `ReservationLedger` and
+`DurableReservations` need ``commercekit[postgres]`` too. They are imported
+on first use, so the models work without either.
 """
 
+import importlib
 from typing import TYPE_CHECKING
 
 from commercekit.reservations.models import (
@@ -26,14 +28,19 @@ from commercekit.reservations.store import LineInput, ReservationStore, TTLInput
 from commercekit.reservations.sweeper import ExpiryCallback, ExpirySweeper
 
 if TYPE_CHECKING:
+    from commercekit.reservations.durable import DurableReservations, ReconcileReport
+    from commercekit.reservations.ledger import ReservationLedger
     from commercekit.reservations.redis import RedisReservationStore
 
 __all__ = [
+    "DurableReservations",
     "ExpiryCallback",
     "ExpirySweeper",
     "LineInput",
+    "ReconcileReport",
     "RedisReservationStore",
     "Reservation",
+    "ReservationLedger",
     "ReservationLine",
     "ReservationStatus",
     "ReservationStore",
@@ -43,10 +50,17 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Import the Redis store lazily, so the models work without redis-py.
-    if name == "RedisReservationStore":
-        from commercekit.reservations.redis import RedisReservationStore  # noqa: PLC0415
+_LAZY = {
+    # These need optional extras; import them only when asked for.
+    "RedisReservationStore": "commercekit.reservations.redis",
+    "ReservationLedger": "commercekit.reservations.ledger",
+    "DurableReservations": "commercekit.reservations.durable",
+    "ReconcileReport": "commercekit.reservations.durable",
+}
 
-        return RedisReservationStore
-    raise AttributeError(name)
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

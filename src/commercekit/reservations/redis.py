@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -26,6 +26,7 @@ from commercekit.errors import (
     InvalidTransition,
     MissingExtraError,
     OutOfStock,
+    RedisDataLost,
     ReservationExpired,
     ReservationNotFound,
     ShortLine,
@@ -48,20 +49,25 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["RedisReservationStore"]
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+_LEVEL = ("available", "held", "sold")
+
+
+_SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore")
 
 
 @cache
-def _script_source(name: str) -> str:
+def _script_source(name: str, guarded: bool) -> str:
     lua = resources.files(__package__) / "lua"
-    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    flag = "local GUARDED = true\n" if guarded else "local GUARDED = false\n"
+    return flag + (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
 class _Script:
     """One Lua script: called by SHA, loaded again when Redis answers NOSCRIPT."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, guarded: bool) -> None:
         self.name = name
-        self.source = _script_source(name)
+        self.source = _script_source(name, guarded)
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
@@ -70,12 +76,6 @@ class _Script:
         except redis_errors.NoScriptError:
             await client.script_load(self.source)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-
-_RESERVE = _Script("reserve")
-_TRANSITION = _Script("transition")
-_EXPIRE_DUE = _Script("expire_due")
-_STOCK = _Script("stock")
 
 
 def _time(ms: int) -> dt.datetime:
@@ -95,6 +95,30 @@ def _reservation(record: Mapping[str, Any]) -> Reservation:
     )
 
 
+def _fingerprint(lines: Iterable[ReservationLine]) -> str:
+    """What an idempotency key remembers of a cart: its merged lines, in any order."""
+    canonical = json.dumps(sorted((line.sku, line.quantity) for line in lines))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _ms(moment: dt.datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _record(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "id": reservation.id,
+        "status": reservation.status.value,
+        "owner": reservation.owner,
+        "lines": [[line.sku, line.quantity] for line in reservation.lines],
+        "created": _ms(reservation.created_at),
+        "updated": _ms(reservation.updated_at),
+        "expires": _ms(reservation.expires_at),
+        "idem": reservation.idempotency_key or "",
+        "fp": _fingerprint(reservation.lines),
+    }
+
+
 class RedisReservationStore:
     """A `ReservationStore` on Redis (redis-py asyncio), Redis Cluster or fakeredis.
 
@@ -104,6 +128,9 @@ class RedisReservationStore:
         prefix: namespace of every key, so several stores share one Redis.
         retention: how long a terminal reservation stays readable.
         idempotency_ttl: how long an idempotency key replays its reservation.
+        guarded: refuse to act (`RedisDataLost`) until `restore` has run on
+            this Redis; set by `DurableReservations`, which keeps a ledger to
+            restore from after a flush or an empty restart.
     """
 
     def __init__(
@@ -113,6 +140,7 @@ class RedisReservationStore:
         prefix: str = "commercekit",
         retention: dt.timedelta = dt.timedelta(days=7),
         idempotency_ttl: dt.timedelta = dt.timedelta(days=1),
+        guarded: bool = False,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise InvalidRequest(f"prefix must be non-empty and without braces: {prefix!r}")
@@ -124,13 +152,19 @@ class RedisReservationStore:
         self._due = self._base + "due"
         self._retention_ms = int(retention.total_seconds() * 1000)
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
+        self.guarded = guarded
+        self._scripts = {name: _Script(name, guarded) for name in _SCRIPTS}
 
     # ----------------------------------------------------------- plumbing
-    async def _run(self, script: _Script, keys: Sequence[str], args: Sequence[object]) -> Any:
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
         try:
-            raw = await script(self._redis, keys, args)
+            raw = await self._scripts[name](self._redis, keys, args)
         except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable during {script.name}: {exc}") from exc
+            raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
+        except redis_errors.ResponseError as exc:
+            if "NOTHYDRATED" in str(exc):
+                raise RedisDataLost(str(exc)) from None
+            raise
         return json.loads(raw)
 
     def _stock_key(self, sku: str) -> str:
@@ -146,14 +180,14 @@ class RedisReservationStore:
     async def load_scripts(self) -> None:
         """Load every script now (optional: they also load on first use)."""
         try:
-            for script in (_RESERVE, _TRANSITION, _EXPIRE_DUE, _STOCK):
+            for script in self._scripts.values():
                 await self._redis.script_load(script.source)
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable: {exc}") from exc
 
     # -------------------------------------------------------------- stock
     async def _stock_op(self, sku: str, op: str, amount: int) -> StockLevel:
-        reply = await self._run(_STOCK, [self._stock_key(sku)], [op, amount])
+        reply = await self._run("stock", [self._stock_key(sku)], [op, amount, self._base])
         if "err" in reply:
             level = f"available {reply['available']}, held {reply['held']}"
             raise StockConflict(f"cannot {op} {sku} by {amount}: {level}")
@@ -181,10 +215,7 @@ class RedisReservationStore:
     async def stock(self, sku: str) -> StockLevel:
         """See `ReservationStore.stock`."""
         sku = _input.check_sku(sku)
-        try:
-            values = await self._redis.hmget(self._stock_key(sku), "available", "held", "sold")
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        (values,) = await self._read(lambda pipe: pipe.hmget(self._stock_key(sku), *_LEVEL))
         available, held, sold = (int(v or 0) for v in values)
         return StockLevel(sku=sku, available=available, held=held, sold=sold)
 
@@ -193,14 +224,29 @@ class RedisReservationStore:
         wanted = list(dict.fromkeys(_input.check_sku(sku) for sku in skus))
         if not wanted:
             return {}
+
+        def queue(pipe: Any) -> None:
+            for sku in wanted:
+                pipe.hget(self._stock_key(sku), "available")
+
+        values = await self._read(queue)
+        return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+
+    async def _read(self, queue: Callable[[Any], object]) -> list[Any]:
+        """Run reads in one round trip; a guarded store also checks Redis still has its data."""
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for sku in wanted:
-                    pipe.hget(self._stock_key(sku), "available")
-                values = await pipe.execute()
+                if self.guarded:
+                    pipe.exists(self._base + "hydrated")
+                queue(pipe)
+                values: list[Any] = await pipe.execute()
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable: {exc}") from exc
-        return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+        if self.guarded:
+            if not values[0]:
+                raise RedisDataLost("redis lost its reservation data; restore it from the ledger")
+            return values[1:]
+        return values
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -216,15 +262,13 @@ class RedisReservationStore:
         ttl_ms = _input.check_ttl(ttl)
         owner = str(_input.check_text(owner, "owner"))
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
-        fingerprint = hashlib.sha256(
-            json.dumps(sorted((line.sku, line.quantity) for line in cart)).encode()
-        ).hexdigest()[:32]
+        fingerprint = _fingerprint(cart)
         idem_key = self._idempotency_key(owner, key) if key is not None else self._due
         pairs: list[object] = []
         for line in cart:
             pairs += [line.sku, line.quantity]
         reply = await self._run(
-            _RESERVE,
+            "reserve",
             [self._due, idem_key],
             [
                 self._base,
@@ -252,10 +296,7 @@ class RedisReservationStore:
     async def get(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.get`."""
         rid = str(_input.check_text(reservation_id, "reservation_id"))
-        try:
-            raw = await self._redis.get(self._record_key(rid))
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        (raw,) = await self._read(lambda pipe: pipe.get(self._record_key(rid)))
         if raw is None:
             raise ReservationNotFound(rid)
         return _reservation(json.loads(raw))
@@ -263,7 +304,7 @@ class RedisReservationStore:
     async def _transition(self, reservation_id: str, action: str, ttl_ms: int = 0) -> Reservation:
         rid = str(_input.check_text(reservation_id, "reservation_id"))
         reply = await self._run(
-            _TRANSITION,
+            "transition",
             [self._due, self._record_key(rid)],
             [self._base, rid, action, ttl_ms, self._retention_ms],
         )
@@ -292,5 +333,59 @@ class RedisReservationStore:
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
         """See `ReservationStore.expire_due`."""
         limit = _input.check_int(limit, "limit", minimum=1)
-        records = await self._run(_EXPIRE_DUE, [self._due], [self._base, limit, self._retention_ms])
+        records = await self._run(
+            "expire_due", [self._due], [self._base, limit, self._retention_ms]
+        )
         return [_reservation(record) for record in records]
+
+    # ------------------------------------------------------ ledger support
+    async def is_hydrated(self) -> bool:
+        """Whether `restore` has run on this Redis since it was last emptied."""
+        try:
+            return bool(await self._redis.exists(self._base + "hydrated"))
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+
+    async def restore(
+        self, stock: Sequence[StockLevel], pending: Sequence[Reservation], *, marker: str
+    ) -> bool:
+        """Write stock levels and pending holds from a ledger, once, atomically.
+
+        Returns False if another process restored this Redis first.
+        """
+        stock_rows = [[s.sku, s.available, s.held, s.sold] for s in stock]
+        records = [_record(r) for r in pending]
+        idempotency = [
+            [self._idempotency_key(r.owner, r.idempotency_key), f"{_fingerprint(r.lines)}|{r.id}"]
+            for r in pending
+            if r.idempotency_key
+        ]
+        try:
+            reply = await self._scripts["restore"](
+                self._redis,
+                [self._due, self._base + "hydrated"],
+                [
+                    self._base,
+                    marker,
+                    json.dumps(stock_rows),
+                    json.dumps(records),
+                    json.dumps(idempotency),
+                    self._idempotency_ms,
+                ],
+            )
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable during restore: {exc}") from exc
+        return bool(reply in (b"RESTORED", "RESTORED"))
+
+    async def pending(self) -> list[Reservation]:
+        """Every PENDING reservation in Redis (for reconciliation)."""
+        try:
+            ids = await self._redis.zrange(self._due, 0, -1)
+            if not ids:
+                return []
+            keys = [self._record_key(i.decode() if isinstance(i, bytes) else i) for i in ids]
+            raws = await self._redis.mget(keys)
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        found = (_reservation(json.loads(raw)) for raw in raws if raw is not None)
+        return [r for r in found if r.status is ReservationStatus.PENDING]

@@ -7,10 +7,20 @@
 --   BASE .. "res:" .. id     string: the reservation record as JSON
 --   BASE .. "stock:" .. sku  hash: available, held, sold
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
+--   BASE .. "hydrated"       string: set once the durable ledger restored this shard
 --
 -- A record is {id, status, owner, lines = {{sku, qty}, ...}, created,
 -- updated, expires, idem, fp}; times are Redis server milliseconds, so every
 -- replica of every service agrees on one clock.
+
+-- GUARDED is set by the loader: true for a store kept with a durable ledger,
+-- which must not act on a Redis that lost its data (flushed, restarted
+-- empty) until the ledger has restored it and set BASE .. "hydrated".
+local function ready(base)
+  return (not GUARDED) or redis.call('EXISTS', base .. 'hydrated') == 1
+end
+
+local NOT_READY = 'NOTHYDRATED redis lost its reservation data; restore it from the ledger'
 
 local function now_ms()
   local t = redis.call('TIME')

@@ -7,6 +7,9 @@
 -- Returns  JSON array of the records expired by this call (maybe empty)
 
 local base, limit, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+if not ready(base) then
+  return redis.error_reply(NOT_READY)
+end
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 local expired = {}

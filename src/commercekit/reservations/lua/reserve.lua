@@ -13,6 +13,9 @@ local base, id, owner = ARGV[1], ARGV[2], ARGV[3]
 local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local fp, has_idem, idem = ARGV[6], ARGV[7] == '1', ARGV[8]
 local first = 9
+if not ready(base) then
+  return redis.error_reply(NOT_READY)
+end
 
 if has_idem then
   local seen = redis.call('GET', KEYS[2])

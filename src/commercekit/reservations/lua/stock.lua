@@ -1,7 +1,7 @@
 -- Change the stock of one SKU.
 --
 -- KEYS[1]  the SKU's stock hash (BASE .. "stock:" .. sku)
--- ARGV     op ("set" | "restock" | "adjust"), amount
+-- ARGV     op ("set" | "restock" | "adjust"), amount, base
 --          set:     on-hand units (available + held) become `amount`
 --          restock: `amount` (> 0) more units become available
 --          adjust:  available changes by `amount` (may be negative)
@@ -9,6 +9,9 @@
 --          or {err = "BELOW_HELD" | "NEGATIVE", available, held, sold}
 
 local op, amount = ARGV[1], tonumber(ARGV[2])
+if not ready(ARGV[3]) then
+  return redis.error_reply(NOT_READY)
+end
 local available, held, sold = unpack(stock_of(KEYS[1]))
 
 local target

@@ -12,6 +12,9 @@
 
 local base, id, action = ARGV[1], ARGV[2], ARGV[3]
 local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
+if not ready(base) then
+  return redis.error_reply(NOT_READY)
+end
 
 local raw = redis.call('GET', KEYS[2])
 if not raw then

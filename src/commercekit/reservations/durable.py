@@ -1,0 +1,324 @@
+"""`DurableReservations`: Redis holds kept together with their PostgreSQL records.
+
+```python
+store = RedisReservationStore(redis, guarded=True)
+reservations = DurableReservations(store, ReservationLedger(engine))
+await reservations.start()            # restores Redis from the ledger if it is empty
+hold = await reservations.reserve([("SKU-1", 2)], ttl=900, owner="user-42")
+```
+
+What it guarantees:
+
+- a hold exists only with its record: if the record cannot be written, the
+  hold is released before the caller gets `BackendUnavailable`;
+- every transition reaches the ledger exactly once (conditional updates);
+  a retried call that finds the transition already made records it again
+  harmlessly, so retries converge;
+- after Redis is flushed or restarted empty, the first call restores stock
+  and pending holds from the ledger (guarded scripts refuse to act before);
+- `reconcile` finds and repairs what a crash between the two left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError  # the ledger's import checked the extra
+
+from commercekit.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidTransition,
+    RedisDataLost,
+    ReservationExpired,
+    ReservationNotFound,
+)
+from commercekit.reservations import _input
+from commercekit.reservations.ledger import ReservationLedger
+from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
+from commercekit.reservations.redis import RedisReservationStore
+from commercekit.reservations.store import LineInput, TTLInput
+from commercekit.reservations.sweeper import ExpiryCallback
+
+__all__ = ["DurableReservations", "ReconcileReport"]
+
+logger = logging.getLogger("commercekit.reservations.durable")
+
+T = TypeVar("T")
+
+_LEDGER_DOWN = (SQLAlchemyError, OSError, TimeoutError)
+
+
+@dataclass
+class ReconcileReport:
+    """What `DurableReservations.reconcile` found, and repaired."""
+
+    records_added: list[str] = field(default_factory=list)
+    """Holds Redis had without a ledger row; their rows were written."""
+    transitions_recorded: list[str] = field(default_factory=list)
+    """Reservations the ledger had as PENDING though Redis had settled them."""
+    lost_holds: list[str] = field(default_factory=list)
+    """PENDING in the ledger, unknown to Redis: recorded as EXPIRED (no units were held)."""
+    stock_repaired: dict[str, int] = field(default_factory=dict)
+    """Per SKU, the units added to (or taken from) Redis's available stock."""
+
+    @property
+    def clean(self) -> bool:
+        """Whether Redis and the ledger already agreed."""
+        return not (
+            self.records_added
+            or self.transitions_recorded
+            or self.lost_holds
+            or self.stock_repaired
+        )
+
+
+class DurableReservations:
+    """A `ReservationStore` whose holds are recorded in a `ReservationLedger`.
+
+    Args:
+        store: a `RedisReservationStore` created with ``guarded=True``.
+        ledger: the PostgreSQL (or SQLite) ledger.
+        on_expired: reported for a hold that a confirm, release or extend
+            found past its deadline and expired (the sweeper reports its own).
+    """
+
+    def __init__(
+        self,
+        store: RedisReservationStore,
+        ledger: ReservationLedger,
+        *,
+        on_expired: ExpiryCallback | None = None,
+    ) -> None:
+        if not store.guarded:
+            raise ConfigurationError("DurableReservations needs a store created with guarded=True")
+        self.store = store
+        self.ledger = ledger
+        self.on_expired = on_expired
+
+    # ---------------------------------------------------------- hydration
+    async def start(self) -> None:
+        """Restore Redis from the ledger if it has no data (a new or emptied Redis)."""
+        if not await self.store.is_hydrated():
+            await self.rehydrate()
+
+    async def rehydrate(self) -> bool:
+        """Write the ledger's stock and pending holds into Redis, once.
+
+        Returns False if another replica restored it first.
+        """
+        try:
+            stock, pending = await self.ledger.snapshot()
+        except _LEDGER_DOWN as exc:
+            raise BackendUnavailable(f"ledger unavailable, cannot restore redis: {exc}") from exc
+        restored = await self.store.restore(stock, pending, marker=str(uuid.uuid4()))
+        if restored:
+            logger.warning(
+                "restored redis from the ledger: %d SKUs, %d pending holds",
+                len(stock),
+                len(pending),
+            )
+        return restored
+
+    async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a store call; if Redis lost its data, restore it and run the call again."""
+        try:
+            return await call()
+        except RedisDataLost:
+            await self.rehydrate()
+            return await call()
+
+    async def _record(self, reservation: Reservation) -> None:
+        try:
+            await self.ledger.record_transition(reservation)
+        except _LEDGER_DOWN as exc:
+            raise BackendUnavailable(
+                f"reservation {reservation.id} is {reservation.status.value} in redis but the "
+                f"ledger could not record it ({exc}); retrying the call records it"
+            ) from exc
+
+    # -------------------------------------------------------------- stock
+    async def _stock(self, sku: str, change: Callable[[], Awaitable[StockLevel]]) -> StockLevel:
+        sku = _input.check_sku(sku)
+        try:
+            return await self.ledger.change_stock(sku, lambda: self._redis(change))
+        except _LEDGER_DOWN as exc:
+            raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
+
+    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+        """See `ReservationStore.set_stock`; the total is recorded in the ledger."""
+        return await self._stock(sku, lambda: self.store.set_stock(sku, on_hand))
+
+    async def restock(self, sku: str, quantity: int) -> StockLevel:
+        """See `ReservationStore.restock`; the total is recorded in the ledger."""
+        return await self._stock(sku, lambda: self.store.restock(sku, quantity))
+
+    async def adjust(self, sku: str, delta: int) -> StockLevel:
+        """See `ReservationStore.adjust`; the total is recorded in the ledger."""
+        return await self._stock(sku, lambda: self.store.adjust(sku, delta))
+
+    async def stock(self, sku: str) -> StockLevel:
+        """See `ReservationStore.stock`."""
+        return await self._redis(lambda: self.store.stock(sku))
+
+    async def available(self, skus: Iterable[str]) -> dict[str, int]:
+        """See `ReservationStore.available`."""
+        wanted = list(skus)
+        return await self._redis(lambda: self.store.available(wanted))
+
+    # -------------------------------------------------------- reservations
+    async def reserve(
+        self,
+        lines: Sequence[LineInput],
+        *,
+        ttl: TTLInput,
+        owner: str,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """See `ReservationStore.reserve`: the hold, then its record, or neither."""
+        hold = await self._redis(
+            lambda: self.store.reserve(lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key)
+        )
+        try:
+            await self.ledger.record_created(hold)
+        except _LEDGER_DOWN as exc:
+            await self._undo(hold)
+            raise BackendUnavailable(f"ledger unavailable; the hold was released: {exc}") from exc
+        return hold
+
+    async def _undo(self, hold: Reservation) -> None:
+        if hold.status is not ReservationStatus.PENDING:
+            return  # an idempotent replay of a settled reservation: nothing to undo
+        try:
+            await self.store.release(hold.id)
+        except InvalidTransition:
+            pass  # settled meanwhile: its stock went back (or was sold) already
+        except Exception:
+            # The hold stays until its deadline; the sweeper returns the stock then.
+            logger.exception("could not release hold %s after a ledger failure", hold.id)
+
+    async def _transition(
+        self, action: str, call: Callable[[], Awaitable[Reservation]]
+    ) -> Reservation:
+        try:
+            changed = await self._redis(call)
+        except InvalidTransition as exc:
+            # Record what Redis decided (again, harmlessly) so retries converge.
+            await self._record(exc.reservation)
+            if isinstance(exc, ReservationExpired):
+                await self._report_expired(exc.reservation)
+            raise
+        await self._record(changed)
+        return changed
+
+    async def _report_expired(self, reservation: Reservation) -> None:
+        if self.on_expired is None:
+            return
+        try:
+            result = self.on_expired(reservation)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_expired failed for reservation %s", reservation.id)
+
+    async def confirm(self, reservation_id: str) -> Reservation:
+        """See `ReservationStore.confirm`."""
+        return await self._transition("confirm", lambda: self.store.confirm(reservation_id))
+
+    async def release(self, reservation_id: str) -> Reservation:
+        """See `ReservationStore.release`."""
+        return await self._transition("release", lambda: self.store.release(reservation_id))
+
+    async def extend(self, reservation_id: str, ttl: TTLInput) -> Reservation:
+        """See `ReservationStore.extend`."""
+        return await self._transition("extend", lambda: self.store.extend(reservation_id, ttl))
+
+    async def expire_due(self, limit: int = 100) -> list[Reservation]:
+        """See `ReservationStore.expire_due`; each expiry is recorded in the ledger.
+
+        An expiry the ledger cannot record now stays expired in Redis;
+        `reconcile` records it later.
+        """
+        expired = await self._redis(lambda: self.store.expire_due(limit))
+        for reservation in expired:
+            try:
+                await self.ledger.record_transition(reservation)
+            except _LEDGER_DOWN:
+                logger.exception("ledger missed the expiry of %s", reservation.id)
+        return expired
+
+    async def get(self, reservation_id: str) -> Reservation:
+        """See `ReservationStore.get`; falls back to the ledger past Redis's retention."""
+        with contextlib.suppress(ReservationNotFound):
+            return await self._redis(lambda: self.store.get(reservation_id))
+        try:
+            found = await self.ledger.get(reservation_id)
+        except _LEDGER_DOWN as exc:
+            raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
+        if found is None:
+            raise ReservationNotFound(reservation_id)
+        return found
+
+    # ----------------------------------------------------------- reconcile
+    async def _repair_total(self, sku: str) -> int:
+        """Make Redis's units of `sku` add up to the ledger's total; return the change."""
+        drift = 0
+
+        async def fix() -> StockLevel:
+            nonlocal drift
+            added, _sold = await self.ledger.totals_of(sku)  # read under the row lock
+            level = await self.store.stock(sku)
+            drift = added - (level.available + level.held + level.sold)
+            return await self.store.adjust(sku, drift) if drift else level
+
+        await self._stock(sku, fix)
+        return drift
+
+    async def reconcile(self) -> ReconcileReport:
+        """Compare Redis with the ledger and repair what differs.
+
+        Safe while traffic flows: it only records decisions Redis already
+        made, and corrects a SKU's total units (which reservations never
+        change) under the same row lock as stock changes.
+        """
+        report = ReconcileReport()
+        await self.start()
+        in_redis = {r.id: r for r in await self.store.pending()}
+        in_ledger = {r.id: r for r in await self.ledger.pending()}
+
+        for rid, hold in in_redis.items():
+            if rid not in in_ledger and await self.ledger.get(rid) is None:
+                await self.ledger.record_created(hold)
+                report.records_added.append(rid)
+        for rid, recorded in in_ledger.items():
+            if rid in in_redis:
+                continue
+            try:
+                now = await self.store.get(rid)
+            except ReservationNotFound:
+                lost = recorded.model_copy(
+                    update={
+                        "status": ReservationStatus.EXPIRED,
+                        "updated_at": dt.datetime.now(dt.UTC),
+                    }
+                )
+                if await self.ledger.record_transition(lost):
+                    report.lost_holds.append(rid)
+                continue
+            if now.status.is_terminal and await self.ledger.record_transition(now):
+                report.transitions_recorded.append(rid)
+
+        for sku in await self.ledger.stock_totals():
+            drift = await self._repair_total(sku)
+            if drift:
+                report.stock_repaired[sku] = drift
+        if not report.clean:
+            logger.warning("reconcile repaired drift: %s", report)
+        return report

@@ -1,0 +1,236 @@
+"""The durable ledger: reservations and stock totals in PostgreSQL (or SQLite).
+
+Redis decides every transition (its Lua scripts are the arbiter); the ledger
+records each decision exactly once, with conditional updates, so a repeated
+write changes nothing. The ledger is what Redis is restored from after a
+flush or an empty restart, and what `reconcile` compares Redis with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from commercekit.errors import MissingExtraError
+from commercekit.reservations.models import (
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    StockLevel,
+)
+
+try:
+    from sqlalchemy import JSON, BigInteger, Index, String, func, select, update
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.dialects.postgresql import JSONB
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.orm import Mapped, mapped_column
+
+    from commercekit.sql import Base
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("postgres", __name__) from exc
+
+__all__ = ["ReservationLedger", "ReservationRow", "StockRow"]
+
+
+class StockRow(Base):
+    """Units ever added to a SKU (net of adjustments), and units sold."""
+
+    __tablename__ = "commercekit_stock"
+
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    added: Mapped[int] = mapped_column(BigInteger, default=0)
+    sold: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+class ReservationRow(Base):
+    """The durable record of one reservation."""
+
+    __tablename__ = "commercekit_reservations"
+    __table_args__ = (Index("ix_commercekit_reservations_status_expires", "status", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+
+
+def _row_values(r: Reservation) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "owner": r.owner,
+        "status": r.status.value,
+        "lines": [[line.sku, line.quantity] for line in r.lines],
+        "idempotency_key": r.idempotency_key,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "expires_at": r.expires_at,
+    }
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; everything commercekit stores is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _reservation(row: Any) -> Reservation:
+    return Reservation(
+        id=row.id,
+        status=ReservationStatus(row.status),
+        owner=row.owner,
+        lines=tuple(ReservationLine(sku=sku, quantity=int(q)) for sku, q in row.lines),
+        created_at=_aware(row.created_at),
+        updated_at=_aware(row.updated_at),
+        expires_at=_aware(row.expires_at),
+        idempotency_key=row.idempotency_key,
+    )
+
+
+class ReservationLedger:
+    """Reads and idempotent writes of the reservation tables.
+
+    Args:
+        engine: a SQLAlchemy async engine (asyncpg on PostgreSQL; aiosqlite
+            works for the embedded mode). Apply the migrations first with
+            `commercekit.sql.migrate`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    async def record_created(self, reservation: Reservation) -> None:
+        """Insert a new reservation's row; a second insert of the same id does nothing."""
+        async with self.engine.begin() as conn:
+            stmt = self._insert(ReservationRow).values(**_row_values(reservation))
+            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+
+    async def record_transition(self, reservation: Reservation) -> bool:
+        """Record a reservation's new status (or deadline); True if this call changed the row.
+
+        A PENDING row moves to the terminal status once; confirmed units are
+        added to the SKU's sold total in the same transaction. A row that is
+        missing (its insert failed after the hold was made) is created in
+        its final state. Recording the same transition again does nothing.
+        """
+        async with self.engine.begin() as conn:
+            if reservation.status is ReservationStatus.PENDING:  # an extension
+                result = await conn.execute(
+                    update(ReservationRow)
+                    .where(ReservationRow.id == reservation.id, ReservationRow.status == "PENDING")
+                    .values(expires_at=reservation.expires_at, updated_at=reservation.updated_at)
+                )
+                return bool(result.rowcount)
+            result = await conn.execute(
+                update(ReservationRow)
+                .where(ReservationRow.id == reservation.id, ReservationRow.status == "PENDING")
+                .values(status=reservation.status.value, updated_at=reservation.updated_at)
+            )
+            if not result.rowcount:
+                stmt = self._insert(ReservationRow).values(**_row_values(reservation))
+                inserted = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+                if not inserted.rowcount:
+                    return False  # the row was terminal already: recorded before
+            if reservation.status is ReservationStatus.CONFIRMED:
+                for line in reservation.lines:
+                    await self._add_sold(conn, line.sku, line.quantity)
+            return True
+
+    async def _add_sold(self, conn: AsyncConnection, sku: str, quantity: int) -> None:
+        stmt = self._insert(StockRow).values(sku=sku, added=0, sold=quantity)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["sku"],
+                set_={"sold": StockRow.sold + quantity, "updated_at": func.now()},
+            )
+        )
+
+    async def change_stock(
+        self, sku: str, change: Callable[[], Awaitable[StockLevel]]
+    ) -> StockLevel:
+        """Run `change` (the Redis stock script) under the SKU's row lock, then record it.
+
+        The lock serialises stock changes of one SKU across replicas, so the
+        ledger's ``added`` always matches the last change Redis made. If the
+        change fails, nothing is recorded.
+        """
+        async with self.engine.begin() as conn:
+            seed = self._insert(StockRow).values(sku=sku, added=0, sold=0)
+            await conn.execute(seed.on_conflict_do_nothing(index_elements=["sku"]))
+            await conn.execute(select(StockRow.sku).where(StockRow.sku == sku).with_for_update())
+            level = await change()
+            await conn.execute(
+                update(StockRow)
+                .where(StockRow.sku == sku)
+                .values(added=level.available + level.held + level.sold, updated_at=func.now())
+            )
+            return level
+
+    async def get(self, reservation_id: str) -> Reservation | None:
+        """The recorded reservation, or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(ReservationRow).where(ReservationRow.id == reservation_id)
+                )
+            ).first()
+        return _reservation(row) if row is not None else None
+
+    async def pending(self) -> list[Reservation]:
+        """Every reservation the ledger has as PENDING."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(ReservationRow).where(ReservationRow.status == "PENDING")
+            )
+            return [_reservation(row) for row in rows]
+
+    async def stock_totals(self) -> dict[str, tuple[int, int]]:
+        """``{sku: (added, sold)}`` for every SKU in the ledger."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(StockRow.sku, StockRow.added, StockRow.sold))
+            return {sku: (int(added), int(sold)) for sku, added, sold in rows}
+
+    async def totals_of(self, sku: str) -> tuple[int, int]:
+        """``(added, sold)`` of one SKU (zeros if unknown)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(StockRow.added, StockRow.sold).where(StockRow.sku == sku))
+            ).first()
+        return (int(row.added), int(row.sold)) if row is not None else (0, 0)
+
+    async def snapshot(self) -> tuple[list[StockLevel], list[Reservation]]:
+        """Stock levels and pending holds as the ledger has them, read consistently.
+
+        available = added - sold - held, held being the pending holds' units.
+        """
+        # One snapshot for both reads (SQLite's single writer gives that already).
+        isolation = (
+            "REPEATABLE READ" if self.engine.dialect.name == "postgresql" else "SERIALIZABLE"
+        )
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level=isolation)
+            rows = await conn.execute(
+                select(ReservationRow).where(ReservationRow.status == "PENDING")
+            )
+            pending = [_reservation(row) for row in rows]
+            totals = await conn.execute(select(StockRow.sku, StockRow.added, StockRow.sold))
+            held: dict[str, int] = {}
+            for reservation in pending:
+                for line in reservation.lines:
+                    held[line.sku] = held.get(line.sku, 0) + line.quantity
+            stock = [
+                StockLevel(
+                    sku=sku,
+                    available=max(int(added) - int(sold) - held.get(sku, 0), 0),
+                    held=held.get(sku, 0),
+                    sold=int(sold),
+                )
+                for sku, added, sold in totals
+            ]
+        return stock, pending

@@ -1,0 +1,26 @@
+-- Restore a shard from the durable ledger after Redis lost its data.
+-- Runs once: the first replica to call it restores, the others see ALREADY.
+--
+-- KEYS[1]  the due index (BASE .. "due")
+-- KEYS[2]  the marker (BASE .. "hydrated")
+-- ARGV     base, marker value, stock JSON {{sku, available, held, sold}, ...},
+--          pending records JSON {record, ...} (the shape reserve.lua writes),
+--          idempotency JSON {{key, "<fingerprint>|<id>"}, ...}, idempotency ttl ms
+-- Returns  "RESTORED" or "ALREADY"
+
+local base = ARGV[1]
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 'ALREADY'
+end
+for _, s in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('HSET', stock_key(base, s[1]), 'available', s[2], 'held', s[3], 'sold', s[4])
+end
+for _, rec in ipairs(cjson.decode(ARGV[4])) do
+  redis.call('SET', res_key(base, rec.id), cjson.encode(rec))
+  redis.call('ZADD', KEYS[1], rec.expires, rec.id)
+end
+for _, idem in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('SET', idem[1], idem[2], 'PX', tonumber(ARGV[6]))
+end
+redis.call('SET', KEYS[2], ARGV[2])
+return 'RESTORED'
