@@ -264,13 +264,13 @@ def test_pdeathsig_ends_the_server_when_its_parent_dies(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "from test_harness import SimpleServer\n"
+        "from tests.unit.test_harness import SimpleServer\n"
         "s = SimpleServer(sys.argv[2]).start()\n"
         "print(s.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
     with subprocess.Popen(
-        [sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path)],
+        [sys.executable, "-c", script, str(Path(__file__).parents[2]), str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
     ) as parent:

@@ -10,6 +10,7 @@ default): a pending hold never expires by itself, only by a transition.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -69,12 +70,19 @@ class _Script:
         self.name = name
         self.source = _script_source(name, guarded)
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+        self._loading = asyncio.Lock()
+        self._loads = 0
 
     async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
+        loads = self._loads
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except redis_errors.NoScriptError:
-            await client.script_load(self.source)
+            # Many calls in flight all miss at once: one loads, the others wait.
+            async with self._loading:
+                if self._loads == loads:
+                    await client.script_load(self.source)
+                    self._loads += 1
             return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
@@ -154,9 +162,13 @@ class RedisReservationStore:
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
         self.guarded = guarded
         self._scripts = {name: _Script(name, guarded) for name in _SCRIPTS}
+        self._loading = asyncio.Lock()
+        self._loaded = False
 
     # ----------------------------------------------------------- plumbing
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        if not self._loaded:
+            await self.load_scripts()
         try:
             raw = await self._scripts[name](self._redis, keys, args)
         except _UNREACHABLE as exc:
@@ -178,12 +190,21 @@ class RedisReservationStore:
         return f"{self._base}idem:{digest}"
 
     async def load_scripts(self) -> None:
-        """Load every script now (optional: they also load on first use)."""
-        try:
-            for script in self._scripts.values():
-                await self._redis.script_load(script.source)
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        """Load every script (done once before the first call).
+
+        Loading up front keeps a burst of first calls from all meeting
+        NOSCRIPT at once; NOSCRIPT after a restart or ``SCRIPT FLUSH`` is
+        still handled, by loading the script again.
+        """
+        async with self._loading:
+            if self._loaded:
+                return
+            try:
+                for script in self._scripts.values():
+                    await self._redis.script_load(script.source)
+            except _UNREACHABLE as exc:
+                raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+            self._loaded = True
 
     # -------------------------------------------------------------- stock
     async def _stock_op(self, sku: str, op: str, amount: int) -> StockLevel:

@@ -5,7 +5,7 @@ Enable in a ``conftest.py``::
     pytest_plugins = ["commercekit.testing.pytest_plugin"]
 
 Fixtures (session scope, started on first use, stopped at the end):
-``redis_server``, ``postgres_server``, ``kafka_server``, and
+``redis_server``, ``redis_cluster``, ``postgres_server``, ``kafka_server``, and
 ``nginx_factory`` (call it with a config file and placeholder values).
 
 A server whose binary is missing skips the tests that need it, saying how to
@@ -26,6 +26,7 @@ from commercekit.testing.servers import (
     KafkaServer,
     NginxServer,
     PostgresServer,
+    RedisClusterServer,
     RedisServer,
     Server,
     ServerNotAvailable,
@@ -36,6 +37,7 @@ __all__ = [
     "kafka_server",
     "nginx_factory",
     "postgres_server",
+    "redis_cluster",
     "redis_server",
     "unavailable",
 ]
@@ -72,6 +74,20 @@ def _started(server: S) -> Iterator[S]:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A real Redis 7 for the session (``redis_server.url``)."""
     yield from _started(RedisServer(tmp_path_factory.mktemp("redis")))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
+    """A real 3-master Redis Cluster for the session (``redis_cluster.url``)."""
+    cluster = RedisClusterServer(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except ServerNotAvailable as exc:
+        unavailable(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from commercekit.testing.servers._base import (
 from commercekit.testing.servers.kafka import KAFKA_VERSION, KafkaServer
 from commercekit.testing.servers.nginx import NginxServer
 from commercekit.testing.servers.postgres import PostgresServer
-from commercekit.testing.servers.redis import RedisServer
+from commercekit.testing.servers.redis import RedisClusterServer, RedisServer
 from commercekit.testing.servers.stack import SERVICE_NAMES, ServiceStack
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "KafkaServer",
     "NginxServer",
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "Server",
     "ServerError",
