@@ -27,6 +27,23 @@ CommerceKitError
     └── PublishError          the broker did not acknowledge an event (also a BackendUnavailable)
 ```
 
+Email (see `commercekit.email`) and auth (see `commercekit.auth`) add:
+
+```
+CommerceKitError
+├── EmailError
+│   ├── EmailDeliveryError    the provider did not take the mail (retries exhausted); retry later
+│   │   └── EmailRejected     the provider refused it for good (a 4xx other than 429)
+│   └── TemplateError         an email template is missing or cannot render
+└── AuthError
+    ├── InvalidToken          an access token is malformed, forged, or for another issuer/audience
+    │   └── TokenExpired      ... or past its expiry
+    ├── InvalidRefreshToken   no refresh token matches (unknown, or its family is revoked)
+    │   ├── RefreshTokenExpired   the refresh token (or its family) is past its lifetime
+    │   └── RefreshTokenReused    a rotated token came back: its whole family is now revoked
+    └── WeakSecret            a signing secret or key is too weak (also a ConfigurationError)
+```
+
 The test harness adds its own branch (see `commercekit.testing.servers`):
 
 ```
@@ -48,25 +65,36 @@ if TYPE_CHECKING:
     from commercekit.reservations.models import Reservation
 
 __all__ = [
+    "AuthError",
     "BackendUnavailable",
     "CommerceKitError",
     "ConfigurationError",
+    "EmailDeliveryError",
+    "EmailError",
+    "EmailRejected",
     "EventError",
     "IdempotencyConflict",
+    "InvalidRefreshToken",
     "InvalidRequest",
+    "InvalidToken",
     "InvalidTransition",
     "MalformedEvent",
     "MissingExtraError",
     "OutOfStock",
     "PublishError",
     "RedisDataLost",
+    "RefreshTokenExpired",
+    "RefreshTokenReused",
     "ReservationError",
     "ReservationExpired",
     "ReservationNotFound",
     "ShortLine",
     "StockConflict",
+    "TemplateError",
+    "TokenExpired",
     "UnknownEventType",
     "UnsupportedSchemaVersion",
+    "WeakSecret",
 ]
 
 
@@ -176,6 +204,74 @@ class IdempotencyConflict(ReservationError):
 
 class StockConflict(ReservationError):
     """The stock change would make available stock negative or drop below the held units."""
+
+
+# ---------------------------------------------------------------- email
+
+
+class EmailError(CommerceKitError):
+    """Base class of the email senders' and templates' errors."""
+
+
+class EmailDeliveryError(EmailError):
+    """The email provider did not take the mail, after every retry the policy allowed.
+
+    Sending again later with the same idempotency key is safe: the provider
+    delivers at most one mail per key. `status` is the provider's last HTTP
+    status (None for a connection error), `attempts` how many requests were made.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1) -> None:
+        self.status = status
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class EmailRejected(EmailDeliveryError):
+    """The provider refused the mail (a 4xx other than 429): retrying cannot help."""
+
+
+class TemplateError(EmailError):
+    """An email template is missing, or it failed to render with the given values."""
+
+
+# ---------------------------------------------------------------- auth
+
+
+class AuthError(CommerceKitError):
+    """Base class of the authentication errors; none says more than needed to the client."""
+
+
+class InvalidToken(AuthError):
+    """The access token is missing, malformed, forged, or not for this issuer or audience."""
+
+
+class TokenExpired(InvalidToken):
+    """The access token was genuine but is past its expiry: refresh it."""
+
+
+class InvalidRefreshToken(AuthError):
+    """No usable refresh token matches: it is unknown, or its family was revoked."""
+
+
+class RefreshTokenExpired(InvalidRefreshToken):
+    """The refresh token (or its family's absolute lifetime) has expired: sign in again."""
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """A refresh token that was already rotated came back, so its whole family is revoked.
+
+    Either the token was stolen or two clients raced with it; every token of
+    the family (the newest too) stops working. `family_id` names the family.
+    """
+
+    def __init__(self, family_id: str) -> None:
+        self.family_id = family_id
+        super().__init__(f"refresh token reused: family {family_id} revoked")
+
+
+class WeakSecret(AuthError, ConfigurationError):
+    """A signing secret or key is too short, a known default, or the wrong kind of key."""
 
 
 # ---------------------------------------------------------------- events

@@ -1,0 +1,83 @@
+"""Authentication: passwords, JWT access tokens, rotating refresh tokens, the gateway's check.
+
+```python
+from commercekit.auth import AccessTokens, JWTSettings, PasswordHasher, RefreshTokens
+
+hasher = PasswordHasher()
+tokens = AccessTokens(JWTSettings())
+refresh = RefreshTokens(SqlRefreshTokenStore(engine))
+
+if hasher.verify(user.password_hash, password):
+    access = tokens.issue(user.id, role=user.role)
+    session = await refresh.issue(user.id, role=user.role)
+```
+
+`PasswordHasher` and `AccessTokens` need ``commercekit[auth]`` (argon2-cffi,
+PyJWT with cryptography); `SqlRefreshTokenStore` needs ``commercekit[postgres]``.
+They are imported on first use, so the rest works without them.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+from commercekit.auth.refresh import (
+    InMemoryRefreshTokenStore,
+    IssuedRefreshToken,
+    RefreshFamily,
+    RefreshTokens,
+    RefreshTokenStore,
+    RevokeReason,
+    StoredRefreshToken,
+    hash_refresh_token,
+)
+from commercekit.auth.verify import (
+    USER_ID_HEADER,
+    USER_ROLE_HEADER,
+    Principal,
+    bearer_token,
+    verify,
+)
+
+if TYPE_CHECKING:
+    from commercekit.auth.passwords import PasswordHasher
+    from commercekit.auth.sql import SqlRefreshTokenStore
+    from commercekit.auth.tokens import AccessClaims, AccessTokens, Algorithm, JWTSettings
+
+__all__ = [
+    "USER_ID_HEADER",
+    "USER_ROLE_HEADER",
+    "AccessClaims",
+    "AccessTokens",
+    "Algorithm",
+    "InMemoryRefreshTokenStore",
+    "IssuedRefreshToken",
+    "JWTSettings",
+    "PasswordHasher",
+    "Principal",
+    "RefreshFamily",
+    "RefreshTokenStore",
+    "RefreshTokens",
+    "RevokeReason",
+    "SqlRefreshTokenStore",
+    "StoredRefreshToken",
+    "bearer_token",
+    "hash_refresh_token",
+    "verify",
+]
+
+_LAZY = {
+    # These need optional extras; import them only when asked for.
+    "PasswordHasher": "commercekit.auth.passwords",
+    "AccessClaims": "commercekit.auth.tokens",
+    "AccessTokens": "commercekit.auth.tokens",
+    "Algorithm": "commercekit.auth.tokens",
+    "JWTSettings": "commercekit.auth.tokens",
+    "SqlRefreshTokenStore": "commercekit.auth.sql",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,198 @@
+"""Refresh-token behaviour every RefreshTokenStore must give; subclassed once per store."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import pytest
+
+from commercekit.auth import (
+    IssuedRefreshToken,
+    RefreshTokens,
+    RefreshTokenStore,
+    RevokeReason,
+    hash_refresh_token,
+)
+from commercekit.errors import InvalidRefreshToken, RefreshTokenExpired, RefreshTokenReused
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.now += delta
+
+
+class RefreshTokenContract:
+    """Subclass with a `store` fixture returning an empty (or isolated) store."""
+
+    @pytest.fixture
+    def store(self) -> RefreshTokenStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        return Clock()
+
+    @pytest.fixture
+    def refresh(self, store: RefreshTokenStore, clock: Clock) -> RefreshTokens:
+        return RefreshTokens(
+            store, ttl=dt.timedelta(days=1), max_lifetime=dt.timedelta(days=3), clock=clock
+        )
+
+    @pytest.fixture
+    def user(self) -> str:
+        return f"user-{uuid.uuid4().hex[:8]}"
+
+    async def _revoked_reason(self, store: RefreshTokenStore, token: str) -> str | None:
+        found = await store.find(hash_refresh_token(token))
+        assert found is not None
+        return found[1].revoked_reason
+
+    async def test_rotation_issues_a_new_token_in_the_same_family(
+        self, refresh: RefreshTokens, user: str
+    ) -> None:
+        first = await refresh.issue(user, role="admin")
+        second = await refresh.rotate(first.token)
+        third = await refresh.rotate(second.token)
+        assert len({first.token, second.token, third.token}) == 3
+        assert {first.family_id, second.family_id, third.family_id} == {first.family_id}
+        assert (third.user_id, third.role) == (user, "admin")
+        assert len(first.token) >= 43  # 256 random bits
+
+    async def test_a_rotated_token_cannot_be_used_again(
+        self, refresh: RefreshTokens, user: str
+    ) -> None:
+        first = await refresh.issue(user)
+        await refresh.rotate(first.token)
+        with pytest.raises(RefreshTokenReused) as caught:
+            await refresh.rotate(first.token)
+        assert caught.value.family_id == first.family_id
+
+    async def test_reuse_revokes_the_family_and_the_newest_token_stops_working(
+        self, refresh: RefreshTokens, store: RefreshTokenStore, user: str
+    ) -> None:
+        stolen = await refresh.issue(user)
+        middle = await refresh.rotate(stolen.token)
+        newest = await refresh.rotate(middle.token)
+        other_session = await refresh.issue(user)
+
+        with pytest.raises(RefreshTokenReused):
+            await refresh.rotate(stolen.token)  # the thief replays the old token
+        with pytest.raises(InvalidRefreshToken) as caught:
+            await refresh.rotate(newest.token)  # the legitimate newest one is dead too
+        assert type(caught.value) is InvalidRefreshToken
+        assert await self._revoked_reason(store, newest.token) == RevokeReason.REUSE
+        # another family of the same user is untouched
+        assert (await refresh.rotate(other_session.token)).user_id == user
+
+    async def test_an_older_generation_replayed_also_revokes(
+        self, refresh: RefreshTokens, user: str
+    ) -> None:
+        tokens: list[IssuedRefreshToken] = [await refresh.issue(user)]
+        for _ in range(3):
+            tokens.append(await refresh.rotate(tokens[-1].token))
+        with pytest.raises(RefreshTokenReused):
+            await refresh.rotate(tokens[1].token)
+        with pytest.raises(InvalidRefreshToken):
+            await refresh.rotate(tokens[-1].token)
+        with pytest.raises(RefreshTokenReused):  # still reuse, however often it comes back
+            await refresh.rotate(tokens[1].token)
+
+    async def test_an_unknown_token_is_invalid(self, refresh: RefreshTokens) -> None:
+        for token in ("nope", "x" * 500, ""):
+            with pytest.raises(InvalidRefreshToken) as caught:
+                await refresh.rotate(token)
+            assert type(caught.value) is InvalidRefreshToken
+
+    async def test_a_token_past_its_ttl_is_expired(
+        self, refresh: RefreshTokens, clock: Clock, user: str
+    ) -> None:
+        first = await refresh.issue(user)
+        clock.advance(dt.timedelta(hours=23))
+        second = await refresh.rotate(first.token)  # sliding: a new day from now
+        clock.advance(dt.timedelta(hours=23))
+        third = await refresh.rotate(second.token)
+        clock.advance(dt.timedelta(days=1))
+        with pytest.raises(RefreshTokenExpired):
+            await refresh.rotate(third.token)
+
+    async def test_no_family_outlives_its_max_lifetime(
+        self, refresh: RefreshTokens, clock: Clock, user: str
+    ) -> None:
+        current = await refresh.issue(user)
+        for _ in range(5):  # 2.5 days of refreshing twice a day
+            clock.advance(dt.timedelta(hours=12))
+            current = await refresh.rotate(current.token)
+        assert current.expires_at == clock.now + dt.timedelta(hours=12)  # capped at 3 days
+        clock.advance(dt.timedelta(hours=12))
+        with pytest.raises(RefreshTokenExpired):
+            await refresh.rotate(current.token)
+
+    async def test_logout_revokes_the_family(
+        self, refresh: RefreshTokens, store: RefreshTokenStore, user: str
+    ) -> None:
+        first = await refresh.issue(user)
+        second = await refresh.rotate(first.token)
+        assert await refresh.revoke(second.token)
+        assert not await refresh.revoke(second.token)  # idempotent
+        assert not await refresh.revoke("unknown")
+        with pytest.raises(InvalidRefreshToken) as caught:
+            await refresh.rotate(second.token)
+        assert type(caught.value) is InvalidRefreshToken
+        assert await self._revoked_reason(store, second.token) == RevokeReason.LOGOUT
+
+    async def test_logout_everywhere_revokes_every_family_of_the_user(
+        self, refresh: RefreshTokens, user: str
+    ) -> None:
+        sessions = [await refresh.issue(user) for _ in range(3)]
+        bystander = await refresh.issue(f"{user}-other")
+        assert await refresh.revoke_user(user) == 3
+        assert await refresh.revoke_user(user) == 0
+        for session in sessions:
+            with pytest.raises(InvalidRefreshToken):
+                await refresh.rotate(session.token)
+        assert (await refresh.rotate(bystander.token)).family_id == bystander.family_id
+
+    async def test_only_the_hash_is_stored(
+        self, refresh: RefreshTokens, store: RefreshTokenStore, user: str
+    ) -> None:
+        issued = await refresh.issue(user)
+        assert await store.find(issued.token) is None
+        found = await store.find(hash_refresh_token(issued.token))
+        assert found is not None
+        assert found[0].token_hash == hash_refresh_token(issued.token) != issued.token
+
+    async def test_purge_deletes_ended_families_only(
+        self, refresh: RefreshTokens, clock: Clock, user: str
+    ) -> None:
+        ended = await refresh.issue(user)
+        await refresh.revoke(ended.token)
+        clock.advance(dt.timedelta(days=2))
+        live = await refresh.issue(user)
+        assert await refresh.purge(grace=dt.timedelta(days=1)) >= 1
+        with pytest.raises(InvalidRefreshToken):
+            await refresh.rotate(ended.token)
+        assert (await refresh.rotate(live.token)).family_id == live.family_id
+
+    async def test_concurrent_refreshes_with_one_token_let_exactly_one_through(
+        self, refresh: RefreshTokens, user: str
+    ) -> None:
+        issued = await refresh.issue(user)
+        results = await asyncio.gather(
+            *(refresh.rotate(issued.token) for _ in range(8)), return_exceptions=True
+        )
+        winners = [r for r in results if isinstance(r, IssuedRefreshToken)]
+        losers = [r for r in results if not isinstance(r, IssuedRefreshToken)]
+        assert len(winners) == 1
+        assert all(isinstance(r, RefreshTokenReused) for r in losers), losers
+        with pytest.raises(InvalidRefreshToken):  # the race counted as reuse: family revoked
+            await refresh.rotate(winners[0].token)
