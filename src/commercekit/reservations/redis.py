@@ -2,22 +2,30 @@
 
 The scripts live in ``commercekit/reservations/lua/`` with their KEYS, ARGV
 and replies documented at the top. They run the same on Redis 7, on Redis
-Cluster (every key of a store shares one hash tag) and on fakeredis with
-Lua (the embedded mode), so there is one implementation of the reservation
-logic. Redis must not evict keys (``maxmemory-policy noeviction``, the
-default): a pending hold never expires by itself, only by a transition.
+Cluster and on fakeredis with Lua (the embedded mode), so there is one
+implementation of the reservation logic. Redis must not evict keys
+(``maxmemory-policy noeviction``, the default): a pending hold never expires
+by itself, only by a transition.
+
+Keys are spread over `shards` hash tags (``<prefix>:{s<n>}:``); a SKU lives in
+one shard. A cart whose SKUs share a shard is one script call. On Redis
+Cluster with ``shards > 1`` a cart may span shards, and so slots: its home
+shard keeps the reservation, the other shards keep *parts* that follow it,
+reserved one by one and undone if one fails, so the cart is still held
+whole or not at all. A part left behind by a crash is settled after its
+parent (or undone) by the sweeper, `part_grace` after the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
-from importlib import resources
+import zlib
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from commercekit.errors import (
@@ -34,6 +42,12 @@ from commercekit.errors import (
     StockConflict,
 )
 from commercekit.reservations import _input
+from commercekit.reservations._records import (
+    fingerprint,
+    to_ms,
+    to_record,
+    to_reservation,
+)
 from commercekit.reservations.models import (
     Reservation,
     ReservationLine,
@@ -44,6 +58,8 @@ from commercekit.reservations.store import LineInput, TTLInput
 
 try:
     from redis import exceptions as redis_errors
+
+    from commercekit.reservations._lua import SCRIPTS, Script
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("redis", __name__) from exc
 
@@ -51,80 +67,7 @@ __all__ = ["RedisReservationStore"]
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 _LEVEL = ("available", "held", "sold")
-
-
-_SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore")
-
-
-@cache
-def _script_source(name: str, guarded: bool) -> str:
-    lua = resources.files(__package__) / "lua"
-    flag = "local GUARDED = true\n" if guarded else "local GUARDED = false\n"
-    return flag + (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
-
-
-class _Script:
-    """One Lua script: called by SHA, loaded again when Redis answers NOSCRIPT."""
-
-    def __init__(self, name: str, guarded: bool) -> None:
-        self.name = name
-        self.source = _script_source(name, guarded)
-        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
-        self._loading = asyncio.Lock()
-        self._loads = 0
-
-    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[object]) -> Any:
-        loads = self._loads
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except redis_errors.NoScriptError:
-            # Many calls in flight all miss at once: one loads, the others wait.
-            async with self._loading:
-                if self._loads == loads:
-                    await client.script_load(self.source)
-                    self._loads += 1
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-
-def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-
-
-def _reservation(record: Mapping[str, Any]) -> Reservation:
-    return Reservation(
-        id=record["id"],
-        status=ReservationStatus(record["status"]),
-        owner=record["owner"],
-        lines=tuple(ReservationLine(sku=sku, quantity=int(qty)) for sku, qty in record["lines"]),
-        created_at=_time(int(record["created"])),
-        updated_at=_time(int(record["updated"])),
-        expires_at=_time(int(record["expires"])),
-        idempotency_key=record.get("idem") or None,
-    )
-
-
-def _fingerprint(lines: Iterable[ReservationLine]) -> str:
-    """What an idempotency key remembers of a cart: its merged lines, in any order."""
-    canonical = json.dumps(sorted((line.sku, line.quantity) for line in lines))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def _ms(moment: dt.datetime) -> int:
-    return round(moment.timestamp() * 1000)
-
-
-def _record(reservation: Reservation) -> dict[str, Any]:
-    return {
-        "id": reservation.id,
-        "status": reservation.status.value,
-        "owner": reservation.owner,
-        "lines": [[line.sku, line.quantity] for line in reservation.lines],
-        "created": _ms(reservation.created_at),
-        "updated": _ms(reservation.updated_at),
-        "expires": _ms(reservation.expires_at),
-        "idem": reservation.idempotency_key or "",
-        "fp": _fingerprint(reservation.lines),
-    }
+_Record = dict[str, Any]
 
 
 class RedisReservationStore:
@@ -134,8 +77,14 @@ class RedisReservationStore:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``, or fakeredis's
             ``FakeAsyncRedis``) client.
         prefix: namespace of every key, so several stores share one Redis.
+        shards: hash tags the keys are spread over: 1 (the default) keeps a
+            store in one cluster slot, so every cart is a single script; more
+            spread SKUs over a cluster's masters (a cart over several shards
+            is reserved part by part, see the module docs).
         retention: how long a terminal reservation stays readable.
         idempotency_ttl: how long an idempotency key replays its reservation.
+        part_grace: how long after its deadline a part of a cart spread over
+            shards waits for its parent before the sweeper settles it.
         guarded: refuse to act (`RedisDataLost`) until `restore` has run on
             this Redis; set by `DurableReservations`, which keeps a ledger to
             restore from after a flush or an empty restart.
@@ -146,49 +95,58 @@ class RedisReservationStore:
         redis: Any,
         *,
         prefix: str = "commercekit",
+        shards: int = 1,
         retention: dt.timedelta = dt.timedelta(days=7),
         idempotency_ttl: dt.timedelta = dt.timedelta(days=1),
+        part_grace: dt.timedelta = dt.timedelta(seconds=30),
         guarded: bool = False,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise InvalidRequest(f"prefix must be non-empty and without braces: {prefix!r}")
+        if not 1 <= shards <= 1024:
+            raise InvalidRequest(f"shards must be between 1 and 1024, got {shards}")
         self._redis = redis
         self.prefix = prefix
-        # One hash tag per store: all its keys live in one cluster slot, so
-        # each script is atomic on Redis Cluster as on a single Redis.
-        self._base = f"{prefix}:{{0}}:"
-        self._due = self._base + "due"
+        self.shards = shards
+        self.guarded = guarded
         self._retention_ms = int(retention.total_seconds() * 1000)
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
-        self.guarded = guarded
-        self._scripts = {name: _Script(name, guarded) for name in _SCRIPTS}
+        self._grace_ms = int(part_grace.total_seconds() * 1000)
+        self._scripts = {name: Script(name, guarded) for name in SCRIPTS}
         self._loading = asyncio.Lock()
         self._loaded = False
 
-    # ----------------------------------------------------------- plumbing
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
-        if not self._loaded:
-            await self.load_scripts()
-        try:
-            raw = await self._scripts[name](self._redis, keys, args)
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
-        except redis_errors.ResponseError as exc:
-            if "NOTHYDRATED" in str(exc):
-                raise RedisDataLost(str(exc)) from None
-            raise
-        return json.loads(raw)
+    # ------------------------------------------------------------ keys
+    def _base(self, shard: int) -> str:
+        return f"{self.prefix}:{{s{shard}}}:"
+
+    def _shard_of(self, value: str) -> int:
+        return zlib.crc32(value.encode()) % self.shards if self.shards > 1 else 0
+
+    def _new_id(self, home: int) -> str:
+        """A fresh uuid that hashes to shard `home` (about `shards` tries)."""
+        while True:
+            rid = str(uuid.uuid4())
+            if self._shard_of(rid) == home:
+                return rid
 
     def _stock_key(self, sku: str) -> str:
-        return f"{self._base}stock:{sku}"
+        return f"{self._base(self._shard_of(sku))}stock:{sku}"
 
-    def _record_key(self, reservation_id: str) -> str:
-        return f"{self._base}res:{reservation_id}"
+    def _record_key(self, shard: int, reservation_id: str) -> str:
+        return f"{self._base(shard)}res:{reservation_id}"
 
-    def _idempotency_key(self, owner: str, key: str) -> str:
+    def _due(self, shard: int) -> str:
+        return f"{self._base(shard)}due"
+
+    def _marker(self, shard: int) -> str:
+        return f"{self._base(shard)}hydrated"
+
+    def _idempotency_key(self, shard: int, owner: str, key: str) -> str:
         digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:40]
-        return f"{self._base}idem:{digest}"
+        return f"{self._base(shard)}idem:{digest}"
 
+    # ------------------------------------------------------------ plumbing
     async def load_scripts(self) -> None:
         """Load every script (done once before the first call).
 
@@ -206,9 +164,38 @@ class RedisReservationStore:
                 raise BackendUnavailable(f"redis unreachable: {exc}") from exc
             self._loaded = True
 
-    # -------------------------------------------------------------- stock
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        if not self._loaded:
+            await self.load_scripts()
+        try:
+            raw = await self._scripts[name](self._redis, keys, args)
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
+        except redis_errors.ResponseError as exc:
+            if "NOTHYDRATED" in str(exc):
+                raise RedisDataLost(str(exc)) from None
+            raise
+        return raw if name == "restore" else json.loads(raw)
+
+    async def _read(self, shards: Iterable[int], queue: Callable[[Any], object]) -> list[Any]:
+        """Run reads in one round trip; a guarded store also checks those shards have data."""
+        checked = sorted(set(shards)) if self.guarded else []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for shard in checked:
+                    pipe.exists(self._marker(shard))
+                queue(pipe)
+                values: list[Any] = await pipe.execute()
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        if not all(values[: len(checked)]):
+            raise RedisDataLost("redis lost its reservation data; restore it from the ledger")
+        return values[len(checked) :]
+
+    # --------------------------------------------------------------- stock
     async def _stock_op(self, sku: str, op: str, amount: int) -> StockLevel:
-        reply = await self._run("stock", [self._stock_key(sku)], [op, amount, self._base])
+        base = self._base(self._shard_of(sku))
+        reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base])
         if "err" in reply:
             level = f"available {reply['available']}, held {reply['held']}"
             raise StockConflict(f"cannot {op} {sku} by {amount}: {level}")
@@ -224,9 +211,8 @@ class RedisReservationStore:
     async def restock(self, sku: str, quantity: int) -> StockLevel:
         """See `ReservationStore.restock`."""
         sku = _input.check_sku(sku)
-        return await self._stock_op(
-            sku, "restock", _input.check_int(quantity, "quantity", minimum=1)
-        )
+        amount = _input.check_int(quantity, "quantity", minimum=1)
+        return await self._stock_op(sku, "restock", amount)
 
     async def adjust(self, sku: str, delta: int) -> StockLevel:
         """See `ReservationStore.adjust`."""
@@ -236,7 +222,9 @@ class RedisReservationStore:
     async def stock(self, sku: str) -> StockLevel:
         """See `ReservationStore.stock`."""
         sku = _input.check_sku(sku)
-        (values,) = await self._read(lambda pipe: pipe.hmget(self._stock_key(sku), *_LEVEL))
+        (values,) = await self._read(
+            [self._shard_of(sku)], lambda pipe: pipe.hmget(self._stock_key(sku), *_LEVEL)
+        )
         available, held, sold = (int(v or 0) for v in values)
         return StockLevel(sku=sku, available=available, held=held, sold=sold)
 
@@ -250,24 +238,8 @@ class RedisReservationStore:
             for sku in wanted:
                 pipe.hget(self._stock_key(sku), "available")
 
-        values = await self._read(queue)
+        values = await self._read(map(self._shard_of, wanted), queue)
         return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
-
-    async def _read(self, queue: Callable[[Any], object]) -> list[Any]:
-        """Run reads in one round trip; a guarded store also checks Redis still has its data."""
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if self.guarded:
-                    pipe.exists(self._base + "hydrated")
-                queue(pipe)
-                values: list[Any] = await pipe.execute()
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
-        if self.guarded:
-            if not values[0]:
-                raise RedisDataLost("redis lost its reservation data; restore it from the ledger")
-            return values[1:]
-        return values
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -283,29 +255,53 @@ class RedisReservationStore:
         ttl_ms = _input.check_ttl(ttl)
         owner = str(_input.check_text(owner, "owner"))
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
-        fingerprint = _fingerprint(cart)
-        idem_key = self._idempotency_key(owner, key) if key is not None else self._due
-        pairs: list[object] = []
+        groups: dict[int, list[ReservationLine]] = {}
         for line in cart:
+            groups.setdefault(self._shard_of(line.sku), []).append(line)
+        home = next(iter(groups))
+        rid = self._new_id(home)
+        if len(groups) == 1:
+            record = await self._reserve_in(
+                home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
+            )
+            return to_reservation(record)
+        return await self._reserve_spread(
+            rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
+        )
+
+    async def _reserve_in(
+        self,
+        shard: int,
+        rid: str,
+        lines: Sequence[ReservationLine],
+        *,
+        ttl_ms: int,
+        owner: str,
+        key: str | None,
+        cart: Sequence[ReservationLine],
+        role: str = "single",
+        parent: str = "",
+        parts: Sequence[int] = (),
+    ) -> _Record:
+        """Run reserve.lua in one shard; return the record or raise the domain error."""
+        idem = self._idempotency_key(shard, owner, key) if key is not None else self._due(shard)
+        pairs: list[object] = []
+        for line in lines:
             pairs += [line.sku, line.quantity]
         reply = await self._run(
             "reserve",
-            [self._due, idem_key],
+            [self._due(shard), idem],
             [
-                self._base,
-                str(uuid.uuid4()),
-                owner,
-                ttl_ms,
-                self._idempotency_ms,
-                fingerprint,
-                "1" if key is not None else "0",
-                key or "",
+                self._base(shard), rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
+                "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
+                json.dumps([[line.sku, line.quantity] for line in cart]), json.dumps(list(parts)),
                 *pairs,
             ],
-        )
+        )  # fmt: skip
         error = reply.get("err")
         if error is None:
-            return _reservation(reply["reservation"])
+            record: _Record = reply["reservation"]
+            return record
         if error == "OUT_OF_STOCK":
             raise OutOfStock(tuple(ShortLine(s, int(r), int(a)) for s, r, a in reply["short"]))
         if error == "IDEMPOTENCY_CONFLICT":
@@ -314,30 +310,120 @@ class RedisReservationStore:
             raise ReservationNotFound(reply["id"])
         raise BackendUnavailable(f"reserve failed: {error}")  # DUPLICATE_ID: a uuid4 collision
 
+    async def _reserve_spread(
+        self,
+        rid: str,
+        groups: dict[int, list[ReservationLine]],
+        *,
+        cart: Sequence[ReservationLine],
+        ttl_ms: int,
+        owner: str,
+        key: str | None,
+    ) -> Reservation:
+        """A cart over several shards: the parent first, then each part, undone on failure."""
+        available = await self.available(line.sku for line in cart)
+        short = tuple(
+            ShortLine(line.sku, line.quantity, available[line.sku])
+            for line in cart
+            if available[line.sku] < line.quantity
+        )
+        home, *others = groups
+        common: dict[str, Any] = {"ttl_ms": ttl_ms, "owner": owner, "cart": cart}
+        try:
+            parent = await self._reserve_in(
+                home, rid, groups[home], key=key, role="parent", parts=others, **common
+            )
+        except OutOfStock as exc:
+            raise OutOfStock(short or exc.short) from None
+        if parent["id"] != rid or not parent.get("incomplete"):
+            return to_reservation(parent)  # an idempotent replay
+        if short:
+            await self._abort(home, rid, owner, key)
+            raise OutOfStock(short)
+        made: list[int] = []
+        try:
+            for shard in others:
+                await self._reserve_in(
+                    shard, f"{rid}/{shard}", groups[shard], key=None, role="part", parent=rid,
+                    **common,
+                )  # fmt: skip
+                made.append(shard)
+        except BaseException:
+            # Undo what was held; a part this misses is undone by the sweeper.
+            for shard in made:
+                with contextlib.suppress(Exception):
+                    await self._abort(shard, f"{rid}/{shard}", owner, None)
+            with contextlib.suppress(Exception):
+                await self._abort(home, rid, owner, key)
+            raise
+        return await self._call(home, rid, "complete")
+
+    async def _abort(self, shard: int, rid: str, owner: str, key: str | None) -> None:
+        idem = self._idempotency_key(shard, owner, key) if key is not None else ""
+        await self._transition_in(shard, rid, "abort", idem=idem)
+
+    async def _transition_in(
+        self,
+        shard: int,
+        rid: str,
+        action: str,
+        *,
+        ttl_ms: int = 0,
+        status: str = "",
+        idem: str = "",
+    ) -> dict[str, Any]:
+        return dict(
+            await self._run(
+                "transition",
+                [self._due(shard), self._record_key(shard, rid)],
+                [self._base(shard), rid, action, ttl_ms, self._retention_ms, status, idem],
+            )
+        )
+
+    async def _call(self, shard: int, rid: str, action: str, ttl_ms: int = 0) -> Reservation:
+        """A transition of a reservation, its parts following, errors raised."""
+        reply = await self._transition_in(shard, rid, action, ttl_ms=ttl_ms)
+        error = reply.get("err")
+        if error == "NOT_FOUND":
+            raise ReservationNotFound(rid)
+        record = reply["reservation"]
+        await self._follow(record)
+        current = to_reservation(record)
+        if error is None:
+            return current
+        if error == "EXPIRED":
+            raise ReservationExpired(current, action)
+        if error == "INCOMPLETE":
+            raise BackendUnavailable(f"reservation {rid} is still being made; retry")
+        raise InvalidTransition(current, action)
+
+    async def _follow(self, parent: _Record) -> None:
+        """Bring a spread cart's parts to the parent's status (or deadline)."""
+        status = parent["status"]
+        for shard in parent.get("parts") or ():
+            part = f"{parent['id']}/{shard}"
+            try:
+                if status == ReservationStatus.PENDING:
+                    when = int(parent["expires"]) + self._grace_ms
+                    await self._transition_in(shard, part, "reschedule", ttl_ms=when)
+                else:
+                    await self._transition_in(shard, part, "settle", status=status)
+            except BackendUnavailable:
+                pass  # the part is due later; the sweeper settles it then
+
     async def get(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.get`."""
         rid = str(_input.check_text(reservation_id, "reservation_id"))
-        (raw,) = await self._read(lambda pipe: pipe.get(self._record_key(rid)))
-        if raw is None:
+        shard = self._shard_of(rid)
+        (raw,) = await self._read([shard], lambda pipe: pipe.get(self._record_key(shard, rid)))
+        record = json.loads(raw) if raw is not None else None
+        if record is None or record.get("parent"):
             raise ReservationNotFound(rid)
-        return _reservation(json.loads(raw))
+        return to_reservation(record)
 
     async def _transition(self, reservation_id: str, action: str, ttl_ms: int = 0) -> Reservation:
         rid = str(_input.check_text(reservation_id, "reservation_id"))
-        reply = await self._run(
-            "transition",
-            [self._due, self._record_key(rid)],
-            [self._base, rid, action, ttl_ms, self._retention_ms],
-        )
-        error = reply.get("err")
-        if error is None:
-            return _reservation(reply["reservation"])
-        if error == "NOT_FOUND":
-            raise ReservationNotFound(rid)
-        current = _reservation(reply["reservation"])
-        if error == "EXPIRED":
-            raise ReservationExpired(current, action)
-        raise InvalidTransition(current, action)
+        return await self._call(self._shard_of(rid), rid, action, ttl_ms)
 
     async def confirm(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.confirm`."""
@@ -352,61 +438,119 @@ class RedisReservationStore:
         return await self._transition(reservation_id, "extend", _input.check_ttl(ttl))
 
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
-        """See `ReservationStore.expire_due`."""
+        """See `ReservationStore.expire_due`; `limit` applies to each shard."""
         limit = _input.check_int(limit, "limit", minimum=1)
-        records = await self._run(
-            "expire_due", [self._due], [self._base, limit, self._retention_ms]
-        )
-        return [_reservation(record) for record in records]
+        expired: list[Reservation] = []
+        for shard in range(self.shards):
+            reply = await self._run(
+                "expire_due", [self._due(shard)], [self._base(shard), limit, self._retention_ms]
+            )
+            for record in reply["expired"] if reply["n"] else ():
+                await self._follow(record)
+                expired.append(to_reservation(record))
+            for part in reply["parts"] if reply["p"] else ():
+                await self._settle_stray(shard, part)
+        return expired
+
+    async def _settle_stray(self, shard: int, part: _Record) -> None:
+        """A part past its grace: follow its parent, or undo it if the parent never was."""
+        parent_id = part["parent"]
+        home = self._shard_of(parent_id)
+        try:
+            raw = await self._redis.get(self._record_key(home, parent_id))
+        except _UNREACHABLE as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        parent = json.loads(raw) if raw is not None else None
+        if parent is None:
+            await self._transition_in(shard, part["id"], "abort")
+        elif parent["status"] == ReservationStatus.PENDING:
+            when = int(parent["expires"]) + self._grace_ms
+            await self._transition_in(shard, part["id"], "reschedule", ttl_ms=when)
+        else:
+            await self._transition_in(shard, part["id"], "settle", status=parent["status"])
 
     # ------------------------------------------------------ ledger support
     async def is_hydrated(self) -> bool:
-        """Whether `restore` has run on this Redis since it was last emptied."""
-        try:
-            return bool(await self._redis.exists(self._base + "hydrated"))
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        """Whether `restore` has run on every shard since Redis was last emptied."""
+        values = await self._read(
+            [], lambda p: [p.exists(self._marker(s)) for s in range(self.shards)]
+        )
+        return all(values)
 
     async def restore(
         self, stock: Sequence[StockLevel], pending: Sequence[Reservation], *, marker: str
     ) -> bool:
-        """Write stock levels and pending holds from a ledger, once, atomically.
+        """Write stock levels and pending holds from a ledger, once per shard, atomically.
 
-        Returns False if another process restored this Redis first.
+        Returns False if other processes restored every shard first.
         """
-        stock_rows = [[s.sku, s.available, s.held, s.sold] for s in stock]
-        records = [_record(r) for r in pending]
-        idempotency = [
-            [self._idempotency_key(r.owner, r.idempotency_key), f"{_fingerprint(r.lines)}|{r.id}"]
-            for r in pending
-            if r.idempotency_key
-        ]
-        try:
-            reply = await self._scripts["restore"](
-                self._redis,
-                [self._due, self._base + "hydrated"],
+        levels: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
+        records: dict[int, list[_Record]] = {s: [] for s in range(self.shards)}
+        idempotency: dict[int, list[list[str]]] = {s: [] for s in range(self.shards)}
+        for level in stock:
+            levels[self._shard_of(level.sku)].append(
+                [level.sku, level.available, level.held, level.sold]
+            )
+        for reservation in pending:
+            self._split(reservation, records, idempotency)
+        restored = False
+        for shard in range(self.shards):
+            reply = await self._run(
+                "restore",
+                [self._due(shard), self._marker(shard)],
                 [
-                    self._base,
-                    marker,
-                    json.dumps(stock_rows),
-                    json.dumps(records),
-                    json.dumps(idempotency),
+                    self._base(shard), marker, json.dumps(levels[shard]),
+                    json.dumps(records[shard]), json.dumps(idempotency[shard]),
                     self._idempotency_ms,
                 ],
+            )  # fmt: skip
+            restored |= reply in (b"RESTORED", "RESTORED")
+        return restored
+
+    def _split(
+        self,
+        reservation: Reservation,
+        records: dict[int, list[_Record]],
+        idempotency: dict[int, list[list[str]]],
+    ) -> None:
+        """The records a pending reservation is kept as: one per shard it spans."""
+        groups: dict[int, list[ReservationLine]] = {}
+        for line in reservation.lines:
+            groups.setdefault(self._shard_of(line.sku), []).append(line)
+        home = self._shard_of(reservation.id)
+        others = [shard for shard in groups if shard != home]
+        if not others:
+            records[home].append(to_record(reservation, reservation.lines))
+        else:
+            cart = [[line.sku, line.quantity] for line in reservation.lines]
+            records[home].append(
+                to_record(reservation, groups.get(home, []), cart=cart, parts=others)
             )
-        except _UNREACHABLE as exc:
-            raise BackendUnavailable(f"redis unreachable during restore: {exc}") from exc
-        return bool(reply in (b"RESTORED", "RESTORED"))
+            due = to_ms(reservation.expires_at) + self._grace_ms
+            for shard in others:
+                part = reservation.model_copy(update={"id": f"{reservation.id}/{shard}"})
+                records[shard].append(
+                    to_record(part, groups[shard], parent=reservation.id, due=due)
+                )
+        if reservation.idempotency_key:
+            key = self._idempotency_key(home, reservation.owner, reservation.idempotency_key)
+            idempotency[home].append([key, f"{fingerprint(reservation.lines)}|{reservation.id}"])
 
     async def pending(self) -> list[Reservation]:
         """Every PENDING reservation in Redis (for reconciliation)."""
+        found: list[Reservation] = []
         try:
-            ids = await self._redis.zrange(self._due, 0, -1)
-            if not ids:
-                return []
-            keys = [self._record_key(i.decode() if isinstance(i, bytes) else i) for i in ids]
-            raws = await self._redis.mget(keys)
+            for shard in range(self.shards):
+                ids = await self._redis.zrange(self._due(shard), 0, -1)
+                if not ids:
+                    continue
+                keys = [
+                    self._record_key(shard, i.decode() if isinstance(i, bytes) else i) for i in ids
+                ]
+                for raw in await self._redis.mget(keys):
+                    record = json.loads(raw) if raw is not None else None
+                    if record and not record.get("parent") and record["status"] == "PENDING":
+                        found.append(to_reservation(record))
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable: {exc}") from exc
-        found = (_reservation(json.loads(raw)) for raw in raws if raw is not None)
-        return [r for r in found if r.status is ReservationStatus.PENDING]
+        return found

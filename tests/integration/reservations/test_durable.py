@@ -43,13 +43,15 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     await client.aclose()
 
 
-@pytest.fixture
-def make(engine: AsyncEngine, redis_client: aioredis.Redis) -> Callable[..., DurableReservations]:
-    """Replicas of one durable store (same Redis namespace, same ledger)."""
+@pytest.fixture(params=[1, 4], ids=["one-shard", "four-shards"])
+def make(
+    engine: AsyncEngine, redis_client: aioredis.Redis, request: pytest.FixtureRequest
+) -> Callable[..., DurableReservations]:
+    """Replicas of one durable store (same Redis namespace, same ledger), 1 or 4 shards."""
     prefix = f"d{uuid.uuid4().hex[:8]}"
 
     def replica(client: aioredis.Redis = redis_client) -> DurableReservations:
-        store = RedisReservationStore(client, prefix=prefix, guarded=True)
+        store = RedisReservationStore(client, prefix=prefix, guarded=True, shards=request.param)
         return DurableReservations(store, ReservationLedger(engine))
 
     return replica

@@ -12,6 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 from commercekit.reservations import RedisReservationStore, ReservationStore
 from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
 from commercekit.testing.servers import RedisClusterServer
+from tests.unit.reservations.spread_cases import GRACE, SHARDS, SpreadCartCases
 
 
 async def test_the_cluster_is_real_and_spreads_slots_over_three_masters(
@@ -30,17 +31,54 @@ async def test_the_cluster_is_real_and_spreads_slots_over_three_masters(
         await client.aclose()
 
 
+def _factory(cluster: RedisClusterServer, shards: int) -> StoreFactory:
+    prefix = f"c{uuid.uuid4().hex[:8]}"
+
+    @contextlib.asynccontextmanager
+    async def open_store() -> AsyncIterator[ReservationStore]:
+        client = RedisCluster.from_url(cluster.url, max_connections=64)
+        try:
+            yield RedisReservationStore(client, prefix=prefix, shards=shards)
+        finally:
+            await client.aclose()
+
+    return open_store
+
+
 class TestRedisClusterStore(ReservationStoreContract):
+    """One shard: every key of the store in one slot, every cart one script."""
+
     @pytest.fixture
     def make_store(self, redis_cluster: RedisClusterServer) -> StoreFactory:
-        prefix = f"c{uuid.uuid4().hex[:8]}"
+        return _factory(redis_cluster, shards=1)
 
-        @contextlib.asynccontextmanager
-        async def open_store() -> AsyncIterator[ReservationStore]:
-            client = RedisCluster.from_url(redis_cluster.url, max_connections=64)
-            try:
-                yield RedisReservationStore(client, prefix=prefix)
-            finally:
-                await client.aclose()
 
-        return open_store
+class TestShardedRedisClusterStore(ReservationStoreContract):
+    """16 shards over 3 masters: carts span slots and are held part by part."""
+
+    @pytest.fixture
+    def make_store(self, redis_cluster: RedisClusterServer) -> StoreFactory:
+        return _factory(redis_cluster, shards=16)
+
+
+async def test_sixteen_shards_spread_over_every_master(redis_cluster: RedisClusterServer) -> None:
+    client = RedisCluster.from_url(redis_cluster.url)
+    try:
+        await client.initialize()
+        store = RedisReservationStore(client, shards=16)
+        masters = {client.get_node_from_key(store._due(shard)).name for shard in range(16)}
+        assert len(masters) == 3
+    finally:
+        await client.aclose()
+
+
+class TestSpreadCartsOnRedisCluster(SpreadCartCases):
+    @pytest.fixture
+    async def store(
+        self, redis_cluster: RedisClusterServer
+    ) -> AsyncIterator[RedisReservationStore]:
+        client = RedisCluster.from_url(redis_cluster.url, max_connections=64)
+        yield RedisReservationStore(
+            client, prefix=f"c{uuid.uuid4().hex[:6]}", shards=SHARDS, part_grace=GRACE
+        )
+        await client.aclose()

@@ -28,3 +28,22 @@ class TestFakeRedisStore(ReservationStoreContract):
                 await client.aclose()
 
         return open_store
+
+
+class TestShardedFakeRedisStore(ReservationStoreContract):
+    """The same contract with SKUs spread over 8 shards: carts span shards."""
+
+    @pytest.fixture
+    def make_store(self) -> StoreFactory:
+        server = FakeServer()
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+
+        @contextlib.asynccontextmanager
+        async def open_store() -> AsyncIterator[ReservationStore]:
+            client = FakeAsyncRedis(server=server)
+            try:
+                yield RedisReservationStore(client, prefix=prefix, shards=8)
+            finally:
+                await client.aclose()
+
+        return open_store

@@ -4,7 +4,9 @@
 --
 -- KEYS[1]  the due index (BASE .. "due")
 -- ARGV     base, limit, retention_ms
--- Returns  JSON array of the records expired by this call (maybe empty)
+-- Returns  JSON {expired = records expired by this call,
+--                parts = due parts (see reserve.lua), left for the caller to
+--                settle after their parent or reschedule}
 
 local base, limit, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if not ready(base) then
@@ -12,17 +14,17 @@ if not ready(base) then
 end
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-local expired = {}
+local expired, parts = {}, {}
 for _, id in ipairs(ids) do
   local raw = redis.call('GET', res_key(base, id))
   local rec = raw and cjson.decode(raw)
-  if rec and rec.status == 'PENDING' then
+  if rec and rec.status == 'PENDING' and rec.parent then
+    parts[#parts + 1] = rec
+  elseif rec and rec.status == 'PENDING' then
     expired[#expired + 1] = settle(base, KEYS[1], rec, 'EXPIRED', now, retention)
   else
     redis.call('ZREM', KEYS[1], id)  -- a stale entry: nothing to return
   end
 end
-if #expired == 0 then
-  return '[]'
-end
-return cjson.encode(expired)
+-- cjson writes an empty table as {}: say "no records" as a count instead
+return cjson.encode({expired = expired, parts = parts, n = #expired, p = #parts})

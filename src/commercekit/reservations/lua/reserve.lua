@@ -3,8 +3,15 @@
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the idempotency key (BASE .. "idem:..."), or KEYS[1] when none
 -- ARGV     base, id, owner, ttl_ms, idem_ttl_ms, fingerprint, has_idem ("1"/"0"),
---          idem (the caller's key, for the record), then sku, qty pairs
---          (SKUs unique, quantities positive: the Python side checked).
+--          idem (the caller's key, for the record), role, parent, grace_ms,
+--          cart JSON, parts JSON, then sku, qty pairs (SKUs unique, quantities
+--          positive: the Python side checked).
+--          role "single": a cart whose SKUs all live in this shard.
+--          role "parent": the home part of a cart spread over shards; `cart`
+--            is the whole cart, `parts` the other shards holding the rest.
+--          role "part": another shard's lines of such a cart; it follows its
+--            parent and is due `grace_ms` after the deadline (only to clean up
+--            after a crash between the parts and the parent).
 -- Returns  JSON {ok = "CREATED" | "REPLAYED", reservation = record}
 --          or {err = "OUT_OF_STOCK", short = {{sku, wanted, available}, ...}}
 --          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
@@ -12,7 +19,9 @@
 local base, id, owner = ARGV[1], ARGV[2], ARGV[3]
 local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local fp, has_idem, idem = ARGV[6], ARGV[7] == '1', ARGV[8]
-local first = 9
+local role, parent, grace = ARGV[9], ARGV[10], tonumber(ARGV[11])
+local cart, parts = ARGV[12], ARGV[13]
+local first = 14
 if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
@@ -61,9 +70,18 @@ local rec = {
   id = id, status = 'PENDING', owner = owner, lines = lines,
   created = now, updated = now, expires = now + ttl, idem = idem, fp = fp,
 }
+local due = rec.expires
+if role == 'parent' then
+  rec.cart = cjson.decode(cart)
+  rec.parts = cjson.decode(parts)
+  rec.incomplete = true  -- until every part is held: see "complete" in transition.lua
+elseif role == 'part' then
+  rec.parent = parent
+  due = due + grace
+end
 -- A pending record never expires by itself: only a transition settles it.
 redis.call('SET', res_key(base, id), cjson.encode(rec))
-redis.call('ZADD', KEYS[1], rec.expires, id)
+redis.call('ZADD', KEYS[1], due, id)
 if has_idem then
   redis.call('SET', KEYS[2], fp .. '|' .. id, 'PX', idem_ttl)
 end

@@ -4,7 +4,8 @@
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the marker (BASE .. "hydrated")
 -- ARGV     base, marker value, stock JSON {{sku, available, held, sold}, ...},
---          pending records JSON {record, ...} (the shape reserve.lua writes),
+--          pending records JSON {record, ...} (the shape reserve.lua writes, and
+--          `due`: the score in the due index, when not the deadline),
 --          idempotency JSON {{key, "<fingerprint>|<id>"}, ...}, idempotency ttl ms
 -- Returns  "RESTORED" or "ALREADY"
 
@@ -16,8 +17,10 @@ for _, s in ipairs(cjson.decode(ARGV[3])) do
   redis.call('HSET', stock_key(base, s[1]), 'available', s[2], 'held', s[3], 'sold', s[4])
 end
 for _, rec in ipairs(cjson.decode(ARGV[4])) do
+  local due = rec.due or rec.expires
+  rec.due = nil
   redis.call('SET', res_key(base, rec.id), cjson.encode(rec))
-  redis.call('ZADD', KEYS[1], rec.expires, rec.id)
+  redis.call('ZADD', KEYS[1], due, rec.id)
 end
 for _, idem in ipairs(cjson.decode(ARGV[5])) do
   redis.call('SET', idem[1], idem[2], 'PX', tonumber(ARGV[6]))

@@ -1,9 +1,17 @@
--- Confirm, release or extend one pending reservation.
+-- Confirm, release or extend one pending reservation; or settle a part.
 --
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the record (BASE .. "res:" .. id)
--- ARGV     base, id, action ("confirm" | "release" | "extend"), ttl_ms (extend),
---          retention_ms
+-- ARGV     base, id, action, ttl_ms, retention_ms, status, idempotency key name
+--          action "confirm" | "release" | "extend" (by ttl_ms): a reservation;
+--          action "settle": a part (see reserve.lua) follows its parent into
+--            `status`, whatever its deadline; "reschedule": a part's cleanup
+--            time becomes ttl_ms (absolute, ms). Parts refuse other actions.
+--          action "complete": every part of this parent is held; it may be
+--            confirmed from now on (before, confirm answers INCOMPLETE).
+--          action "abort": undo a part, or a parent still incomplete, as if it
+--            had never been made: units back, record, due entry and
+--            idempotency key (if it names this id) deleted.
 -- Returns  JSON {ok = action, reservation = record}
 --          or {err = "NOT_FOUND"}
 --          or {err = "INVALID_TRANSITION", reservation = record}  (already terminal)
@@ -11,7 +19,7 @@
 --             this call expired the hold (and returned its stock) instead.
 
 local base, id, action = ARGV[1], ARGV[2], ARGV[3]
-local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, retention, status = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
@@ -23,6 +31,43 @@ end
 local rec = cjson.decode(raw)
 if rec.status ~= 'PENDING' then
   return cjson.encode({err = 'INVALID_TRANSITION', reservation = rec})
+end
+local part_action = action == 'settle' or action == 'reschedule'
+if action ~= 'abort' and (rec.parent ~= nil) ~= part_action then
+  return cjson.encode({err = 'NOT_FOUND'})  -- parts are internal; reservations are not parts
+end
+if action == 'abort' then
+  if not (rec.parent or rec.incomplete) then
+    return cjson.encode({err = 'INVALID_TRANSITION', reservation = rec})
+  end
+  for _, line in ipairs(rec.lines) do
+    local key = stock_key(base, line[1])
+    redis.call('HINCRBY', key, 'held', -line[2])
+    redis.call('HINCRBY', key, 'available', line[2])
+  end
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[1], id)
+  local idem = ARGV[7]
+  if idem and idem ~= '' then
+    local seen = redis.call('GET', idem)
+    if seen and string.sub(seen, -(#id + 1)) == '|' .. id then
+      redis.call('DEL', idem)
+    end
+  end
+  return cjson.encode({ok = action, reservation = rec})
+elseif action == 'complete' then
+  rec.incomplete = nil
+  redis.call('SET', KEYS[2], cjson.encode(rec))
+  return cjson.encode({ok = action, reservation = rec})
+elseif action == 'confirm' and rec.incomplete then
+  return cjson.encode({err = 'INCOMPLETE', reservation = rec})
+end
+if action == 'settle' then
+  settle(base, KEYS[1], rec, status, now_ms(), retention)
+  return cjson.encode({ok = action, reservation = rec})
+elseif action == 'reschedule' then
+  redis.call('ZADD', KEYS[1], ttl, id)
+  return cjson.encode({ok = action, reservation = rec})
 end
 
 local now = now_ms()
