@@ -4,6 +4,7 @@
 commercekit --version
 commercekit services up [--only redis,postgres,kafka] [--workdir DIR] [--env-file FILE]
 commercekit sweep --redis-url URL [--database-url URL] [--prefix P] [--interval S] [--once]
+commercekit events schema [--out DIR] [--format json|yaml] [--prefix P]
 ```
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from commercekit._version import __version__
+from commercekit.events._cli import add_commands as event_commands
 from commercekit.reservations._cli import add_commands as reservation_commands
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--env-file", type=Path, help="also write the URLs to this file")
     up.set_defaults(handler=_services_up)
     reservation_commands(commands)
+    event_commands(commands)
     return parser
 
 

@@ -1,0 +1,107 @@
+"""Event contracts, the event bus, idempotent consumers and the transactional outbox.
+
+```python
+from commercekit.events import Envelope, InMemoryEventBus, ReservationExpired
+
+bus = InMemoryEventBus()
+bus.subscribe("email", notify_owner, types=["reservation.expired"])
+async with bus:
+    await bus.publish(Envelope.wrap(ReservationExpired(...), source="inventory"))
+```
+
+`KafkaEventBus` and `create_topics` need ``commercekit[kafka]``; `Outbox`,
+`OutboxRelay` and `SqlProcessedEventStore`'s tables need
+``commercekit[postgres]``. They are imported lazily, so the contracts and the
+in-memory bus work without either.
+"""
+
+from typing import TYPE_CHECKING
+
+from commercekit.events.bus import DeadLetter, EventBus, Handler, RetryPolicy
+from commercekit.events.catalog import (
+    CATALOG,
+    Amount,
+    Catalog,
+    Currency,
+    EventLine,
+    EventPayload,
+    Identifier,
+    PaymentConfirmed,
+    PaymentFailed,
+    RefundCompleted,
+    RefundRequested,
+    ReservationConfirmed,
+    ReservationCreated,
+    ReservationExpired,
+    ReservationReleased,
+    TopicNames,
+    UserCreated,
+)
+from commercekit.events.envelope import CONTENT_TYPE, Envelope
+from commercekit.events.idempotency import (
+    InMemoryProcessedEventStore,
+    ProcessedEventStore,
+    RedisProcessedEventStore,
+    SessionHandler,
+    SqlProcessedEventStore,
+    idempotent,
+)
+from commercekit.events.memory import InMemoryEventBus
+
+if TYPE_CHECKING:
+    from commercekit.events.kafka import KafkaEventBus, create_topics
+    from commercekit.events.outbox import Outbox, OutboxRelay
+
+__all__ = [
+    "CATALOG",
+    "CONTENT_TYPE",
+    "Amount",
+    "Catalog",
+    "Currency",
+    "DeadLetter",
+    "Envelope",
+    "EventBus",
+    "EventLine",
+    "EventPayload",
+    "Handler",
+    "Identifier",
+    "InMemoryEventBus",
+    "InMemoryProcessedEventStore",
+    "KafkaEventBus",
+    "Outbox",
+    "OutboxRelay",
+    "PaymentConfirmed",
+    "PaymentFailed",
+    "ProcessedEventStore",
+    "RedisProcessedEventStore",
+    "RefundCompleted",
+    "RefundRequested",
+    "ReservationConfirmed",
+    "ReservationCreated",
+    "ReservationExpired",
+    "ReservationReleased",
+    "RetryPolicy",
+    "SessionHandler",
+    "SqlProcessedEventStore",
+    "TopicNames",
+    "UserCreated",
+    "create_topics",
+    "idempotent",
+]
+
+_LAZY = {
+    "KafkaEventBus": "commercekit.events.kafka",
+    "create_topics": "commercekit.events.kafka",
+    "Outbox": "commercekit.events.outbox",
+    "OutboxRelay": "commercekit.events.outbox",
+}
+
+
+def __getattr__(name: str) -> object:
+    # The Kafka bus and the outbox need optional extras: import them on first use.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module  # noqa: PLC0415
+
+    return getattr(import_module(module), name)

@@ -1,0 +1,89 @@
+"""What every bus does with one message: decode, filter, call the handler, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from dataclasses import dataclass
+
+from commercekit.errors import ConfigurationError, MalformedEvent
+from commercekit.events.bus import Handler, RetryPolicy
+from commercekit.events.catalog import Catalog
+
+__all__ = ["Delivery", "Outcome", "check_group", "deliver", "wait_or_stop"]
+
+log = logging.getLogger("commercekit.events")
+
+
+class Outcome(enum.Enum):
+    """What became of a message."""
+
+    HANDLED = "handled"
+    """The handler returned: commit it."""
+    SKIPPED = "skipped"
+    """A known type the subscription did not ask for: commit it."""
+    DEAD = "dead"
+    """Undecodable, or the handler kept failing: dead-letter it, then commit it."""
+    ABORTED = "aborted"
+    """The bus is stopping while the message waits for a retry: do not commit it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one message, and for a dead one, why."""
+
+    outcome: Outcome
+    attempts: int = 0
+    reason: str = ""
+    error: str = ""
+
+
+def check_group(group: str) -> None:
+    """Refuse an empty consumer group name."""
+    if not group or len(group) > 200:
+        raise ConfigurationError("a consumer group is a name of 1-200 characters")
+
+
+async def wait_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds`, or less if `stopping` is set; return whether it is set."""
+    if seconds > 0 and not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), seconds)
+    return stopping.is_set()
+
+
+async def deliver(
+    value: bytes | None,
+    *,
+    catalog: Catalog,
+    handler: Handler,
+    types: frozenset[str] | None,
+    retry: RetryPolicy,
+    stopping: asyncio.Event,
+) -> Delivery:
+    """Decode `value` and call `handler` until it succeeds or the retries run out."""
+    if value is None:
+        return Delivery(Outcome.DEAD, reason="empty message (no value)", error="MalformedEvent")
+    try:
+        event = catalog.decode(value)
+    except MalformedEvent as exc:
+        return Delivery(Outcome.DEAD, reason=exc.reason, error=type(exc).__name__)
+    if types is not None and event.type not in types:
+        return Delivery(Outcome.SKIPPED)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await handler(event)
+        except Exception as exc:
+            reason = f"handler failed {attempt} time(s); last error: {type(exc).__name__}: {exc}"
+            if attempt >= retry.max_attempts:
+                log.warning("dead-lettering event %s (%s): %s", event.id, event.type, reason)
+                return Delivery(Outcome.DEAD, attempt, reason[:1000], type(exc).__name__)
+            log.info("event %s (%s): %s; retrying", event.id, event.type, reason)
+            if await wait_or_stop(stopping, retry.backoff(attempt)):
+                return Delivery(Outcome.ABORTED, attempt)
+        else:
+            return Delivery(Outcome.HANDLED, attempt)

@@ -1,0 +1,305 @@
+"""`KafkaEventBus`: the `EventBus` on Apache Kafka, with aiokafka.
+
+```python
+bus = KafkaEventBus("kafka:9092", topics=TopicNames(prefix="shop."))
+await create_topics("kafka:9092", topics=bus.topics, partitions=6)
+bus.subscribe("inventory", on_payment, types=["payment.confirmed", "payment.failed"])
+async with bus:
+    await bus.publish(Envelope.wrap(payload, source="payments"))
+```
+
+Producer: idempotent, ``acks=all``; the key is the event's partition key, the
+value the envelope's JSON (CloudEvents structured mode). Consumers: one
+aiokafka consumer per subscription, auto-commit off; offsets are committed
+after the handlers returned, after each batch and before a rebalance takes
+partitions away. See `commercekit.events.bus` for the full semantics.
+
+Needs ``commercekit[kafka]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from commercekit.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    MissingExtraError,
+    PublishError,
+)
+from commercekit.events._dispatch import check_group
+from commercekit.events.bus import DeadLetter, Handler, RetryPolicy
+from commercekit.events.catalog import TopicNames
+from commercekit.events.envelope import CONTENT_TYPE, Envelope
+
+try:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    from commercekit.events._kafka_consumer import GroupConsumer
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("kafka", __name__) from exc
+
+__all__ = ["KafkaEventBus", "create_topics"]
+
+log = logging.getLogger("commercekit.events")
+
+_TOPIC_ALREADY_EXISTS = 36
+_HEADERS = [("content-type", CONTENT_TYPE.encode())]
+
+
+async def create_topics(
+    bootstrap_servers: str | list[str],
+    *,
+    topics: TopicNames | None = None,
+    partitions: int | Mapping[str, int] = 3,
+    replication_factor: int = 1,
+    dead_letter_partitions: int = 1,
+) -> dict[str, int]:
+    """Create the catalog's topics and the dead-letter topic; keep those that exist.
+
+    Args:
+        bootstrap_servers: the brokers.
+        topics: the topic names (and the catalog).
+        partitions: partitions of every topic, or per logical topic (3 if absent).
+        replication_factor: copies of each partition (3 in production).
+        dead_letter_partitions: partitions of the dead-letter topic.
+
+    Returns:
+        Every topic's real name and its partition count on the broker.
+
+    Raises:
+        BackendUnavailable: the brokers cannot be reached or refused a topic.
+    """
+    names = topics or TopicNames()
+    wanted = {
+        names.topic(logical): (
+            partitions if isinstance(partitions, int) else partitions.get(logical, 3)
+        )
+        for logical in names.catalog.topics
+    }
+    wanted[names.dead_letter_topic] = dead_letter_partitions
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        await admin.start()
+        response = await admin.create_topics(
+            [
+                NewTopic(name=name, num_partitions=count, replication_factor=replication_factor)
+                for name, count in wanted.items()
+            ]
+        )
+        for topic, code, *message in response.topic_errors:
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise BackendUnavailable(f"cannot create topic {topic}: error {code} {message}")
+        described = await admin.describe_topics(list(wanted))
+    except KafkaError as exc:
+        raise BackendUnavailable(f"cannot create the topics: {exc!r}") from exc
+    finally:
+        await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described}
+
+
+class KafkaEventBus:
+    """An `EventBus` on Kafka.
+
+    Args:
+        bootstrap_servers: the brokers (``"host:9092"`` or a list).
+        topics: the topic names (and the catalog).
+        retry: the retry policy of the handlers.
+        client_id: names this client in the brokers' logs.
+        request_timeout_ms: how long a publish waits for the brokers.
+        session_timeout_ms: how long before a silent consumer is declared dead.
+        heartbeat_interval_ms: how often a consumer tells the group it is alive.
+        max_poll_records: the largest batch a consumer handles between commits.
+        producer_options: more `AIOKafkaProducer` arguments (overrides).
+        consumer_options: more `AIOKafkaConsumer` arguments (overrides).
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | list[str],
+        *,
+        topics: TopicNames | None = None,
+        retry: RetryPolicy | None = None,
+        client_id: str = "commercekit",
+        request_timeout_ms: int = 30_000,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        max_poll_records: int = 500,
+        producer_options: Mapping[str, Any] | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = topics or TopicNames()
+        self.catalog = self.topics.catalog
+        self.retry = retry or RetryPolicy()
+        self.client_id = client_id
+        self._producer_options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "request_timeout_ms": request_timeout_ms,
+            "linger_ms": 5,
+            **(producer_options or {}),
+        }
+        self._consumer_options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "max_poll_records": max_poll_records,
+            **(consumer_options or {}),
+        }
+        if (
+            self._producer_options["acks"] != "all"
+            or not self._producer_options["enable_idempotence"]
+        ):
+            raise ConfigurationError("KafkaEventBus always publishes with acks=all, idempotently")
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self.kafkas: list[GroupConsumer] = []
+        self._stopping = asyncio.Event()
+        self._running = False
+
+    # ------------------------------------------------------------ publishing
+    async def publish(self, event: Envelope[Any]) -> None:
+        """Publish one event (see `EventBus.publish`)."""
+        await self.publish_many([event])
+
+    async def publish_many(self, events: Sequence[Envelope[Any]]) -> None:
+        """Publish events in order, wait for every acknowledgement (see `EventBus`)."""
+        await self._send(
+            [(self.topics.for_type(e.type), e.key.encode(), e.to_json(), _HEADERS) for e in events]
+        )
+
+    async def _send(self, records: list[tuple[str, bytes | None, bytes | None, Any]]) -> None:
+        producer = await self._started_producer()
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for topic, key, value, headers in records:
+                futures.append(await producer.send(topic, value=value, key=key, headers=headers))
+        except KafkaError as exc:
+            await self._give_up(futures, exc)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self._give_up([], failed[0])
+
+    async def _give_up(self, futures: list[asyncio.Future[Any]], exc: BaseException) -> None:
+        await asyncio.gather(*futures, return_exceptions=True)
+        await self._reset_producer()
+        raise PublishError(f"Kafka did not acknowledge the events: {exc!r}") from exc
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**self._producer_options)
+                try:
+                    await producer.start()
+                except KafkaError as exc:
+                    await producer.stop()
+                    raise PublishError(f"cannot reach Kafka: {exc!r}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def _reset_producer(self) -> None:
+        # A failed batch can leave the idempotent producer's sequence numbers
+        # out of step; a new producer (a new producer id) starts clean.
+        async with self._producer_lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except KafkaError as exc:  # pragma: no cover - closing a dead connection
+                log.debug("closing the failed producer: %r", exc)
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Put a message on the dead-letter topic (the consumers do it for you).
+
+        Raises:
+            PublishError: the broker did not acknowledge it.
+        """
+        await self._send(
+            [(self.topics.dead_letter_topic, letter.key, letter.value, letter.headers())]
+        )
+
+    # ------------------------------------------------------------ consuming
+    def assignment(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs this bus's consumers own right now."""
+        owned: set[tuple[str, int]] = set()
+        for consumer in self.kafkas:
+            if consumer.kafka is not None:
+                owned |= {(tp.topic, tp.partition) for tp in consumer.kafka.assignment()}
+        return owned
+
+    def subscribe(
+        self, group: str, handler: Handler, *, types: Iterable[str] | None = None
+    ) -> None:
+        """Join consumer `group` (see `EventBus.subscribe`); starts now if the bus runs."""
+        check_group(group)
+        wanted = None if types is None else frozenset(types)
+        chosen = self.catalog.types if wanted is None else tuple(wanted)
+        logical = {self.catalog[t].topic for t in chosen}
+        consumer = GroupConsumer(
+            self, group, handler, wanted, sorted(self.topics.topic(t) for t in logical)
+        )
+        self.kafkas.append(consumer)
+        if self._running:
+            consumer.task = asyncio.create_task(consumer.run())
+
+    async def start(self) -> None:
+        """Connect the producer and start every subscription's consumer.
+
+        Raises:
+            BackendUnavailable: Kafka cannot be reached.
+        """
+        if self._running:
+            return
+        self._stopping.clear()
+        try:
+            await self._started_producer()
+        except PublishError as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        self._running = True
+        for consumer in self.kafkas:
+            consumer.task = asyncio.create_task(consumer.run())
+        # Fail fast when a consumer cannot join; later failures are logged.
+        await asyncio.gather(*(c.joined.wait() for c in self.kafkas))
+        for consumer in self.kafkas:
+            if consumer.task is not None and consumer.task.done() and consumer.task.exception():
+                await self.stop()
+                raise BackendUnavailable(f"consumer of group {consumer.group} did not start")
+
+    async def stop(self) -> None:
+        """Let running handlers finish, commit, leave the groups, flush the producer."""
+        if not self._running:
+            return
+        self._stopping.set()
+        tasks = [c.task for c in self.kafkas if c.task is not None]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for consumer, result in zip(self.kafkas, results, strict=False):
+            consumer.task = None
+            if isinstance(result, Exception):
+                log.error("consumer of group %s failed: %r", consumer.group, result)
+        await self._reset_producer()
+        self._running = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

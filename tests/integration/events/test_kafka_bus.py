@@ -1,0 +1,197 @@
+"""KafkaEventBus on a real broker: groups, order, exactly-once effects, poison, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+
+from commercekit.events import (
+    Envelope,
+    EventBus,
+    KafkaEventBus,
+    RedisProcessedEventStore,
+    RetryPolicy,
+    create_topics,
+    idempotent,
+)
+from commercekit.testing.servers import KafkaServer, RedisServer
+
+from .helpers import Ticked, dead_letters, poll, unique_topics
+
+EVENTS = 5_000
+KEYS = 50
+
+
+def tick(key: str, seq: int) -> Envelope[Ticked]:
+    return Envelope.wrap(Ticked(key=key, seq=seq), source="tests")
+
+
+async def test_create_topics_gives_each_topic_its_partitions(kafka_server: KafkaServer) -> None:
+    topics = unique_topics()
+    counts = await create_topics(
+        kafka_server.bootstrap_servers, topics=topics, partitions={"ticks": 3, "users": 2}
+    )
+    assert counts[topics.topic("ticks")] == 3
+    assert counts[topics.topic("users")] == 2
+    assert counts[topics.topic("reservations")] == 3
+    assert counts[topics.dead_letter_topic] == 1
+    again = await create_topics(kafka_server.bootstrap_servers, topics=topics, partitions=5)
+    assert again == counts  # existing topics are kept as they are
+
+
+async def test_two_consumers_share_5000_events_once_each_in_key_order(
+    kafka_server: KafkaServer, redis_server: RedisServer
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    topics = unique_topics()
+    await create_topics(bootstrap, topics=topics, partitions=3)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    client = aioredis.from_url(redis_server.url)
+    store = RedisProcessedEventStore(client, prefix=f"{group}:")
+    effects: list[tuple[int, str, int]] = []  # (consumer, key, seq), in the order of effect
+    event_ids: dict[str, int] = defaultdict(int)
+
+    def handler(index: int) -> Any:
+        async def handle(event: Envelope[Any]) -> None:
+            effects.append((index, event.data.key, event.data.seq))
+            event_ids[event.id] += 1
+
+        return idempotent(store, group, handle)
+
+    buses = [
+        KafkaEventBus(bootstrap, topics=topics, client_id=f"c{i}", session_timeout_ms=6000)
+        for i in range(2)
+    ]
+    for index, bus in enumerate(buses):
+        bus.subscribe(group, handler(index), types=["test.ticked"])
+    try:
+        for bus in buses:
+            await bus.start()
+        assert all(isinstance(bus, EventBus) for bus in buses)
+
+        def balanced() -> bool:
+            owned = [bus.assignment() for bus in buses]
+            return all(owned) and len(owned[0] | owned[1]) == sum(map(len, owned)) == 3
+
+        await poll(balanced)
+        events = [tick(f"res-{i % KEYS}", i // KEYS) for i in range(EVENTS)]
+        await buses[0].publish_many(events)
+        await poll(lambda: len(effects) >= EVENTS)
+        await asyncio.sleep(0.2)  # anything extra would show up now
+    finally:
+        for bus in buses:
+            await bus.stop()
+        await client.aclose()
+
+    assert len(effects) == EVENTS
+    assert sorted(event_ids) == sorted(e.id for e in events)
+    assert set(event_ids.values()) == {1}
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for _, key, seq in effects:
+        per_key[key].append(seq)
+    assert per_key == {f"res-{k}": list(range(EVENTS // KEYS)) for k in range(KEYS)}
+    assert {index for index, _, _ in effects} == {0, 1}  # both members did work
+
+
+async def test_poison_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going(
+    kafka_server: KafkaServer,
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    topics = unique_topics()
+    await create_topics(bootstrap, topics=topics, partitions=1)
+    ticks = topics.topic("ticks")
+    handled: list[int] = []
+    attempts: dict[int, int] = defaultdict(int)
+
+    async def handle(event: Envelope[Any]) -> None:
+        attempts[event.data.seq] += 1
+        if event.data.seq == 2:
+            raise RuntimeError("this one always fails")
+        handled.append(event.data.seq)
+
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+    bus = KafkaEventBus(bootstrap, topics=topics, retry=retry, session_timeout_ms=6000)
+    bus.subscribe("poison", handle)
+    unknown = json.loads(tick("k", 9).to_json()) | {"type": "test.unheard_of"}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await bus.start()
+        await bus.publish(tick("k", 1))
+        await producer.send_and_wait(ticks, b"\x00\x01 not json", key=b"k")
+        await producer.send_and_wait(ticks, json.dumps(unknown).encode(), key=b"k")
+        await producer.send_and_wait(ticks, None, key=b"k")
+        await bus.publish(tick("k", 2))
+        await bus.publish(tick("k", 3))
+        await poll(lambda: handled == [1, 3], within=30)
+    finally:
+        await bus.stop()
+        await producer.stop()
+    letters = await dead_letters(bootstrap, topics, 4)
+    assert [letter.error for letter in letters] == [
+        "MalformedEvent",
+        "UnknownEventType",
+        "MalformedEvent",
+        "RuntimeError",
+    ]
+    assert letters[0].value == b"\x00\x01 not json"
+    assert letters[0].key == b"k"
+    assert (letters[0].topic, letters[0].partition, letters[0].group) == (ticks, 0, "poison")
+    assert [letter.offset for letter in letters] == [1, 2, 3, 4]
+    assert "this one always fails" in letters[3].reason
+    assert letters[3].attempts == 3
+    assert attempts[2] == 3
+
+    # everything, poison included, was committed: a new member starts after it
+    again: list[int] = []
+
+    async def record(event: Envelope[Any]) -> None:
+        again.append(event.data.seq)
+
+    second = KafkaEventBus(bootstrap, topics=topics, session_timeout_ms=6000)
+    second.subscribe("poison", record)
+    async with second:
+        await second.publish(tick("k", 4))
+        await poll(lambda: again == [4], within=30)
+
+
+async def test_stop_lets_the_running_handler_finish_and_commits_it(
+    kafka_server: KafkaServer,
+) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    topics = unique_topics()
+    await create_topics(bootstrap, topics=topics, partitions=1)
+    started = asyncio.Event()
+    finished: list[int] = []
+
+    async def slow(event: Envelope[Any]) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(event.data.seq)
+
+    bus = KafkaEventBus(bootstrap, topics=topics, session_timeout_ms=6000)
+    bus.subscribe("graceful", slow)
+    await bus.start()
+    await bus.publish_many([tick("k", 1), tick("k", 2), tick("k", 3)])
+    async with asyncio.timeout(30):
+        await started.wait()
+    await bus.stop()
+    assert finished == [1]  # finished, not cut off; nothing else started
+
+    rest: list[int] = []
+
+    async def record(event: Envelope[Any]) -> None:
+        rest.append(event.data.seq)
+
+    after = KafkaEventBus(bootstrap, topics=topics, session_timeout_ms=6000)
+    after.subscribe("graceful", record)
+    async with after:
+        await poll(lambda: len(rest) >= 2, within=30)
+        await asyncio.sleep(0.2)
+    assert rest == [2, 3]  # the handled one was committed, the others were not lost
