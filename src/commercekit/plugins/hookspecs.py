@@ -1,0 +1,81 @@
+"""Every hook commercekit calls, with its signature and when it runs.
+
+Implement a hook in any module or object, mark it with
+`commercekit.plugins.hookimpl`, and register it, or publish it under the
+``commercekit`` entry-point group::
+
+    # pyproject.toml of the package commercekit-audit
+    [project.entry-points.commercekit]
+    audit = "commercekit_audit"
+
+    # commercekit_audit.py
+    from commercekit.plugins import hookimpl
+
+    @hookimpl
+    def commercekit_reservation_expired(reservation):
+        audit_log.write(f"hold {reservation.id} expired")
+
+Notification hooks (past tense) run after the fact; an exception in one is
+logged and does not undo or block anything. Decision hooks return a value
+and stop at the first plugin that returns one (``firstresult``);
+commercekit's own default runs last, so your plugin wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from commercekit.email.templates import RenderedEmail
+    from commercekit.reservations.models import Reservation
+
+PROJECT = "commercekit"
+"""The pluggy project name, and the entry-point group plugins are found under."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ------------------------------------------------------------ reservations
+@hookspec
+def commercekit_reservation_created(reservation: Reservation) -> None:
+    """A reservation was made: its stock is held until `reservation.expires_at`.
+
+    Called once per reservation (an idempotent replay does not call it
+    again), after its record is written.
+    """
+
+
+@hookspec
+def commercekit_reservation_confirmed(reservation: Reservation) -> None:
+    """A reservation was confirmed (paid): its units are sold. Called once."""
+
+
+@hookspec
+def commercekit_reservation_released(reservation: Reservation) -> None:
+    """A reservation was released (cancelled): its units are available again. Called once."""
+
+
+@hookspec
+def commercekit_reservation_expired(reservation: Reservation) -> None:
+    """A reservation passed its deadline unpaid: its units are available again.
+
+    Called once, by whichever process expired it (a sweeper, or a late
+    confirm, release or extend that found the deadline past).
+    """
+
+
+# ------------------------------------------------------------------- email
+@hookspec(firstresult=True)
+def commercekit_email_template(name: str, context: Mapping[str, Any]) -> RenderedEmail | None:
+    """Render the transactional mail `name` yourself, or return None.
+
+    `name` is one of ``welcome``, ``payment_succeeded``, ``payment_failed``,
+    ``refund_issued``; `context` holds the values the templates use. The
+    first plugin to return a `RenderedEmail` wins; escaping user-provided
+    values is then that plugin's job. Return None to leave the mail to the
+    next plugin, and finally to commercekit's own templates.
+    """

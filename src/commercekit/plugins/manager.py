@@ -1,0 +1,94 @@
+"""`PluginManager`: a typed facade over pluggy's manager, one method per hook."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from commercekit.plugins import hookspecs
+
+if TYPE_CHECKING:
+    from commercekit.email.templates import RenderedEmail
+    from commercekit.reservations.models import Reservation
+
+__all__ = ["PluginManager"]
+
+logger = logging.getLogger("commercekit.plugins")
+
+
+class PluginManager:
+    """Discovers plugins and calls their hooks, with types.
+
+    pluggy's ``pm.hook`` is untyped; call the methods here instead. Plugins
+    published under the ``commercekit`` entry-point group are loaded unless
+    `load_entrypoints` is False; pass more in `plugins`. A hook
+    implementation whose name matches no hookspec (a typo) is an error.
+
+    Args:
+        plugins: objects or modules with ``@hookimpl`` functions to register.
+        load_entrypoints: load the installed ``commercekit`` plugins.
+    """
+
+    def __init__(self, plugins: Iterable[object] = (), *, load_entrypoints: bool = True) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        for plugin in plugins:
+            self._pm.register(plugin)
+        if load_entrypoints:
+            self._pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+        self._pm.check_pending()
+
+    @property
+    def pluggy(self) -> pluggy.PluginManager:
+        """The underlying pluggy manager (for tooling; prefer the typed methods)."""
+        return self._pm
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register one more plugin; its hooks must all be known."""
+        self._pm.register(plugin, name=name)
+        self._pm.check_pending()
+
+    def unregister(self, plugin: object) -> None:
+        """Remove a plugin."""
+        self._pm.unregister(plugin)
+
+    def names(self) -> list[str]:
+        """The names of the registered plugins (entry-point names for installed ones)."""
+        return sorted(str(name) for name, _ in self._pm.list_name_plugin())
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        try:
+            getattr(self._pm.hook, hook)(**kwargs)
+        except Exception:
+            logger.exception("plugin hook %s failed", hook)
+
+    # -------------------------------------------------------- reservations
+    def reservation_created(self, reservation: Reservation) -> None:
+        """Call `commercekit_reservation_created`."""
+        self._notify("commercekit_reservation_created", reservation=reservation)
+
+    def reservation_confirmed(self, reservation: Reservation) -> None:
+        """Call `commercekit_reservation_confirmed`."""
+        self._notify("commercekit_reservation_confirmed", reservation=reservation)
+
+    def reservation_released(self, reservation: Reservation) -> None:
+        """Call `commercekit_reservation_released`."""
+        self._notify("commercekit_reservation_released", reservation=reservation)
+
+    def reservation_expired(self, reservation: Reservation) -> None:
+        """Call `commercekit_reservation_expired`."""
+        self._notify("commercekit_reservation_expired", reservation=reservation)
+
+    # --------------------------------------------------------------- email
+    def email_template(self, name: str, context: Mapping[str, Any]) -> RenderedEmail | None:
+        """Ask `commercekit_email_template` for a rendered mail (None: use the templates).
+
+        Use it as a `TemplateRenderer`'s ``override``.
+        """
+        result: RenderedEmail | None = self._pm.hook.commercekit_email_template(
+            name=name, context=context
+        )
+        return result
