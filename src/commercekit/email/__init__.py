@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING
 from commercekit.email.console import ConsoleSender
 from commercekit.email.mailer import Mailer, format_amount
 from commercekit.email.memory import MemorySender, SentEmail
+from commercekit.email.recipients import (
+    InMemoryRecipients,
+    Recipient,
+    RecipientDirectory,
+    SqlRecipients,
+)
 from commercekit.email.retry import RetryPolicy, parse_retry_after
 from commercekit.email.sender import EmailMessage, EmailSender
 from commercekit.email.templates import (
@@ -28,30 +34,41 @@ from commercekit.email.templates import (
 )
 
 if TYPE_CHECKING:
+    from commercekit.email.notifier import EMAIL_EVENT_TYPES, EmailNotifier, UnknownRecipient
     from commercekit.email.resend import ResendSender, ResendSettings
 
 __all__ = [
+    "EMAIL_EVENT_TYPES",
     "TEMPLATE_NAMES",
     "ConsoleSender",
     "EmailMessage",
+    "EmailNotifier",
     "EmailSender",
+    "InMemoryRecipients",
     "Mailer",
     "MemorySender",
+    "Recipient",
+    "RecipientDirectory",
     "RenderedEmail",
     "ResendSender",
     "ResendSettings",
     "RetryPolicy",
     "SentEmail",
+    "SqlRecipients",
     "TemplateOverride",
     "TemplateRenderer",
+    "UnknownRecipient",
     "format_amount",
     "parse_retry_after",
 ]
 
 _LAZY = {
-    # These need the resend extra; import them only when asked for.
+    # These need the resend extra, or the events package; import them on first use.
     "ResendSender": "commercekit.email.resend",
     "ResendSettings": "commercekit.email.resend",
+    "EmailNotifier": "commercekit.email.notifier",
+    "EMAIL_EVENT_TYPES": "commercekit.email.notifier",
+    "UnknownRecipient": "commercekit.email.notifier",
 }
 
 

@@ -1,0 +1,121 @@
+"""`EmailNotifier`: the transactional mails, driven by catalog events.
+
+```python
+notifier = EmailNotifier(mailer, recipients=SqlRecipients(engine), processed=redis_store)
+notifier.subscribe(bus)          # consumer group "email"
+await bus.start()
+```
+
+| event | mail |
+|---|---|
+| ``user.created`` | welcome (and the user's address is remembered) |
+| ``payment.confirmed`` | payment succeeded |
+| ``payment.failed`` | payment failed, with the reason |
+| ``refund.completed`` | refund issued |
+
+A redelivered event sends no second mail, twice over: the notifier is an
+idempotent consumer (a processed-event store claims each event id), and
+each mail goes to the sender with the key ``<template>/<event id>``, which
+Resend honours, so even an event redelivered after a crash between the send
+and the claim is one mail.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from commercekit.email.mailer import Mailer
+from commercekit.email.recipients import Recipient, RecipientDirectory
+from commercekit.errors import EmailError
+from commercekit.events.bus import EventBus, Handler
+from commercekit.events.catalog import PaymentConfirmed, PaymentFailed, RefundCompleted, UserCreated
+from commercekit.events.envelope import Envelope
+from commercekit.events.idempotency import ProcessedEventStore, idempotent
+
+__all__ = ["EMAIL_EVENT_TYPES", "EmailNotifier", "UnknownRecipient"]
+
+logger = logging.getLogger("commercekit.email.notifier")
+
+EMAIL_EVENT_TYPES = ("user.created", "payment.confirmed", "payment.failed", "refund.completed")
+"""The event types that send a mail."""
+
+
+class UnknownRecipient(EmailError):
+    """No address is known for the event's user yet (its ``user.created`` is not in).
+
+    Raised so the bus retries the event later, then dead-letters it.
+    """
+
+
+class EmailNotifier:
+    """Sends the mail each catalog event calls for, at most once per event.
+
+    Args:
+        mailer: renders and sends the mails.
+        recipients: remembers addresses from ``user.created``; looked up for
+            payment and refund events.
+        processed: the processed-event store that makes the consumer idempotent.
+        group: the consumer group (and the name events are claimed under).
+    """
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        *,
+        recipients: RecipientDirectory,
+        processed: ProcessedEventStore,
+        group: str = "email",
+    ) -> None:
+        self.mailer = mailer
+        self.recipients = recipients
+        self.processed = processed
+        self.group = group
+
+    def handler(self) -> Handler:
+        """The idempotent handler to subscribe with."""
+        return idempotent(self.processed, self.group, self.handle)
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Subscribe the notifier to the mail-sending event types on `bus`."""
+        bus.subscribe(self.group, self.handler(), types=EMAIL_EVENT_TYPES)
+
+    async def handle(self, event: Envelope[Any]) -> None:
+        """Send the mail for one event (other types are ignored)."""
+        data = event.data
+        if isinstance(data, UserCreated):
+            recipient = Recipient(data.user_id, data.email, data.username)
+            await self.recipients.remember(recipient)
+            await self.mailer.welcome(
+                recipient.email, username=recipient.name, idempotency_key=event.id
+            )
+        elif isinstance(data, PaymentConfirmed):
+            to = await self._recipient(data.user_id, event)
+            await self.mailer.payment_succeeded(
+                to.email, name=to.name, idempotency_key=event.id, **_money(data)
+            )
+        elif isinstance(data, PaymentFailed):
+            to = await self._recipient(data.user_id, event)
+            await self.mailer.payment_failed(
+                to.email, name=to.name, reason=data.reason, idempotency_key=event.id, **_money(data)
+            )
+        elif isinstance(data, RefundCompleted):
+            to = await self._recipient(data.user_id, event)
+            await self.mailer.refund_issued(
+                to.email, name=to.name, idempotency_key=event.id, **_money(data)
+            )
+
+    async def _recipient(self, user_id: str, event: Envelope[Any]) -> Recipient:
+        recipient = await self.recipients.lookup(user_id)
+        if recipient is None:
+            raise UnknownRecipient(f"no address for user {user_id} (event {event.id} {event.type})")
+        return recipient
+
+
+def _money(data: PaymentConfirmed | PaymentFailed | RefundCompleted) -> dict[str, Any]:
+    return {
+        "reservation_id": data.reservation_id,
+        "amount": Decimal(str(data.amount)),
+        "currency": data.currency,
+    }

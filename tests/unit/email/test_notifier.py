@@ -1,0 +1,101 @@
+"""EmailNotifier: one mail per event, whatever is redelivered, on the in-memory bus."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from commercekit.email import EmailNotifier, InMemoryRecipients, Mailer, MemorySender
+from commercekit.events import Envelope, InMemoryEventBus
+from commercekit.events.bus import RetryPolicy
+from commercekit.events.catalog import (
+    PaymentConfirmed,
+    PaymentFailed,
+    RefundCompleted,
+    ReservationExpired,
+    UserCreated,
+)
+from commercekit.events.idempotency import InMemoryProcessedEventStore
+
+
+def _money(kind: type, **extra: object) -> Envelope:
+    payload = kind(
+        payment_id="pay-1", reservation_id="res-1", user_id="u-1",
+        amount=Decimal("12.50"), currency="EUR", **extra,
+    )  # fmt: skip
+    return Envelope.wrap(payload, source="test")
+
+
+@pytest.fixture
+def sender() -> MemorySender:
+    return MemorySender()
+
+
+@pytest.fixture
+def notifier(sender: MemorySender) -> EmailNotifier:
+    return EmailNotifier(
+        Mailer(sender, shop_name="Acme"),
+        recipients=InMemoryRecipients(),
+        processed=InMemoryProcessedEventStore(),
+    )
+
+
+async def test_each_event_type_sends_its_mail_once_even_when_redelivered(
+    notifier: EmailNotifier, sender: MemorySender
+) -> None:
+    bus = InMemoryEventBus()
+    notifier.subscribe(bus)
+    welcome = Envelope.wrap(
+        UserCreated(user_id="u-1", username="<b>ada</b>", email="ada@example.com"), source="test"
+    )
+    events = [
+        welcome,
+        _money(PaymentConfirmed),
+        _money(PaymentFailed, reason="card declined"),
+        _money(RefundCompleted, refund_id="ref-1"),
+    ]
+    async with bus:
+        for _ in range(3):  # every event delivered three times
+            await bus.publish(welcome)  # the users topic first: signup precedes payment
+            await bus.drain()
+            await bus.publish_many(events[1:])
+        await bus.drain()
+
+    assert sender.attempts == 4  # the redeliveries never reached the sender
+    subjects = [sent.message.subject for sent in sender.outbox]
+    assert len(subjects) == 4
+    assert {sent.message.to for sent in sender.outbox} == {("ada@example.com",)}
+    keys = sorted(sent.idempotency_key for sent in sender.outbox)
+    assert keys == sorted(
+        f"{name}/{event.id}"
+        for name, event in zip(
+            ["welcome", "payment_succeeded", "payment_failed", "refund_issued"], events, strict=True
+        )
+    )
+    failed = next(s for s in sender.outbox if s.idempotency_key.startswith("payment_failed/"))
+    assert "card declined" in failed.message.text
+    assert "&lt;b&gt;ada&lt;/b&gt;" in sender.outbox[0].message.html
+
+
+async def test_other_events_send_nothing(notifier: EmailNotifier, sender: MemorySender) -> None:
+    now = dt.datetime.now(dt.UTC)
+    expired = ReservationExpired(
+        reservation_id="res-1", owner="u-1", lines=[{"sku": "A", "quantity": 1}], expired_at=now
+    )
+    await notifier.handle(Envelope.wrap(expired, source="test"))
+    assert sender.attempts == 0
+
+
+async def test_a_payment_for_an_unknown_user_is_retried_then_dead_lettered(
+    notifier: EmailNotifier, sender: MemorySender
+) -> None:
+    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=3, initial_backoff=0, max_backoff=0))
+    notifier.subscribe(bus)
+    async with bus:
+        await bus.publish(_money(PaymentConfirmed))
+        await bus.drain()
+    assert sender.attempts == 0
+    [dead] = bus.dead_letters()
+    assert "no address for user u-1" in dead.reason
