@@ -47,6 +47,7 @@ from commercekit.events.idempotency import (
     idempotent,
 )
 from commercekit.events.memory import InMemoryEventBus
+from commercekit.events.observed import ObservedEventBus
 
 if TYPE_CHECKING:
     from commercekit.events.kafka import KafkaEventBus, create_topics
@@ -68,6 +69,7 @@ __all__ = [
     "InMemoryEventBus",
     "InMemoryProcessedEventStore",
     "KafkaEventBus",
+    "ObservedEventBus",
     "Outbox",
     "OutboxRelay",
     "PaymentConfirmed",

@@ -30,6 +30,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
+    from commercekit.events.envelope import Envelope
     from commercekit.reservations.models import Reservation
 
 PROJECT = "commercekit"
@@ -65,6 +66,21 @@ def commercekit_reservation_expired(reservation: Reservation) -> None:
 
     Called once, by whichever process expired it (a sweeper, or a late
     confirm, release or extend that found the deadline past).
+    """
+
+
+# ------------------------------------------------------------------ events
+@hookspec
+def commercekit_event_published(event: Envelope[Any]) -> None:
+    """The broker acknowledged `event` (an `ObservedEventBus` published it)."""
+
+
+@hookspec
+def commercekit_event_consumed(event: Envelope[Any], group: str) -> None:
+    """Consumer `group`'s handler finished `event` without error.
+
+    Called after the effect, before the offset is committed: a redelivered
+    event that an idempotent handler skips is reported again.
     """
 
 

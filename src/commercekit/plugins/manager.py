@@ -12,6 +12,7 @@ from commercekit.plugins import hookspecs
 
 if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
+    from commercekit.events.envelope import Envelope
     from commercekit.reservations.models import Reservation
 
 __all__ = ["PluginManager"]
@@ -81,6 +82,15 @@ class PluginManager:
     def reservation_expired(self, reservation: Reservation) -> None:
         """Call `commercekit_reservation_expired`."""
         self._notify("commercekit_reservation_expired", reservation=reservation)
+
+    # -------------------------------------------------------------- events
+    def event_published(self, event: Envelope[Any]) -> None:
+        """Call `commercekit_event_published`."""
+        self._notify("commercekit_event_published", event=event)
+
+    def event_consumed(self, event: Envelope[Any], group: str) -> None:
+        """Call `commercekit_event_consumed`."""
+        self._notify("commercekit_event_consumed", event=event, group=group)
 
     # --------------------------------------------------------------- email
     def email_template(self, name: str, context: Mapping[str, Any]) -> RenderedEmail | None:

@@ -40,17 +40,43 @@ class Recorder:
         self.calls.append(("created", reservation.id))
 
     @hookimpl
+    def commercekit_reservation_confirmed(self, reservation: Reservation) -> None:
+        self.calls.append(("confirmed", reservation.id))
+
+    @hookimpl
+    def commercekit_reservation_released(self, reservation: Reservation) -> None:
+        self.calls.append(("released", reservation.id))
+
+    @hookimpl
     def commercekit_reservation_expired(self, reservation: Reservation) -> None:
         self.calls.append(("expired", reservation.id))
 
 
+class Quiet:
+    """Listens to expiries only."""
+
+    def __init__(self) -> None:
+        self.expired: list[str] = []
+
+    @hookimpl
+    def commercekit_reservation_expired(self, reservation: Reservation) -> None:
+        self.expired.append(reservation.id)
+
+
 def test_registered_plugins_hear_the_lifecycle() -> None:
-    recorder = Recorder()
-    plugins = PluginManager([recorder], load_entrypoints=False)
+    recorder, quiet = Recorder(), Quiet()
+    plugins = PluginManager([recorder, quiet], load_entrypoints=False)
     plugins.reservation_created(_reservation(ReservationStatus.PENDING))
+    plugins.reservation_confirmed(_reservation(ReservationStatus.CONFIRMED))
+    plugins.reservation_released(_reservation(ReservationStatus.RELEASED))
     plugins.reservation_expired(_reservation())
-    plugins.reservation_confirmed(_reservation(ReservationStatus.CONFIRMED))  # nobody listens
-    assert recorder.calls == [("created", "r-1"), ("expired", "r-1")]
+    assert recorder.calls == [
+        ("created", "r-1"),
+        ("confirmed", "r-1"),
+        ("released", "r-1"),
+        ("expired", "r-1"),
+    ]
+    assert quiet.expired == ["r-1"]
 
 
 def test_a_misspelled_hook_fails_loudly() -> None:
