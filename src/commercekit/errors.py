@@ -44,6 +44,17 @@ CommerceKitError
     └── WeakSecret            a signing secret or key is too weak (also a ConfigurationError)
 ```
 
+Payments and refunds (see `commercekit.payments`) add:
+
+```
+CommerceKitError
+└── PaymentError
+    ├── PaymentDeclined       the processor refused the charge; .payment is the FAILED payment
+    ├── PaymentConflict       the idempotency key was used with another body (not a second charge)
+    ├── ProcessorUnavailable  the processor failed or cannot be reached (also a BackendUnavailable)
+    └── RefundError           the processor did not refund; the refund stays REQUESTED, retry it
+```
+
 The test harness adds its own branch (see `commercekit.testing.servers`):
 
 ```
@@ -62,6 +73,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from commercekit.payments.models import Payment
     from commercekit.reservations.models import Reservation
 
 __all__ = [
@@ -81,10 +93,15 @@ __all__ = [
     "MalformedEvent",
     "MissingExtraError",
     "OutOfStock",
+    "PaymentConflict",
+    "PaymentDeclined",
+    "PaymentError",
+    "ProcessorUnavailable",
     "PublishError",
     "RedisDataLost",
     "RefreshTokenExpired",
     "RefreshTokenReused",
+    "RefundError",
     "ReservationError",
     "ReservationExpired",
     "ReservationNotFound",
@@ -204,6 +221,47 @@ class IdempotencyConflict(ReservationError):
 
 class StockConflict(ReservationError):
     """The stock change would make available stock negative or drop below the held units."""
+
+
+# ---------------------------------------------------------------- payments
+
+
+class PaymentError(CommerceKitError):
+    """Base class of the payment processors' and the refunds' errors."""
+
+
+class PaymentDeclined(PaymentError):
+    """The processor refused the charge (a declined card, insufficient funds...).
+
+    `payment` is the FAILED payment, with its `failure_code` and `failure_message`.
+    """
+
+    def __init__(self, payment: Payment) -> None:
+        self.payment = payment
+        super().__init__(
+            f"payment {payment.id} declined: {payment.failure_code} ({payment.failure_message})"
+        )
+
+
+class PaymentConflict(PaymentError):
+    """The idempotency key was already used with a different body; nothing was charged.
+
+    Retrying the *same* request with the key is safe and returns the first answer.
+    """
+
+    def __init__(self, idempotency_key: str) -> None:
+        self.idempotency_key = idempotency_key
+        super().__init__(
+            f"idempotency key {idempotency_key!r} was already used for a different request"
+        )
+
+
+class ProcessorUnavailable(PaymentError, BackendUnavailable):
+    """The payment processor failed or could not be reached; retry with the same key."""
+
+
+class RefundError(PaymentError):
+    """The processor did not make the refund; the refund stays REQUESTED and can be retried."""
 
 
 # ---------------------------------------------------------------- email

@@ -31,6 +31,7 @@ import pluggy
 if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
     from commercekit.events.envelope import Envelope
+    from commercekit.payments.models import Payment, PaymentCase, RefundDecision
     from commercekit.reservations.models import Reservation
 
 PROJECT = "commercekit"
@@ -66,6 +67,30 @@ def commercekit_reservation_expired(reservation: Reservation) -> None:
 
     Called once, by whichever process expired it (a sweeper, or a late
     confirm, release or extend that found the deadline past).
+    """
+
+
+# ---------------------------------------------------------------- payments
+@hookspec
+def commercekit_payment_outcome(payment: Payment) -> None:
+    """A payment event was settled: `payment.status` says whether the money was taken.
+
+    Called once per payment event a `PaymentSettlement` processes (a
+    redelivered event does not call it again), after its effects are
+    committed: the reservation confirmed or released, any refund recorded.
+    """
+
+
+@hookspec(firstresult=True)
+def commercekit_refund_decision(case: PaymentCase) -> RefundDecision | None:
+    """Decide what a payment with an issue gets: refund all, the difference, or accept.
+
+    `case.issue` says what is wrong (the reservation expired, was released,
+    is unknown, was already paid, or the amount differs from
+    `case.expected`); `case.reservation` is its current state (None when
+    unknown). Return a `RefundDecision` with a reason, or None to leave the
+    case to the next plugin. commercekit's `DefaultRefundPolicy` is
+    registered ``trylast``, so your plugin wins.
     """
 
 

@@ -13,6 +13,7 @@ from commercekit.plugins import hookspecs
 if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
     from commercekit.events.envelope import Envelope
+    from commercekit.payments.models import Payment, PaymentCase, RefundDecision
     from commercekit.reservations.models import Reservation
 
 __all__ = ["PluginManager"]
@@ -36,11 +37,18 @@ class PluginManager:
     def __init__(self, plugins: Iterable[object] = (), *, load_entrypoints: bool = True) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
+        self._register_defaults()
         for plugin in plugins:
             self._pm.register(plugin)
         if load_entrypoints:
             self._pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         self._pm.check_pending()
+
+    def _register_defaults(self) -> None:
+        """Register commercekit's own decision hooks (``trylast``: plugins win)."""
+        from commercekit.payments.policy import DefaultRefundPlugin  # noqa: PLC0415 - no cycle
+
+        self._pm.register(DefaultRefundPlugin(), name=DefaultRefundPlugin.NAME)
 
     @property
     def pluggy(self) -> pluggy.PluginManager:
@@ -82,6 +90,20 @@ class PluginManager:
     def reservation_expired(self, reservation: Reservation) -> None:
         """Call `commercekit_reservation_expired`."""
         self._notify("commercekit_reservation_expired", reservation=reservation)
+
+    # ------------------------------------------------------------ payments
+    def payment_outcome(self, payment: Payment) -> None:
+        """Call `commercekit_payment_outcome`."""
+        self._notify("commercekit_payment_outcome", payment=payment)
+
+    def refund_decision(self, case: PaymentCase) -> RefundDecision:
+        """Ask `commercekit_refund_decision`: the first plugin's answer, else the default's."""
+        result: RefundDecision | None = self._pm.hook.commercekit_refund_decision(case=case)
+        if result is None:  # the default was unregistered and no plugin answered
+            from commercekit.payments.policy import DefaultRefundPolicy  # noqa: PLC0415
+
+            result = DefaultRefundPolicy().decide(case)
+        return result
 
     # -------------------------------------------------------------- events
     def event_published(self, event: Envelope[Any]) -> None:

@@ -79,8 +79,8 @@ async def test_a_killed_consumer_hands_its_partitions_over_with_one_effect_each(
         await poll(lambda: did_work("victim", 60))  # alone, it owns every partition
         await survivor.start()  # the group rebalances: both members work
         await poll(lambda: did_work("survivor", 20))
-        shared = survivor.assignment()
-        assert 0 < len(shared) < 3  # the victim owns the other partitions
+        # the victim owns the other partitions (a rebalance may still be settling)
+        await poll(lambda: 0 < len(survivor.assignment()) < 3, within=30)
         victim.kill()  # SIGKILL, mid-batch: no commit, no leave-group
         await victim.wait()
         async with engine.connect() as conn:

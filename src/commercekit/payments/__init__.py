@@ -1,0 +1,95 @@
+"""Payments: a processor protocol and its simulation, refund policies, refunds, settlement.
+
+```python
+from commercekit.payments import PaymentIntent, SimulatedProcessor
+
+processor = SimulatedProcessor(success_rate=0.8, seed=7)
+payment = await processor.charge(PaymentIntent(idempotency_key="k-1", ...))
+```
+
+`RefundService`, `PaymentService` and `PaymentSettlement` need
+``commercekit[postgres]`` (their tables: `commercekit.sql.migrate`); they
+are imported on first use, so the models, the processors and the policies
+work without it.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+from commercekit.payments.models import (
+    Money,
+    Payment,
+    PaymentCase,
+    PaymentIntent,
+    PaymentIssue,
+    PaymentStatus,
+    ProcessorRefund,
+    Refund,
+    RefundAction,
+    RefundDecision,
+    RefundReason,
+    RefundStatus,
+)
+from commercekit.payments.policy import (
+    DefaultRefundPlugin,
+    DefaultRefundPolicy,
+    PluginRefundPolicy,
+    RefundPolicy,
+)
+from commercekit.payments.processor import PaymentProcessor
+from commercekit.payments.simulated import TEST_TOKENS, SimulatedProcessor
+
+if TYPE_CHECKING:
+    from commercekit.payments.refunds import RefundService
+    from commercekit.payments.service import PaymentService
+    from commercekit.payments.settlement import (
+        PaymentSettlement,
+        PriceLookup,
+        SettlementOutcome,
+        SettlementResult,
+    )
+
+__all__ = [
+    "TEST_TOKENS",
+    "DefaultRefundPlugin",
+    "DefaultRefundPolicy",
+    "Money",
+    "Payment",
+    "PaymentCase",
+    "PaymentIntent",
+    "PaymentIssue",
+    "PaymentProcessor",
+    "PaymentService",
+    "PaymentSettlement",
+    "PaymentStatus",
+    "PluginRefundPolicy",
+    "PriceLookup",
+    "ProcessorRefund",
+    "Refund",
+    "RefundAction",
+    "RefundDecision",
+    "RefundPolicy",
+    "RefundReason",
+    "RefundService",
+    "RefundStatus",
+    "SettlementOutcome",
+    "SettlementResult",
+    "SimulatedProcessor",
+]
+
+_LAZY = {
+    # These need the postgres extra; import them only when asked for.
+    "RefundService": "commercekit.payments.refunds",
+    "PaymentService": "commercekit.payments.service",
+    "PaymentSettlement": "commercekit.payments.settlement",
+    "PriceLookup": "commercekit.payments.settlement",
+    "SettlementOutcome": "commercekit.payments.settlement",
+    "SettlementResult": "commercekit.payments.settlement",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,157 @@
+"""`PaymentService`: charge through a processor, record it, announce it, once per key.
+
+```python
+payments = PaymentService(sessions, SimulatedProcessor(success_rate=0.8))
+payment = await payments.pay(intent)  # payment.confirmed or payment.failed is in the outbox
+```
+
+The payment is recorded in ``commercekit_payments`` (UNIQUE on the
+idempotency key) with its ``payment.confirmed`` / ``payment.failed`` event in
+the transactional outbox, in one transaction. A retry with the same key and
+body returns the recorded payment; with another body it raises
+`PaymentConflict`. Two concurrent calls with one key both reach the
+processor, which charges once (its own idempotency by key), and one row and
+one event are written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commercekit.errors import MissingExtraError, PaymentConflict
+from commercekit.events.catalog import PaymentConfirmed, PaymentFailed
+from commercekit.events.envelope import Envelope
+from commercekit.payments.models import Payment, PaymentIntent, PaymentStatus
+from commercekit.payments.processor import PaymentProcessor
+
+try:
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from commercekit.events.outbox import Outbox
+    from commercekit.payments._tables import PaymentRow
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("postgres", __name__) from exc
+
+__all__ = ["PaymentService"]
+
+
+def _payment(row: PaymentRow) -> Payment:
+    return Payment(
+        id=row.id,
+        reservation_id=row.reservation_id,
+        user_id=row.user_id,
+        amount=row.amount,
+        currency=row.currency,
+        status=PaymentStatus(row.status),
+        idempotency_key=row.idempotency_key,
+        failure_code=row.failure_code,
+        failure_message=row.failure_message,
+        created_at=row.created_at,
+    )
+
+
+class PaymentService:
+    """Charges payment intents and announces their outcome through the outbox.
+
+    Args:
+        sessions: makes the database sessions.
+        processor: charges the intents.
+        outbox: where the payment events are written.
+        source: the events' CloudEvents ``source``.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        processor: PaymentProcessor,
+        *,
+        outbox: Outbox | None = None,
+        source: str = "payments",
+    ) -> None:
+        self.sessions = sessions
+        self.processor = processor
+        self.outbox = outbox or Outbox()
+        self.source = source
+
+    async def get(self, idempotency_key: str) -> Payment | None:
+        """The payment recorded for an idempotency key, if any."""
+        async with self.sessions() as session:
+            row = await session.scalar(
+                select(PaymentRow).where(PaymentRow.idempotency_key == idempotency_key)
+            )
+            return None if row is None else _payment(row)
+
+    async def pay(self, intent: PaymentIntent) -> Payment:
+        """Charge `intent` once per idempotency key; return the payment (SUCCEEDED or FAILED).
+
+        Raises:
+            PaymentConflict: the key was used with another body; nothing was charged.
+            ProcessorUnavailable: the processor failed; retry with the same key.
+        """
+        fingerprint = intent.fingerprint()
+        async with self.sessions() as session:
+            known = await session.scalar(
+                select(PaymentRow).where(PaymentRow.idempotency_key == intent.idempotency_key)
+            )
+            if known is not None:
+                if known.fingerprint != fingerprint:
+                    raise PaymentConflict(intent.idempotency_key)
+                return _payment(known)
+        payment = await self.processor.charge(intent)
+        async with self.sessions() as session, session.begin():
+            module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            values = {
+                "id": payment.id,
+                "idempotency_key": intent.idempotency_key,
+                "fingerprint": fingerprint,
+                "reservation_id": payment.reservation_id,
+                "user_id": payment.user_id,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "status": payment.status.value,
+                "failure_code": payment.failure_code,
+                "failure_message": payment.failure_message,
+                "created_at": payment.created_at,
+            }
+            inserted = (
+                await session.execute(
+                    module.insert(PaymentRow)
+                    .values(values)
+                    .on_conflict_do_nothing()
+                    .returning(PaymentRow.id)
+                )
+            ).first()
+            if inserted is None:  # a concurrent call with the same key recorded it
+                row = await session.scalar(
+                    select(PaymentRow).where(PaymentRow.idempotency_key == intent.idempotency_key)
+                )
+                assert row is not None
+                if row.fingerprint != fingerprint:
+                    raise PaymentConflict(intent.idempotency_key)
+                return _payment(row)
+            await self.outbox.add(session, self._event(payment))
+        return payment
+
+    def _event(self, payment: Payment) -> Envelope[Any]:
+        payload: PaymentConfirmed | PaymentFailed
+        if payment.succeeded:
+            payload = PaymentConfirmed(
+                payment_id=payment.id,
+                reservation_id=payment.reservation_id,
+                user_id=payment.user_id,
+                amount=payment.amount,
+                currency=payment.currency,
+            )
+        else:
+            reason = payment.failure_message or payment.failure_code or "payment failed"
+            payload = PaymentFailed(
+                payment_id=payment.id,
+                reservation_id=payment.reservation_id,
+                user_id=payment.user_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                reason=reason[:500],
+            )
+        return Envelope.wrap(payload, source=self.source, id=f"payment:{payment.id}")

@@ -1,0 +1,318 @@
+"""`PaymentSettlement`: what the inventory side does with a payment event.
+
+```python
+settlement = PaymentSettlement(reservations, refunds, sessions, prices=price_of, plugins=plugins)
+bus.subscribe("inventory", settlement.handler, types=["payment.confirmed", "payment.failed"])
+```
+
+For ``payment.confirmed`` it confirms the reservation; for
+``payment.failed`` it releases it (the stock goes back, as the original
+system did). When the payment cannot simply confirm its reservation (the
+hold expired, was released, is unknown, was already paid by another
+payment, or the amount differs from the expected total) it asks the refund
+policy and hands the refund to `RefundService`.
+
+**The expected total.** Reservations carry SKUs and quantities, not prices:
+you know the prices. Pass ``prices=``, a `PriceLookup` called with the
+reservation that returns its `Money` total (or None to skip the check), or
+pass ``expected=`` to `settle` for one event. Without either, any amount is
+accepted.
+
+**Exactly once.** Each event is recorded in ``commercekit_processed_events``
+in the transaction that records the refund and its ``refund.requested``
+event, so a redelivered event, or the same event handled by two consumers
+at once, has one effect. Confirming is itself exactly once (the reservation
+leaves PENDING once), a payment has at most one refund (a UNIQUE row), and
+of several payments for one reservation only the first to claim it may
+confirm it (the others are double payments). A process that dies half-way
+is safe too: the redelivery finds the confirm already made by this payment
+and goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from commercekit.errors import (
+    InvalidTransition,
+    MissingExtraError,
+    RefundError,
+    ReservationNotFound,
+)
+from commercekit.events.envelope import Envelope
+from commercekit.events.idempotency import SqlProcessedEventStore
+from commercekit.payments.models import (
+    Money,
+    Payment,
+    PaymentCase,
+    PaymentIssue,
+    Refund,
+    RefundDecision,
+)
+from commercekit.payments.policy import DefaultRefundPolicy, PluginRefundPolicy, RefundPolicy
+from commercekit.payments.refunds import RefundService
+from commercekit.plugins.manager import PluginManager
+from commercekit.reservations.models import Reservation, ReservationStatus
+from commercekit.reservations.store import ReservationStore
+
+try:
+    from sqlalchemy import select, update
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from commercekit.payments._tables import SettlementRow
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("postgres", __name__) from exc
+
+__all__ = ["PaymentSettlement", "PriceLookup", "SettlementOutcome", "SettlementResult"]
+
+log = logging.getLogger("commercekit.payments")
+
+PriceLookup = Callable[[Reservation], Awaitable[Money | None] | Money | None]
+"""Returns a reservation's expected total (sync or async), or None to accept any amount."""
+
+_ISSUE_OF = {
+    ReservationStatus.EXPIRED: PaymentIssue.RESERVATION_EXPIRED,
+    ReservationStatus.RELEASED: PaymentIssue.RESERVATION_RELEASED,
+    ReservationStatus.CONFIRMED: PaymentIssue.ALREADY_PAID,
+    ReservationStatus.PENDING: PaymentIssue.ALREADY_PAID,
+}
+
+
+class SettlementOutcome(StrEnum):
+    """What settling one payment event did."""
+
+    CONFIRMED = "CONFIRMED"
+    """The reservation is confirmed by this payment (a refund of an overpayment may follow)."""
+    RELEASED = "RELEASED"
+    """The payment failed: the reservation was released (or had already ended)."""
+    REFUNDED = "REFUNDED"
+    """The payment did not confirm its reservation; it is refunded."""
+    ACCEPTED = "ACCEPTED"
+    """The payment has an issue, and the policy kept the money without a refund."""
+    DUPLICATE = "DUPLICATE"
+    """The event (or another event of this payment) was settled before: nothing was done."""
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    """The outcome of `PaymentSettlement.settle`."""
+
+    payment: Payment
+    outcome: SettlementOutcome
+    issue: PaymentIssue | None = None
+    decision: RefundDecision | None = None
+    refund: Refund | None = None
+    reservation: Reservation | None = None
+
+
+class PaymentSettlement:
+    """Settles payment events against reservations, refunding what cannot be kept.
+
+    Args:
+        reservations: the reservation store (`DurableReservations` in production).
+        refunds: records and makes the refunds.
+        sessions: makes the database sessions (by default the refund service's).
+        policy: decides refunds; by default the plugins' hook (when `plugins`
+            is given, with the default deciding last), else `DefaultRefundPolicy`.
+        plugins: called with `commercekit_payment_outcome` once per settled event.
+        prices: the reservation's expected total (see the module docs).
+        consumer: the name the processed events are recorded under.
+        release_on_failure: release the reservation when a payment fails.
+    """
+
+    def __init__(
+        self,
+        reservations: ReservationStore,
+        refunds: RefundService,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        policy: RefundPolicy | None = None,
+        plugins: PluginManager | None = None,
+        prices: PriceLookup | None = None,
+        consumer: str = "commercekit.payments.settlement",
+        release_on_failure: bool = True,
+    ) -> None:
+        self.reservations = reservations
+        self.refunds = refunds
+        self.sessions = sessions or refunds.sessions
+        if policy is None:
+            policy = PluginRefundPolicy(plugins) if plugins else DefaultRefundPolicy()
+        self.policy = policy
+        self.plugins = plugins
+        self.prices = prices
+        self.consumer = consumer
+        self.release_on_failure = release_on_failure
+        self.processed = SqlProcessedEventStore()
+
+    async def handler(self, event: Envelope[Any]) -> None:
+        """A bus handler: `settle` each ``payment.confirmed`` / ``payment.failed`` event."""
+        await self.settle(event)
+
+    async def settle(
+        self, event: Envelope[Any], *, expected: Money | None = None
+    ) -> SettlementResult:
+        """Settle one payment event; a redelivery returns `SettlementOutcome.DUPLICATE`.
+
+        Args:
+            event: a ``payment.confirmed`` or ``payment.failed`` event.
+            expected: the reservation's expected total (overrides `prices`).
+
+        Raises:
+            InvalidRequest: the event is not a payment event.
+            BackendUnavailable: Redis or PostgreSQL is down; redeliver the event later.
+        """
+        payment = Payment.from_event(event)
+        async with self.sessions() as session:
+            if await self.processed.seen(session, self.consumer, event.id):
+                return SettlementResult(payment, SettlementOutcome.DUPLICATE)
+        paying = await self._claim(payment)
+        if not payment.succeeded:
+            return await self._failed(event, payment)
+
+        issue: PaymentIssue | None = None
+        reservation: Reservation | None = None
+        decision: RefundDecision | None = None
+        case: PaymentCase | None = None
+        try:
+            reservation = await self.reservations.get(payment.reservation_id)
+        except ReservationNotFound:
+            issue = PaymentIssue.RESERVATION_UNKNOWN
+        if reservation is not None and not paying:
+            issue = _ISSUE_OF[reservation.status]
+        if reservation is not None and issue is None:
+            total = expected or await self._expected(reservation)
+            if total is not None and total != payment.money:
+                case = PaymentCase(
+                    payment=payment,
+                    issue=PaymentIssue.AMOUNT_MISMATCH,
+                    reservation=reservation,
+                    expected=total,
+                )
+                decision = self.policy.decide(case)
+            if case is None or (decision is not None and decision.confirms(case)):
+                try:
+                    reservation = await self.reservations.confirm(payment.reservation_id)
+                except ReservationNotFound:
+                    issue, reservation = PaymentIssue.RESERVATION_UNKNOWN, None
+                except InvalidTransition as exc:
+                    reservation = exc.reservation
+                    if not (reservation.status is ReservationStatus.CONFIRMED and paying):
+                        issue = _ISSUE_OF[reservation.status]
+                    # else: this payment confirmed it before a crash; the redelivery goes on
+        if issue is not None:
+            case = PaymentCase(payment=payment, issue=issue, reservation=reservation)
+            decision = self.policy.decide(case)
+        return await self._record(event, payment, reservation, case, decision)
+
+    # ----------------------------------------------------------------- steps
+    async def _expected(self, reservation: Reservation) -> Money | None:
+        if self.prices is None:
+            return None
+        total = self.prices(reservation)
+        if inspect.isawaitable(total):
+            total = await total
+        return total
+
+    async def _claim(self, payment: Payment) -> bool:
+        """Record the payment; claim its reservation if no other payment has. True: it's ours."""
+        values = {
+            "payment_id": payment.id,
+            "reservation_id": payment.reservation_id,
+            "status": payment.status.value,
+            "amount": payment.amount,
+            "currency": payment.currency,
+        }
+        async with self.sessions() as session, session.begin():
+            module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            for paying in [payment.reservation_id, None] if payment.succeeded else [None]:
+                statement = module.insert(SettlementRow).values(
+                    {**values, "paying_reservation_id": paying}
+                )
+                await session.execute(statement.on_conflict_do_nothing())
+            row = await session.get(SettlementRow, payment.id)
+            assert row is not None
+            return row.paying_reservation_id == payment.reservation_id
+
+    async def _failed(self, event: Envelope[Any], payment: Payment) -> SettlementResult:
+        reservation: Reservation | None = None
+        if self.release_on_failure:
+            try:
+                reservation = await self.reservations.release(payment.reservation_id)
+            except InvalidTransition as exc:
+                reservation = exc.reservation  # it had ended already: nothing to give back
+            except ReservationNotFound:
+                reservation = None
+        return await self._record(event, payment, reservation, None, None)
+
+    async def _record(
+        self,
+        event: Envelope[Any],
+        payment: Payment,
+        reservation: Reservation | None,
+        case: PaymentCase | None,
+        decision: RefundDecision | None,
+    ) -> SettlementResult:
+        """Claim the event, record the refund and the outcome in one transaction."""
+        refund: Refund | None = None
+        amount = decision.refund_amount(case) if decision and case else Decimal(0)
+        if not payment.succeeded:
+            outcome = SettlementOutcome.RELEASED
+        elif case is None or (decision is not None and decision.confirms(case)):
+            outcome = SettlementOutcome.CONFIRMED
+        else:
+            outcome = SettlementOutcome.REFUNDED if amount else SettlementOutcome.ACCEPTED
+        async with self.sessions() as session, session.begin():
+            row = await session.get(SettlementRow, payment.id, with_for_update=True)
+            assert row is not None  # written by _claim
+            fresh = await self.processed.claim(session, self.consumer, event.id)
+            if not fresh or row.outcome is not None:
+                return SettlementResult(payment, SettlementOutcome.DUPLICATE)
+            if amount:
+                assert decision is not None
+                refund, _ = await self.refunds.request(
+                    session,
+                    payment,
+                    amount=amount,
+                    decision=decision,
+                    correlation_id=event.correlation_id or event.id,
+                )
+            await session.execute(
+                update(SettlementRow)
+                .where(SettlementRow.payment_id == payment.id)
+                .values(
+                    outcome=outcome.value,
+                    issue=case.issue.value if case else None,
+                    settled_at=dt.datetime.now(dt.UTC),
+                    # A payment that did not confirm its reservation lets the next one try.
+                    paying_reservation_id=(
+                        payment.reservation_id if outcome is SettlementOutcome.CONFIRMED else None
+                    )
+                    if row.paying_reservation_id == payment.reservation_id
+                    else None,
+                )
+            )
+        if refund is not None:
+            try:
+                refund = await self.refunds.complete(refund.id)
+            except RefundError:
+                log.warning("refund %s left REQUESTED; retry_pending completes it", refund.id)
+        if self.plugins is not None:
+            self.plugins.payment_outcome(payment)
+        issue = case.issue if case else None
+        return SettlementResult(payment, outcome, issue, decision, refund, reservation)
+
+    async def settlement_of(self, payment_id: str) -> SettlementOutcome | None:
+        """How a payment was settled (None: not yet)."""
+        async with self.sessions() as session:
+            outcome = await session.scalar(
+                select(SettlementRow.outcome).where(SettlementRow.payment_id == payment_id)
+            )
+        return None if outcome is None else SettlementOutcome(outcome)
