@@ -1,0 +1,41 @@
+"""The FastAPI app every service starts from: errors, request ids, probes, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from commercekit import __version__
+from reference_app.common.errors import install_error_handlers
+from reference_app.common.middleware import RequestMiddleware, request_histogram
+from reference_app.common.probes import probes_router
+
+__all__ = ["Lifespan", "service_app"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> FastAPI:
+    """A FastAPI app with the shared error handlers, middleware and probe routes.
+
+    The `lifespan` wires the service's adapters and sets ``app.state.readiness``
+    (name -> async check) for ``/ready``. Each app has its own metrics
+    registry, so several apps can live in one process (tests).
+    """
+    app = FastAPI(
+        title=f"commercekit reference app: {name} service",
+        description=description,
+        version=__version__,
+        lifespan=lifespan,
+    )
+    app.state.service = name
+    app.state.readiness = {}
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, histogram=request_histogram(registry))
+    app.include_router(probes_router(registry))
+    return app

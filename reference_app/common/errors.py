@@ -1,0 +1,135 @@
+"""JSON error bodies: ``{"error": {"code": ..., "message": ...}}`` for every failure.
+
+Bad input is always a 4xx (malformed JSON 400, wrong fields 422); a backend
+that cannot be reached is a 503; anything unexpected a 500 with no details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commercekit.errors import BackendUnavailable
+
+__all__ = ["ApiError", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("reference_app.errors")
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    502: "bad_gateway",
+    503: "service_unavailable",
+    504: "gateway_timeout",
+}
+
+
+class ApiError(Exception):
+    """An error answer a route raises on purpose.
+
+    Args:
+        status: the HTTP status.
+        message: what went wrong, for the client.
+        code: a stable machine-readable code; derived from `status` by default.
+        headers: extra response headers.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODES.get(status, "error")
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    details: Any = None,
+) -> JSONResponse:
+    """A JSON error answer in the shared shape."""
+    error: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
+    if details is not None:
+        error["details"] = details
+    return JSONResponse({"error": error}, status_code=status, headers=dict(headers or {}))
+
+
+def _validation_message(errors: Sequence[Any]) -> tuple[int, str, str, list[dict[str, Any]]]:
+    details = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())[1:]) or None, "message": e.get("msg")}
+        for e in errors
+    ]
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "malformed_json", "the request body is not valid JSON", details
+    parts = [f"{d['field']}: {d['message']}" if d["field"] else str(d["message"]) for d in details]
+    return 422, "validation_error", "invalid request: " + "; ".join(parts), details
+
+
+async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    status, code, message, details = _validation_message(exc.errors())
+    return error_response(status, message, code=code, details=details)
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+
+
+async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("backend unavailable: %r", exc)
+    return error_response(
+        503,
+        "a backend service is unavailable, retry later",
+        code="backend_unavailable",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error handlers on `app`."""
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(ApiError, _on_api_error)
+    # The library's BackendUnavailable, and the database errors that mean the same.
+    for unavailable in (BackendUnavailable, OperationalError, InterfaceError, PoolTimeout, OSError):
+        app.add_exception_handler(unavailable, _on_unavailable)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,44 @@
+"""Who is calling, as the gateway says: FastAPI dependencies over its identity headers.
+
+nginx verifies the access token (``auth_request`` to the user service) and
+sets ``X-User-Id`` / ``X-User-Role`` from the verify answer, overwriting any
+value a client sent. The services trust those two headers and nothing else,
+so they must only be reachable through the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from commercekit.auth import USER_ID_HEADER, USER_ROLE_HEADER, Principal
+from reference_app.common.errors import ApiError
+
+__all__ = ["AdminUser", "CurrentUser", "admin_user", "current_user"]
+
+_MAX_ID = 200
+
+
+def current_user(
+    user_id: Annotated[str | None, Header(alias=USER_ID_HEADER, include_in_schema=False)] = None,
+    role: Annotated[str | None, Header(alias=USER_ROLE_HEADER, include_in_schema=False)] = None,
+) -> Principal:
+    """The verified caller; 401 when the gateway did not authenticate the request."""
+    if not user_id or not role or len(user_id) > _MAX_ID or len(role) > _MAX_ID:
+        raise ApiError(401, "authentication required", code="unauthorized")
+    return Principal(user_id=user_id, role=role)
+
+
+def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """The verified caller if an admin; 403 otherwise."""
+    if user.role != "admin":
+        raise ApiError(403, "admin role required", code="forbidden")
+    return user
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+"""The caller the gateway authenticated (401 without one)."""
+
+AdminUser = Annotated[Principal, Depends(admin_user)]
+"""The caller, who must have the ``admin`` role (403 otherwise)."""

@@ -1,0 +1,88 @@
+"""The request middleware: request id, access log line, latency histogram."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Histogram
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reference_app.common.logs import request_id_var
+
+__all__ = ["REQUEST_ID_HEADER", "RequestMiddleware", "request_histogram"]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+"""Set by nginx (``$request_id`` unless the client sent a valid one); echoed back."""
+
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UNMATCHED = "<unmatched>"
+
+access_log = logging.getLogger("reference_app.access")
+
+
+def request_histogram(registry: CollectorRegistry) -> Histogram:
+    """The latency histogram by method, route template and status."""
+    return Histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency, by route template and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+
+
+class RequestMiddleware:
+    """Gives each request an id (nginx's or a new one), logs it, and times it.
+
+    Args:
+        app: the ASGI app to wrap.
+        histogram: where latencies go, labelled by route template (not the
+            raw path, so ids in paths do not explode the label set).
+    """
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI call."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"")
+        given = raw.decode("latin-1")
+        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", _UNMATCHED)
+            self.histogram.labels(scope["method"], route, str(status)).observe(elapsed)
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)

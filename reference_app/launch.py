@@ -1,0 +1,316 @@
+"""Run the reference app as local processes behind nginx: ``python -m reference_app.launch``.
+
+Each service is ``uvicorn --factory <module>:app_from_env`` on a free
+loopback port (as many replicas as asked, behind one nginx upstream);
+nginx serves ``reference_app/gateway/nginx.conf``. PostgreSQL, Redis and
+Kafka come from the environment (``DATABASE_URL`` or ``POSTGRES_*``,
+``REDIS_URL`` or ``REDIS_HOST``, ``KAFKA_BROKER``), or, with
+``--with-servers``, from commercekit's test harness. Ctrl-C or SIGTERM
+stops everything.
+
+In Python (the e2e tests do this)::
+
+    with LocalStack(workdir, env={"DATABASE_URL": ...}) as stack:
+        httpx.get(stack.gateway_url + "/health")
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Self
+
+from commercekit.testing.servers import NginxServer, Server, ServiceStack, free_port
+
+__all__ = ["SERVICES", "LocalStack", "ServiceSpec", "UvicornServer", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+GATEWAY_CONFIG = Path(__file__).resolve().parent / "gateway" / "nginx.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """One service of the stack.
+
+    Attributes:
+        name: short name (``user``), also the folder of its logs.
+        factory: the ``module:function`` uvicorn calls (``--factory``).
+        placeholder: the gateway placeholder that receives its address(es).
+        replicas: how many processes to run behind the upstream.
+        env: extra environment variables for its processes.
+    """
+
+    name: str
+    factory: str
+    placeholder: str
+    replicas: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("user", "reference_app.user.main:app_from_env", "USER_SERVICE"),
+)
+"""The services built so far; later ones are added here."""
+
+PLACEHOLDERS = ("USER_SERVICE", "INVENTORY_SERVICE", "PAYMENT_SERVICE")
+"""Every upstream placeholder of the gateway config; those without a service get a dead port."""
+
+
+class UvicornServer(Server):
+    """One service process: ``uvicorn --factory`` on a loopback port, ready when /health answers.
+
+    Args:
+        workdir: folder for its log (``uvicorn.log``).
+        factory: ``module:function`` returning the app.
+        env: the process's environment (settings).
+        port: a free one by default.
+    """
+
+    name = "uvicorn"
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        factory: str,
+        *,
+        env: Mapping[str, str],
+        port: int | None = None,
+    ) -> None:
+        super().__init__(workdir, port=port)
+        self.factory = factory
+        self.env = dict(env)
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """Uvicorn is a dependency of the ``app`` extra; nothing else is needed."""
+        return None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``, for an nginx upstream."""
+        return f"{self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            self.factory,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+
+    def _popen_options(self) -> dict[str, object]:
+        pythonpath = os.pathsep.join(p for p in (str(ROOT), self.env.get("PYTHONPATH")) if p)
+        return {"env": {**self.env, "PYTHONPATH": pythonpath}}
+
+    def _is_ready(self) -> bool:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=1)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+
+class LocalStack:
+    """The services as processes plus nginx in front; a context manager.
+
+    Args:
+        workdir: folder for logs (one subfolder per process) and nginx's files.
+        env: settings for every service (``DATABASE_URL``, ``JWT_ACCESS_SECRET``...),
+            on top of this process's environment.
+        services: which services to run, with their replica counts.
+        with_servers: start PostgreSQL, Redis and Kafka with commercekit's
+            harness instead of taking them from `env`.
+        gateway_port: nginx's port; a free one by default.
+    """
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        services: Sequence[ServiceSpec] = SERVICES,
+        with_servers: bool = False,
+        gateway_port: int | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.env = {**os.environ, **(env or {})}
+        self.services = tuple(services)
+        self.backing = ServiceStack(self.workdir / "servers") if with_servers else None
+        self.processes: dict[str, list[UvicornServer]] = {}
+        self.gateway_port = gateway_port
+        self.gateway: NginxServer | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        """The stack's single entry point."""
+        assert self.gateway is not None, "the stack is not started"
+        return self.gateway.url
+
+    def urls(self, service: str) -> list[str]:
+        """The direct URLs of a service's replicas (for /health, /ready, /metrics)."""
+        return [process.url for process in self.processes[service]]
+
+    def start(self) -> Self:
+        """Start the backing servers (if asked), every replica, then nginx."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.backing is not None:
+            self.backing.start()
+            backing = self.backing.env()
+            self.env.update(backing)
+            if "KAFKA_BOOTSTRAP_SERVERS" in backing:
+                self.env["KAFKA_BROKER"] = backing["KAFKA_BOOTSTRAP_SERVERS"]
+        self.plan()
+        # One after the other, from this thread: the harness ties each child's
+        # life to the thread that started it (PR_SET_PDEATHSIG), so a worker
+        # thread that ends would take its processes with it.
+        for group in self.processes.values():
+            for process in group:
+                process.start()
+        self.gateway = NginxServer(
+            self.workdir / "gateway",
+            GATEWAY_CONFIG,
+            variables=self.upstreams(),
+            port=self.gateway_port,
+        ).start()
+
+    def plan(self) -> dict[str, list[UvicornServer]]:
+        """Create (without starting) every replica's process, each with its port."""
+        if not self.processes:
+            self.processes = {
+                spec.name: [
+                    UvicornServer(
+                        self.workdir / f"{spec.name}-{index}",
+                        spec.factory,
+                        env={**self.env, **spec.env},
+                    )
+                    for index in range(1, spec.replicas + 1)
+                ]
+                for spec in self.services
+            }
+        return self.processes
+
+    def upstreams(self) -> dict[str, str]:
+        """The gateway placeholders: each service's replicas, or a port nobody listens on."""
+        by_placeholder = {
+            spec.placeholder: [p.address for p in self.processes.get(spec.name, [])]
+            for spec in self.services
+        }
+        return {
+            name: "; server ".join(by_placeholder.get(name) or [f"127.0.0.1:{free_port()}"])
+            for name in (*PLACEHOLDERS, *by_placeholder)
+        }
+
+    def stop(self) -> None:
+        """Stop nginx, every service process, then the backing servers."""
+        if self.gateway is not None:
+            self.gateway.stop()
+        processes = [p for group in self.processes.values() for p in group]
+        with ThreadPoolExecutor(max_workers=max(len(processes), 1)) as pool:
+            list(pool.map(lambda process: process.stop(timeout=10), processes))
+        if self.backing is not None:
+            self.backing.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _replicas(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        counts[name] = int(count)
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stack until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m reference_app.launch", description=__doc__)
+    parser.add_argument(
+        "--with-servers",
+        action="store_true",
+        help="start PostgreSQL, Redis and Kafka from their binaries (commercekit's harness)",
+    )
+    parser.add_argument("--port", type=int, default=None, help="the gateway's port (default: free)")
+    parser.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of a service behind the gateway (repeatable)",
+    )
+    parser.add_argument("--workdir", default=None, help="folder for logs (default: a temp folder)")
+    args = parser.parse_args(argv)
+    counts = _replicas(args.replicas)
+    services = [
+        ServiceSpec(s.name, s.factory, s.placeholder, counts.get(s.name, s.replicas), s.env)
+        for s in SERVICES
+    ]
+    env = {"ENVIRONMENT": os.environ.get("ENVIRONMENT", "development")}
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with tempfile.TemporaryDirectory(prefix="refapp-") as tmp:
+        workdir = Path(args.workdir or tmp)
+        stack = LocalStack(
+            workdir,
+            env=env,
+            services=services,
+            with_servers=args.with_servers,
+            gateway_port=args.port,
+        )
+        with stack:
+            print(f"gateway: {stack.gateway_url}", flush=True)
+            for spec in services:
+                print(f"{spec.name}: {', '.join(stack.urls(spec.name))}", flush=True)
+            print(f"logs: {workdir}  (Ctrl-C stops everything)", flush=True)
+            stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Settings of the reference app's services, read from the environment.
+
+The variable names are the original system's (``POSTGRES_USER``,
+``JWT_ACCESS_SECRET``, ``KAFKA_BROKER``, ``REDIS_HOST``...), so its ``.env``
+keeps working; ``DATABASE_URL`` and ``REDIS_URL`` override the pieces. No
+settings object is created at import time: each service's ``app_from_env``
+makes one, tests build their own.
+
+```python
+settings = UserSettings(environment="development", admin_emails="ops@example.com")
+settings.database_dsn  # postgresql+asyncpg://postgres@localhost:5432/commercekit
+```
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from commercekit.auth.tokens import JWTSettings
+
+__all__ = [
+    "EmailSettings",
+    "Environment",
+    "InventorySettings",
+    "PaymentSettings",
+    "ServiceSettings",
+    "UserSettings",
+]
+
+Environment = Literal["development", "production"]
+"""``development`` relaxes the secret checks and the cookies' Secure flag."""
+
+_ASYNC_DRIVERS = {
+    "postgres://": "postgresql+asyncpg://",
+    "postgresql://": "postgresql+asyncpg://",
+}
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads: where PostgreSQL, Redis and Kafka are.
+
+    Attributes:
+        environment: ``ENVIRONMENT``, ``development`` or ``production`` (the default).
+        log_level: ``LOG_LEVEL`` of the JSON logs.
+        postgres_user: ``POSTGRES_USER``.
+        postgres_password: ``POSTGRES_PASSWORD``.
+        postgres_db: ``POSTGRES_DB``.
+        postgres_host: ``POSTGRES_HOST``.
+        postgres_port: ``POSTGRES_PORT``.
+        database_url: ``DATABASE_URL``; replaces the five ``POSTGRES_*`` pieces.
+        redis_host: ``REDIS_HOST``.
+        redis_port: ``REDIS_PORT``.
+        redis_url: ``REDIS_URL``; replaces ``REDIS_HOST`` and ``REDIS_PORT``.
+        kafka_broker: ``KAFKA_BROKER`` (``KAFKA_BOOTSTRAP_SERVERS`` works too),
+            comma-separated ``host:port`` pairs.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, env_ignore_empty=True
+    )
+
+    environment: Environment = "production"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: str = "commercekit"
+    postgres_host: str = "localhost"
+    postgres_port: int = Field(default=5432, gt=0, lt=65536)
+    database_url: SecretStr | None = None
+
+    redis_host: str = "localhost"
+    redis_port: int = Field(default=6379, gt=0, lt=65536)
+    redis_url: SecretStr | None = None
+
+    kafka_broker: str = Field(
+        default="localhost:9092",
+        validation_alias=AliasChoices("kafka_broker", "KAFKA_BROKER", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def development(self) -> bool:
+        """Whether this is a development setup."""
+        return self.environment == "development"
+
+    @property
+    def database_dsn(self) -> str:
+        """The SQLAlchemy async URL: ``DATABASE_URL`` (asyncpg driver added), or the pieces."""
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+            for plain, async_ in _ASYNC_DRIVERS.items():
+                if url.startswith(plain):
+                    return async_ + url[len(plain) :]
+            return url
+        password = self.postgres_password.get_secret_value()
+        auth = quote(self.postgres_user, safe="")
+        if password:
+            auth += ":" + quote(password, safe="")
+        return (
+            f"postgresql+asyncpg://{auth}@{self.postgres_host}:{self.postgres_port}/"
+            f"{quote(self.postgres_db, safe='')}"
+        )
+
+    @property
+    def redis_dsn(self) -> str:
+        """The Redis URL: ``REDIS_URL``, or ``redis://REDIS_HOST:REDIS_PORT/0``."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        return f"redis://{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def kafka_bootstrap_servers(self) -> list[str]:
+        """``KAFKA_BROKER`` split at commas."""
+        return [part.strip() for part in self.kafka_broker.split(",") if part.strip()]
+
+
+class UserSettings(ServiceSettings):
+    """The user service: signs tokens, so it holds the JWT secret.
+
+    Attributes:
+        jwt_access_secret: ``JWT_ACCESS_SECRET``, the HS256 secret of access
+            tokens. Outside development it is required, at least 32 bytes and
+            not a well-known default (commercekit's `JWTSettings` rules);
+            ``COMMERCEKIT_JWT_*`` variables tune the rest (algorithm, TTL...).
+        admin_emails: ``ADMIN_EMAILS``, comma-separated; users who sign up
+            with one of these addresses get the ``admin`` role.
+        refresh_token_ttl_seconds: ``REFRESH_TOKEN_TTL_SECONDS``, idle lifetime
+            of a sign-in session (14 days).
+    """
+
+    jwt_access_secret: SecretStr | None = None
+    admin_emails: Annotated[frozenset[str], NoDecode] = frozenset()
+    refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_emails(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(v).strip().lower() for v in value if str(v).strip())
+        return value
+
+    @_model_validator(mode="after")
+    def _check_jwt(self) -> UserSettings:
+        _ = self.jwt  # builds (and caches) the JWT settings, refusing weak secrets
+        return self
+
+    @cached_property
+    def jwt(self) -> JWTSettings:
+        """The `JWTSettings` of the access tokens (commercekit's secret policy applies)."""
+        values: dict[str, object] = {"environment": self.environment}
+        if self.jwt_access_secret is not None:
+            values["secret"] = self.jwt_access_secret
+        try:
+            return JWTSettings(**values)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"JWT_ACCESS_SECRET: {reasons}") from None
+
+    def role_for(self, email: str) -> str:
+        """``admin`` for an address listed in ``ADMIN_EMAILS``, else ``user``."""
+        return "admin" if email.strip().lower() in self.admin_emails else "user"
+
+
+class InventorySettings(ServiceSettings):
+    """The inventory service (issue 7, later parts).
+
+    Attributes:
+        reservation_ttl_seconds: ``RESERVATION_TTL_SECONDS``, how long a hold lasts.
+        sweep_interval_seconds: ``SWEEP_INTERVAL_SECONDS``, between expiry sweeps.
+    """
+
+    reservation_ttl_seconds: int = Field(default=900, gt=0)
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
+
+
+class PaymentSettings(ServiceSettings):
+    """The payment service (issue 7, later parts).
+
+    Attributes:
+        payment_success_rate: ``PAYMENT_SUCCESS_RATE``, share of simulated
+            charges that succeed (0 to 1).
+    """
+
+    payment_success_rate: float = Field(default=0.8, ge=0.0, le=1.0)
+
+
+class EmailSettings(ServiceSettings):
+    """The email service (issue 7, later parts).
+
+    Attributes:
+        resend_api_key: ``RESEND_API_KEY``; without it mails go to the console.
+    """
+
+    resend_api_key: SecretStr | None = None

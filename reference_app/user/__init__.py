@@ -1,0 +1,1 @@
+"""The user service: signup, login, refresh, logout, and the gateway's verify."""

@@ -1,0 +1,86 @@
+"""The user service's adapters, built in the lifespan, and their dependency aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from commercekit.auth import AccessTokens, PasswordHasher, RefreshTokens
+from commercekit.events import Outbox
+from reference_app.settings import UserSettings
+
+__all__ = [
+    "HasherDep",
+    "OutboxDep",
+    "RefreshDep",
+    "ServicesDep",
+    "SessionDep",
+    "SettingsDep",
+    "TokensDep",
+    "UserServices",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class UserServices:
+    """Everything the routes use; tests may swap any part through ``dependency_overrides``."""
+
+    settings: UserSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hasher: PasswordHasher
+    tokens: AccessTokens
+    refresh: RefreshTokens
+    outbox: Outbox
+
+
+def get_services(request: Request) -> UserServices:
+    """The services wired by the lifespan."""
+    services: UserServices = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[UserServices, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> UserSettings:
+    """The service's settings."""
+    return services.settings
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    """A database session for the request (the route begins its own transaction)."""
+    async with services.sessions() as session:
+        yield session
+
+
+def get_hasher(services: ServicesDep) -> PasswordHasher:
+    """The password hasher."""
+    return services.hasher
+
+
+def get_tokens(services: ServicesDep) -> AccessTokens:
+    """The access-token issuer and verifier."""
+    return services.tokens
+
+
+def get_refresh(services: ServicesDep) -> RefreshTokens:
+    """The refresh-token families."""
+    return services.refresh
+
+
+def get_outbox(services: ServicesDep) -> Outbox:
+    """The transactional outbox."""
+    return services.outbox
+
+
+SettingsDep = Annotated[UserSettings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
+TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
+RefreshDep = Annotated[RefreshTokens, Depends(get_refresh)]
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]

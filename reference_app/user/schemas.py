@@ -1,0 +1,90 @@
+"""Request and response bodies of the user service (the original's JSON names)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "AccessTokenPublic",
+    "LoginRequest",
+    "LoginResponse",
+    "MessagePublic",
+    "SignupRequest",
+    "UserPublic",
+    "WhoAmI",
+]
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50, pattern=r"^[\w.-]+$")
+]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+
+
+class SignupRequest(BaseModel):
+    """``POST /api/v1/auth/signup``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    email: Email
+    password: Password
+
+
+class LoginRequest(BaseModel):
+    """``POST /api/v1/auth/login``: an email or a username, and the password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] | None = None
+    username: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> Self:
+        if not (self.email or self.username):
+            raise ValueError("give an email or a username")
+        return self
+
+
+class MessagePublic(BaseModel):
+    """A short confirmation."""
+
+    message: str
+
+
+class UserPublic(BaseModel):
+    """A user as the API shows them."""
+
+    id: str
+    username: str
+    email: str
+
+
+class LoginResponse(BaseModel):
+    """The answer of a successful login (the refresh token is in a cookie)."""
+
+    access_token: str = Field(serialization_alias="accessToken")
+    user: UserPublic
+
+
+class AccessTokenPublic(BaseModel):
+    """The answer of a successful refresh."""
+
+    access_token: str = Field(serialization_alias="accessToken")
+
+
+class WhoAmI(BaseModel):
+    """The identity the gateway passed to the service."""
+
+    id: str
+    role: str
+    username: str | None = None
+    email: str | None = None

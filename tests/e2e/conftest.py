@@ -1,0 +1,52 @@
+"""The whole stack for the e2e tests: real services behind real nginx."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from reference_app.launch import LocalStack
+
+from commercekit.testing.pytest_plugin import unavailable
+from commercekit.testing.servers import KafkaServer, NginxServer, PostgresServer, RedisServer
+
+ADMIN_EMAIL = "boss@example.com"
+
+_addresses = itertools.count(2)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+    redis_server: RedisServer,
+    kafka_server: KafkaServer,
+) -> Iterator[LocalStack]:
+    """The user service and the gateway, in production mode, on the session's servers."""
+    reason = NginxServer.missing()
+    if reason is not None:
+        unavailable(reason)
+    env = {
+        "ENVIRONMENT": "production",
+        "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
+        "ADMIN_EMAILS": f"someone@example.com, {ADMIN_EMAIL.upper()}",
+        "DATABASE_URL": postgres_server.url,
+        "REDIS_URL": redis_server.url,
+        "KAFKA_BROKER": kafka_server.bootstrap_servers,
+        "LOG_LEVEL": "INFO",
+    }
+    with LocalStack(tmp_path_factory.mktemp("stack"), env=env) as running:
+        yield running
+
+
+@pytest.fixture
+def client(stack: LocalStack) -> Iterator[httpx.Client]:
+    """A client of the gateway from its own loopback address (its own rate-limit bucket)."""
+    n = next(_addresses)
+    address = f"127.0.{n // 250 + 1}.{n % 250 + 2}"
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=10) as http:
+        yield http
