@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -282,3 +283,13 @@ def test_pdeathsig_ends_the_server_when_its_parent_dies(tmp_path: Path) -> None:
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+def test_a_server_started_from_a_worker_thread_outlives_that_thread(tmp_path: Path) -> None:
+    server = SimpleServer(tmp_path)
+    starter = threading.Thread(target=server.start)
+    starter.start()
+    starter.join()
+    time.sleep(0.3)  # PDEATHSIG, had it been set, would have fired by now
+    assert server.running
+    server.stop()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -69,8 +70,10 @@ class Server(abc.ABC):
     `start` is idempotent and blocks until the server answers; `stop` ends it
     gracefully (then by force); `kill` ends it with SIGKILL, as a crash would;
     `restart` keeps the port and the data. Every process the server spawned
-    is in one process group, ended as a whole, and dies with the Python
-    process that started it, so nothing is left running.
+    is in one process group, ended as a whole, and, when started from the
+    main thread, dies with the Python process that started it (even killed
+    with SIGKILL), so nothing is left running. Servers started from other
+    threads are stopped at interpreter exit instead.
     """
 
     name: ClassVar[str]
@@ -166,7 +169,14 @@ class Server(abc.ABC):
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl(2)
+                # Linux ties PDEATHSIG to the starting *thread*: from a worker
+                # thread the server would die with that thread, so only the
+                # main thread asks for it (atexit and stop() cover the rest).
+                preexec_fn=(  # noqa: PLW1509 - only calls prctl(2)
+                    _die_with_parent
+                    if threading.current_thread() is threading.main_thread()
+                    else None
+                ),
                 **self._popen_options(),
             )
         _running.add(self)
