@@ -28,7 +28,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError  # the ledger's import checked the extra
 
@@ -41,11 +41,15 @@ from commercekit.errors import (
     ReservationNotFound,
 )
 from commercekit.reservations import _input
+from commercekit.reservations._batch import Coalescer
 from commercekit.reservations.ledger import ReservationLedger
 from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
 from commercekit.reservations.redis import RedisReservationStore
 from commercekit.reservations.store import LineInput, TTLInput
 from commercekit.reservations.sweeper import ExpiryCallback
+
+if TYPE_CHECKING:
+    from commercekit.plugins import PluginManager
 
 __all__ = ["DurableReservations", "ReconcileReport"]
 
@@ -88,6 +92,16 @@ class DurableReservations:
         ledger: the PostgreSQL (or SQLite) ledger.
         on_expired: reported for a hold that a confirm, release or extend
             found past its deadline and expired (the sweeper reports its own).
+        plugins: a `PluginManager` whose reservation hooks are called once
+            per reservation and transition: when the ledger records it, so a
+            retried or replayed call does not call them twice.
+        batch_records: write the records of holds made concurrently in one
+            transaction (one multi-row insert) instead of one transaction
+            each. Every caller still gets its hold back only once its record
+            is committed; if the batch fails, each hold of it is released
+            and each caller gets `BackendUnavailable`.
+        batch_in_flight: with `batch_records`, at most this many batches
+            being written at once; holds made meanwhile wait for the next.
     """
 
     def __init__(
@@ -96,12 +110,21 @@ class DurableReservations:
         ledger: ReservationLedger,
         *,
         on_expired: ExpiryCallback | None = None,
+        plugins: PluginManager | None = None,
+        batch_records: bool = False,
+        batch_in_flight: int = 2,
     ) -> None:
         if not store.guarded:
             raise ConfigurationError("DurableReservations needs a store created with guarded=True")
+        if batch_in_flight < 1:
+            raise ConfigurationError(f"batch_in_flight must be at least 1, got {batch_in_flight}")
+        self._batch: Coalescer[Reservation, bool] | None = (
+            Coalescer(self._record_batch, in_flight=batch_in_flight) if batch_records else None
+        )
         self.store = store
         self.ledger = ledger
         self.on_expired = on_expired
+        self.plugins = plugins
 
     # ---------------------------------------------------------- hydration
     async def start(self) -> None:
@@ -137,12 +160,27 @@ class DurableReservations:
 
     async def _record(self, reservation: Reservation) -> None:
         try:
-            await self.ledger.record_transition(reservation)
+            changed = await self.ledger.record_transition(reservation)
         except _LEDGER_DOWN as exc:
             raise BackendUnavailable(
                 f"reservation {reservation.id} is {reservation.status.value} in redis but the "
                 f"ledger could not record it ({exc}); retrying the call records it"
             ) from exc
+        if changed:
+            self._announce(reservation)
+
+    def _announce(self, reservation: Reservation) -> None:
+        """Call the plugin hook of the transition the ledger just recorded."""
+        if self.plugins is None:
+            return
+        hooks = {
+            ReservationStatus.CONFIRMED: self.plugins.reservation_confirmed,
+            ReservationStatus.RELEASED: self.plugins.reservation_released,
+            ReservationStatus.EXPIRED: self.plugins.reservation_expired,
+        }
+        hook = hooks.get(reservation.status)
+        if hook is not None:
+            hook(reservation)
 
     # -------------------------------------------------------------- stock
     async def _stock(self, sku: str, change: Callable[[], Awaitable[StockLevel]]) -> StockLevel:
@@ -183,19 +221,30 @@ class DurableReservations:
         idempotency_key: str | None = None,
     ) -> Reservation:
         """See `ReservationStore.reserve`: the hold, then its record, or neither."""
-        hold = await self._redis(
-            lambda: self.store.reserve(lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key)
+        hold, made = await self._redis(
+            lambda: self.store.reserve_or_replay(
+                lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+            )
         )
         try:
-            await self.ledger.record_created(hold)
+            if self._batch is not None:
+                created = await self._batch.submit(hold)
+            else:
+                created = await self.ledger.record_created(hold)
         except _LEDGER_DOWN as exc:
+            if not made:  # a replay: the hold is the first call's, and so is its record
+                raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
             await self._undo(hold)
             raise BackendUnavailable(f"ledger unavailable; the hold was released: {exc}") from exc
+        if created and self.plugins is not None:
+            self.plugins.reservation_created(hold)
         return hold
 
+    async def _record_batch(self, holds: list[Reservation]) -> list[bool]:
+        """Record several new holds in one transaction (see `batch_records`)."""
+        return await self.ledger.record_created_many(holds)
+
     async def _undo(self, hold: Reservation) -> None:
-        if hold.status is not ReservationStatus.PENDING:
-            return  # an idempotent replay of a settled reservation: nothing to undo
         try:
             await self.store.release(hold.id)
         except InvalidTransition:
@@ -249,8 +298,8 @@ class DurableReservations:
         expired = await self._redis(lambda: self.store.expire_due(limit))
         for reservation in expired:
             try:
-                await self.ledger.record_transition(reservation)
-            except _LEDGER_DOWN:
+                await self._record(reservation)
+            except BackendUnavailable:
                 logger.exception("ledger missed the expiry of %s", reservation.id)
         return expired
 

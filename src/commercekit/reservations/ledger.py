@@ -9,7 +9,8 @@ flush or an empty restart, and what `reconcile` compares Redis with.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from commercekit.errors import MissingExtraError
@@ -21,7 +22,7 @@ from commercekit.reservations.models import (
 )
 
 try:
-    from sqlalchemy import JSON, BigInteger, Index, String, func, select, update
+    from sqlalchemy import JSON, BigInteger, Index, String, func, select, text, update
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,6 +60,23 @@ class ReservationRow(Base):
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+
+
+_INSERT_MANY = text(
+    """
+    INSERT INTO commercekit_reservations
+        (id, owner, status, lines, idempotency_key, created_at, updated_at, expires_at)
+    SELECT id, owner, status, lines::jsonb, idempotency_key, created_at, updated_at, expires_at
+    FROM unnest(
+        CAST(:id AS text[]), CAST(:owner AS text[]), CAST(:status AS text[]),
+        CAST(:lines AS text[]), CAST(:idempotency_key AS text[]),
+        CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]),
+        CAST(:expires_at AS timestamptz[])
+    ) AS t(id, owner, status, lines, idempotency_key, created_at, updated_at, expires_at)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
 
 
 def _row_values(r: Reservation) -> dict[str, Any]:
@@ -105,11 +123,37 @@ class ReservationLedger:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
-    async def record_created(self, reservation: Reservation) -> None:
-        """Insert a new reservation's row; a second insert of the same id does nothing."""
+    async def record_created(self, reservation: Reservation) -> bool:
+        """Insert a new reservation's row; True if this call inserted it.
+
+        A second insert of the same id (an idempotent replay) does nothing.
+        """
         async with self.engine.begin() as conn:
             stmt = self._insert(ReservationRow).values(**_row_values(reservation))
-            await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+            result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+            return bool(result.rowcount)
+
+    async def record_created_many(self, reservations: Sequence[Reservation]) -> list[bool]:
+        """Insert several new reservations' rows in one transaction (all or none).
+
+        Returns, for each reservation, whether this call inserted its row.
+        """
+        if not reservations:
+            return []
+        rows = [_row_values(r) for r in reservations]
+        async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # One statement text whatever the batch size, so it is prepared once.
+                columns = {name: [row[name] for row in rows] for name in rows[0]}
+                columns["lines"] = [json.dumps(lines) for lines in columns["lines"]]
+                result = await conn.execute(_INSERT_MANY, columns)
+            else:
+                stmt = self._insert(ReservationRow).values(rows)
+                result = await conn.execute(
+                    stmt.on_conflict_do_nothing(index_elements=["id"]).returning(ReservationRow.id)
+                )
+            inserted = set(result.scalars())
+        return [r.id in inserted for r in reservations]
 
     async def record_transition(self, reservation: Reservation) -> bool:
         """Record a reservation's new status (or deadline); True if this call changed the row.

@@ -59,6 +59,7 @@ from commercekit.reservations.store import LineInput, TTLInput
 try:
     from redis import exceptions as redis_errors
 
+    from commercekit.reservations._batch import ScriptPipeline
     from commercekit.reservations._lua import SCRIPTS, Script
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("redis", __name__) from exc
@@ -88,6 +89,13 @@ class RedisReservationStore:
         guarded: refuse to act (`RedisDataLost`) until `restore` has run on
             this Redis; set by `DurableReservations`, which keeps a ledger to
             restore from after a flush or an empty restart.
+        pipeline: send the scripts of calls made concurrently (in the same
+            event-loop tick) together in one pipeline, up to
+            `pipeline_limit` at a time. Each script stays atomic on its
+            own, so the results are the same; under concurrency it saves
+            round trips and client overhead (several times the throughput
+            of one process), at the price of one event-loop tick of latency.
+        pipeline_limit: at most this many calls in one pipeline.
     """
 
     def __init__(
@@ -100,9 +108,13 @@ class RedisReservationStore:
         idempotency_ttl: dt.timedelta = dt.timedelta(days=1),
         part_grace: dt.timedelta = dt.timedelta(seconds=30),
         guarded: bool = False,
+        pipeline: bool = False,
+        pipeline_limit: int = 256,
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise InvalidRequest(f"prefix must be non-empty and without braces: {prefix!r}")
+        if pipeline_limit < 1:
+            raise InvalidRequest(f"pipeline_limit must be at least 1, got {pipeline_limit}")
         if not 1 <= shards <= 1024:
             raise InvalidRequest(f"shards must be between 1 and 1024, got {shards}")
         self._redis = redis
@@ -113,6 +125,8 @@ class RedisReservationStore:
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
         self._grace_ms = int(part_grace.total_seconds() * 1000)
         self._scripts = {name: Script(name, guarded) for name in SCRIPTS}
+        self.pipeline = pipeline
+        self._pipeline = ScriptPipeline(redis, limit=pipeline_limit) if pipeline else None
         self._loading = asyncio.Lock()
         self._loaded = False
 
@@ -168,7 +182,10 @@ class RedisReservationStore:
         if not self._loaded:
             await self.load_scripts()
         try:
-            raw = await self._scripts[name](self._redis, keys, args)
+            if self._pipeline is not None:
+                raw = await self._pipeline(self._scripts[name], keys, args)
+            else:
+                raw = await self._scripts[name](self._redis, keys, args)
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
         except redis_errors.ResponseError as exc:
@@ -251,6 +268,20 @@ class RedisReservationStore:
         idempotency_key: str | None = None,
     ) -> Reservation:
         """See `ReservationStore.reserve`."""
+        reservation, _made = await self.reserve_or_replay(
+            lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+        )
+        return reservation
+
+    async def reserve_or_replay(
+        self,
+        lines: Sequence[LineInput],
+        *,
+        ttl: TTLInput,
+        owner: str,
+        idempotency_key: str | None = None,
+    ) -> tuple[Reservation, bool]:
+        """`reserve`, also saying whether this call made the hold (False: a replay)."""
         cart = _input.check_lines(lines)
         ttl_ms = _input.check_ttl(ttl)
         owner = str(_input.check_text(owner, "owner"))
@@ -264,10 +295,11 @@ class RedisReservationStore:
             record = await self._reserve_in(
                 home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
             )
-            return to_reservation(record)
-        return await self._reserve_spread(
-            rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
-        )
+        else:
+            record = await self._reserve_spread(
+                rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
+            )
+        return to_reservation(record), record["id"] == rid
 
     async def _reserve_in(
         self,
@@ -319,7 +351,7 @@ class RedisReservationStore:
         ttl_ms: int,
         owner: str,
         key: str | None,
-    ) -> Reservation:
+    ) -> _Record:
         """A cart over several shards: the parent first, then each part, undone on failure."""
         available = await self.available(line.sku for line in cart)
         short = tuple(
@@ -336,7 +368,7 @@ class RedisReservationStore:
         except OutOfStock as exc:
             raise OutOfStock(short or exc.short) from None
         if parent["id"] != rid or not parent.get("incomplete"):
-            return to_reservation(parent)  # an idempotent replay
+            return parent  # an idempotent replay
         if short:
             await self._abort(home, rid, owner, key)
             raise OutOfStock(short)
@@ -356,7 +388,9 @@ class RedisReservationStore:
             with contextlib.suppress(Exception):
                 await self._abort(home, rid, owner, key)
             raise
-        return await self._call(home, rid, "complete")
+        reply = await self._transition_in(home, rid, "complete")
+        completed: _Record = reply["reservation"]
+        return completed
 
     async def _abort(self, shard: int, rid: str, owner: str, key: str | None) -> None:
         idem = self._idempotency_key(shard, owner, key) if key is not None else ""

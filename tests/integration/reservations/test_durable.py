@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commercekit.errors import BackendUnavailable, InvalidTransition
+from commercekit.plugins import PluginManager
 from commercekit.reservations import (
     DurableReservations,
     RedisReservationStore,
@@ -25,6 +26,7 @@ from commercekit.reservations import (
 from commercekit.sql import migrate
 from commercekit.testing.contracts import assert_conserved
 from commercekit.testing.servers import PostgresServer, RedisServer, free_port
+from tests.unit.plugins.test_plugins import Recorder
 
 
 @pytest.fixture
@@ -202,3 +204,36 @@ async def test_reconcile_repairs_what_a_crash_between_redis_and_the_ledger_left(
     assert await _sold(engine, "A") == 2
     await assert_conserved(durable, {"A": 10}, [confirmed_behind, unrecorded])
     assert (await durable.reconcile()).clean
+
+
+async def test_plugins_hear_each_transition_once_whatever_is_retried(
+    make: Callable[..., DurableReservations],
+) -> None:
+    heard = Recorder()
+    plugins = PluginManager([heard], load_entrypoints=False)
+    one, two = make(), make()
+    one.plugins = two.plugins = plugins
+    await one.start()
+    await one.set_stock("A", 10)
+    paid = await one.reserve([("A", 1)], ttl=60, owner="u", idempotency_key="k")
+    assert (await two.reserve([("A", 1)], ttl=60, owner="u", idempotency_key="k")).id == paid.id
+    await one.confirm(paid.id)
+    with pytest.raises(InvalidTransition):
+        await two.confirm(paid.id)  # a redelivered payment
+    cancelled = await one.reserve([("A", 1)], ttl=60, owner="u")
+    await two.release(cancelled.id)
+    late = await one.reserve([("A", 1)], ttl=0.05, owner="u")
+    await asyncio.sleep(0.1)
+    swept = await asyncio.gather(one.expire_due(), two.expire_due())
+    assert sum(len(batch) for batch in swept) == 1
+
+    assert sorted(heard.calls) == sorted(
+        [
+            ("created", paid.id),
+            ("confirmed", paid.id),
+            ("created", cancelled.id),
+            ("released", cancelled.id),
+            ("created", late.id),
+            ("expired", late.id),
+        ]
+    )
