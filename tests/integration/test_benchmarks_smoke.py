@@ -1,0 +1,34 @@
+"""The benchmark's smoke mode: correctness only (no oversell, conservation), never timing."""
+
+from __future__ import annotations
+
+import uuid
+
+from benchmarks.__main__ import run_benchmarks, smoke_config
+from benchmarks.systems import Urls
+
+from commercekit.testing.servers import PostgresServer, RedisServer
+
+
+async def test_smoke_run_holds_the_invariants(
+    redis_server: RedisServer, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.create_database(f"bench_{uuid.uuid4().hex[:10]}")
+    # A database of its own on the shared Redis: the benchmark flushes what it uses.
+    urls = Urls(redis_server.url.rsplit("/", 1)[0] + "/7", database)
+    report = await run_benchmarks(smoke_config(), urls)
+
+    records = report["records"]
+    assert {r["scenario"] for r in records} == {"hot", "spread", "cart5"}
+    for record in records:
+        if record["system"].startswith("commercekit"):
+            where = (record["scenario"], record["system"], record["concurrency"])
+            assert record["oversold"] == 0, where
+            assert record["conserved"], (where, record["timed"], record["sellout"])
+            assert record["errors"] == 0, (where, record["timed"], record["sellout"])
+            assert record["sellout"]["units_granted"] > 0, where
+    naive = [r for r in records if r["system"] == "redis-naive"]
+    assert naive
+    # The naive baseline may oversell; the measurement must be there either way.
+    assert all(isinstance(r["oversold"], int) and r["oversold"] >= 0 for r in naive)
+    assert all("oversold" in r["sellout"] for r in naive)
