@@ -17,9 +17,9 @@ PyJWT with cryptography); `SqlRefreshTokenStore` needs ``commercekit[postgres]``
 They are imported on first use, so the rest works without them.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.auth.refresh import (
     InMemoryRefreshTokenStore,
     IssuedRefreshToken,
@@ -75,9 +75,4 @@ _LAZY = {
     "SqlRefreshTokenStore": "commercekit.auth.sql",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -12,9 +12,9 @@ assert sender.outbox[0].message.subject == "Welcome to Acme, ada"
 `ResendSender` needs ``commercekit[resend]``; it is imported on first use.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.email.console import ConsoleSender
 from commercekit.email.mailer import Mailer, format_amount
 from commercekit.email.memory import MemorySender, SentEmail
@@ -71,9 +71,4 @@ _LAZY = {
     "UnknownRecipient": "commercekit.email.notifier",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -17,6 +17,7 @@ in-memory bus work without either.
 
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.events.bus import DeadLetter, EventBus, Handler, RetryPolicy
 from commercekit.events.catalog import (
     CATALOG,
@@ -98,12 +99,4 @@ _LAZY = {
     "OutboxRelay": "commercekit.events.outbox",
 }
 
-
-def __getattr__(name: str) -> object:
-    # The Kafka bus and the outbox need optional extras: import them on first use.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module  # noqa: PLC0415
-
-    return getattr(import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

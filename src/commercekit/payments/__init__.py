@@ -13,9 +13,9 @@ are imported on first use, so the models, the processors and the policies
 work without it.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.payments.models import (
     Money,
     Payment,
@@ -87,9 +87,4 @@ _LAZY = {
     "SettlementResult": "commercekit.payments.settlement",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -14,9 +14,9 @@ await store.confirm(hold.id)
 on first use, so the models work without either.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.reservations.models import (
     Reservation,
     ReservationLine,
@@ -58,9 +58,4 @@ _LAZY = {
     "ReconcileReport": "commercekit.reservations.durable",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -46,7 +45,7 @@ from commercekit.reservations.ledger import ReservationLedger
 from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
 from commercekit.reservations.redis import RedisReservationStore
 from commercekit.reservations.store import LineInput, TTLInput
-from commercekit.reservations.sweeper import ExpiryCallback
+from commercekit.reservations.sweeper import ExpiryCallback, report_expiry
 
 if TYPE_CHECKING:
     from commercekit.plugins import PluginManager
@@ -262,20 +261,10 @@ class DurableReservations:
             # Record what Redis decided (again, harmlessly) so retries converge.
             await self._record(exc.reservation)
             if isinstance(exc, ReservationExpired):
-                await self._report_expired(exc.reservation)
+                await report_expiry(self.on_expired, exc.reservation)
             raise
         await self._record(changed)
         return changed
-
-    async def _report_expired(self, reservation: Reservation) -> None:
-        if self.on_expired is None:
-            return
-        try:
-            result = self.on_expired(reservation)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("on_expired failed for reservation %s", reservation.id)
 
     async def confirm(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.confirm`."""

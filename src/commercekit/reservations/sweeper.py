@@ -15,12 +15,24 @@ from commercekit.errors import BackendUnavailable, ConfigurationError
 from commercekit.reservations.models import Reservation
 from commercekit.reservations.store import ReservationStore
 
-__all__ = ["ExpiryCallback", "ExpirySweeper"]
+__all__ = ["ExpiryCallback", "ExpirySweeper", "report_expiry"]
 
 logger = logging.getLogger("commercekit.reservations.sweeper")
 
 ExpiryCallback = Callable[[Reservation], Awaitable[None] | None]
 """Called once for each reservation a sweep expired (sync or async)."""
+
+
+async def report_expiry(callback: ExpiryCallback | None, reservation: Reservation) -> None:
+    """Call an expiry callback (sync or async); log what it raises, the expiry stands."""
+    if callback is None:
+        return
+    try:
+        result = callback(reservation)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("on_expired failed for reservation %s", reservation.id)
 
 
 class ExpirySweeper:
@@ -89,14 +101,7 @@ class ExpirySweeper:
         return expired
 
     async def _report(self, reservation: Reservation) -> None:
-        if self.on_expired is None:
-            return
-        try:
-            result = self.on_expired(reservation)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("on_expired failed for reservation %s", reservation.id)
+        await report_expiry(self.on_expired, reservation)
 
     def _next_wait(self) -> float:
         spread = random.uniform(-self.jitter, self.jitter)  # noqa: S311 - not cryptographic
