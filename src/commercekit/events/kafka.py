@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -104,7 +104,7 @@ async def create_topics(
     return {t["topic"]: len(t["partitions"]) for t in described}
 
 
-class KafkaEventBus:
+class KafkaEventBus(AsyncLifecycle):
     """An `EventBus` on Kafka.
 
     Args:
@@ -291,15 +291,3 @@ class KafkaEventBus:
                 log.error("consumer of group %s failed: %r", consumer.group, result)
         await self._reset_producer()
         self._running = False
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

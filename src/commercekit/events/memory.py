@@ -23,9 +23,9 @@ import contextlib
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import ConfigurationError
 from commercekit.events._dispatch import Outcome, check_group, deliver
 from commercekit.events.bus import DeadLetter, Handler, RetryPolicy
@@ -53,7 +53,7 @@ class _Subscription:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class InMemoryEventBus:
+class InMemoryEventBus(AsyncLifecycle):
     """An `EventBus` whose topics are lists in memory.
 
     Args:
@@ -239,15 +239,3 @@ class InMemoryEventBus:
                 progressed = True
                 await self._notify()
         return progressed
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

@@ -13,9 +13,9 @@ bus's own behaviour.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from commercekit._lifecycle import AsyncLifecycle
 from commercekit.events.bus import EventBus, Handler
 from commercekit.events.envelope import Envelope
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ObservedEventBus"]
 
 
-class ObservedEventBus:
+class ObservedEventBus(AsyncLifecycle):
     """An `EventBus` that reports what it publishes and consumes to plugins.
 
     Args:
@@ -66,15 +66,3 @@ class ObservedEventBus:
     async def stop(self) -> None:
         """See `EventBus.stop`."""
         await self.bus.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

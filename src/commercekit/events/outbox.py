@@ -35,9 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import BackendUnavailable, MalformedEvent, MissingExtraError
 from commercekit.events._dispatch import wait_or_stop
 from commercekit.events.bus import EventBus, RetryPolicy
@@ -94,7 +94,7 @@ class Outbox:
         return int(count or 0)
 
 
-class OutboxRelay:
+class OutboxRelay(AsyncLifecycle):
     """Publishes the outbox's rows through a bus, in order, as an asyncio task.
 
     Use it as an async context manager, or call `start` and `stop`; or call
@@ -223,15 +223,3 @@ class OutboxRelay:
         self._wake.set()
         task, self._task = self._task, None
         await task
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
