@@ -24,7 +24,7 @@ from typing import Any
 from commercekit.errors import MissingExtraError
 
 try:
-    from alembic import command
+    from alembic import command, context
     from alembic.config import Config
     from sqlalchemy import JSON, DateTime, MetaData
     from sqlalchemy.dialects.postgresql import JSONB
@@ -34,7 +34,14 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["TABLE_PREFIX", "VERSION_TABLE", "Base", "alembic_config", "migrate"]
+__all__ = [
+    "TABLE_PREFIX",
+    "VERSION_TABLE",
+    "Base",
+    "alembic_config",
+    "migrate",
+    "run_migrations",
+]
 
 TABLE_PREFIX = "commercekit_"
 """Prefix of every table commercekit creates."""
@@ -89,6 +96,31 @@ async def migrate(target: str | AsyncEngine, revision: str = "heads") -> None:
     finally:
         if isinstance(target, str):
             await engine.dispose()
+
+
+def run_migrations(metadata: MetaData, version_table: str, *, runner: str) -> None:
+    """The body of an Alembic ``env.py`` run on a connection its caller passes.
+
+    The caller puts the connection in ``config.attributes["connection"]``, as
+    `migrate` does, so the migrations run inside its transaction. Use it in
+    your own ``env.py`` to migrate your tables the same way.
+
+    Args:
+        metadata: the models' metadata (for autogenerate).
+        version_table: where this tree records its applied revisions.
+        runner: what to call instead, named in the error when run another way.
+    """
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError(f"these migrations run through {runner}")
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=version_table,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
