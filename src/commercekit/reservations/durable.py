@@ -252,9 +252,7 @@ class DurableReservations:
             # The hold stays until its deadline; the sweeper returns the stock then.
             logger.exception("could not release hold %s after a ledger failure", hold.id)
 
-    async def _transition(
-        self, action: str, call: Callable[[], Awaitable[Reservation]]
-    ) -> Reservation:
+    async def _transition(self, call: Callable[[], Awaitable[Reservation]]) -> Reservation:
         try:
             changed = await self._redis(call)
         except InvalidTransition as exc:
@@ -268,15 +266,15 @@ class DurableReservations:
 
     async def confirm(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.confirm`."""
-        return await self._transition("confirm", lambda: self.store.confirm(reservation_id))
+        return await self._transition(lambda: self.store.confirm(reservation_id))
 
     async def release(self, reservation_id: str) -> Reservation:
         """See `ReservationStore.release`."""
-        return await self._transition("release", lambda: self.store.release(reservation_id))
+        return await self._transition(lambda: self.store.release(reservation_id))
 
     async def extend(self, reservation_id: str, ttl: TTLInput) -> Reservation:
         """See `ReservationStore.extend`."""
-        return await self._transition("extend", lambda: self.store.extend(reservation_id, ttl))
+        return await self._transition(lambda: self.store.extend(reservation_id, ttl))
 
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
         """See `ReservationStore.expire_due`; each expiry is recorded in the ledger.
