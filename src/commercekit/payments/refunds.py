@@ -31,7 +31,7 @@ import logging
 import uuid
 from decimal import Decimal
 
-from commercekit.errors import InvalidRequest, MissingExtraError, RefundError
+from commercekit.errors import ConfigurationError, InvalidRequest, MissingExtraError, RefundError
 from commercekit.events.catalog import RefundCompleted, RefundRequested
 from commercekit.events.envelope import Envelope
 from commercekit.payments.models import (
@@ -106,7 +106,10 @@ class RefundService:
     Args:
         sessions: makes the database sessions (``commercekit_refunds`` and
             ``commercekit_outbox`` must exist: `commercekit.sql.migrate`).
-        processor: makes the refunds.
+        processor: makes the refunds. Without one the service only records
+            them (`request`, and `refund` leaves them REQUESTED): another
+            process, holding the processor, completes them, for instance on
+            each ``refund.requested`` event.
         outbox: where ``refund.requested`` / ``refund.completed`` are written.
         source: the events' CloudEvents ``source``.
     """
@@ -114,7 +117,7 @@ class RefundService:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        processor: PaymentProcessor,
+        processor: PaymentProcessor | None,
         *,
         outbox: Outbox | None = None,
         source: str = "payments",
@@ -213,7 +216,10 @@ class RefundService:
             LookupError: no refund has this id.
             RefundError: the processor did not refund; the refund stays
                 REQUESTED with `last_error` set, and can be completed later.
+            ConfigurationError: this service has no processor.
         """
+        if self.processor is None:
+            raise ConfigurationError("this RefundService has no processor: it records refunds only")
         error: RefundError | None = None
         async with self.sessions() as session, session.begin():
             row = await session.scalar(
@@ -266,10 +272,13 @@ class RefundService:
         """Request (in its own transaction) and complete a refund of `payment`.
 
         A second call for the same payment changes nothing and returns the
-        refund of the first (completing it if it is still REQUESTED).
+        refund of the first (completing it if it is still REQUESTED). Without
+        a processor the refund is returned REQUESTED.
         """
         async with self.sessions() as session, session.begin():
             refund, _ = await self.request(session, payment, amount=amount, decision=decision)
+        if self.processor is None:
+            return refund
         return await self.complete(refund.id)
 
     async def get(self, payment_id: str) -> Refund | None:
@@ -279,7 +288,12 @@ class RefundService:
             return None if row is None else _to_refund(row)
 
     async def retry_pending(self, limit: int = 100) -> list[Refund]:
-        """Complete up to `limit` REQUESTED refunds; return those completed now."""
+        """Complete up to `limit` REQUESTED refunds; return those completed now.
+
+        Without a processor nothing is completed, and the list is empty.
+        """
+        if self.processor is None:
+            return []
         async with self.sessions() as session:
             ids = list(
                 await session.scalars(

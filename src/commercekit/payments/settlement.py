@@ -299,7 +299,7 @@ class PaymentSettlement:
                     else None,
                 )
             )
-        if refund is not None:
+        if refund is not None and self.refunds.processor is not None:
             try:
                 refund = await self.refunds.complete(refund.id)
             except RefundError:

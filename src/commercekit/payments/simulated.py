@@ -79,6 +79,10 @@ class SimulatedProcessor:
             uniformly, to make races and timeouts visible.
         seed: seeds the generator of outcomes and latencies (reproducible runs).
         id_factory: makes the payment and refund ids (UUIDs by default).
+        shared: refund a SUCCEEDED payment this instance did not charge, up to
+            its amount (its record comes from the database). Set it when
+            several processes stand for one simulated processor, as the
+            replicas of a payment service do.
 
     Attributes:
         charge_calls: how many charges reached the processor (replays included).
@@ -92,6 +96,7 @@ class SimulatedProcessor:
         latency: float | tuple[float, float] = 0.0,
         seed: int | None = None,
         id_factory: Callable[[], str] | None = None,
+        shared: bool = False,
     ) -> None:
         if not 0.0 <= success_rate <= 1.0:
             raise ConfigurationError(f"success_rate must be within 0..1, got {success_rate}")
@@ -100,6 +105,7 @@ class SimulatedProcessor:
             raise ConfigurationError(f"latency must be >= 0 (and low <= high), got {latency}")
         self.success_rate = success_rate
         self.latency = (low, high)
+        self.shared = shared
         # Not cryptography: a seedable simulation of outcomes.
         self._random = random.Random(seed)  # noqa: S311
         self._new_id = id_factory or (lambda: str(uuid.uuid4()))
@@ -180,7 +186,7 @@ class SimulatedProcessor:
                 if (known[0], known[1]) != (payment.id, amount):
                     raise PaymentConflict(idempotency_key)
                 return known[2]
-            charged = self._payments.get(payment.id)
+            charged = self._payments.get(payment.id) or (payment if self.shared else None)
             if charged is None or not charged.succeeded:
                 raise RefundError(f"payment {payment.id} was not charged by this processor")
             left = charged.amount - self.refunded(payment.id)

@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import text
 
+from commercekit.errors import ConfigurationError, RefundError
 from commercekit.payments import (
     Money,
     Payment,
@@ -18,6 +20,7 @@ from commercekit.payments import (
     RefundDecision,
     RefundReason,
     RefundService,
+    RefundStatus,
     SettlementOutcome,
     SimulatedProcessor,
 )
@@ -290,3 +293,31 @@ async def test_a_crash_after_confirming_is_not_mistaken_for_a_double_payment(
     async with sessions() as session:
         processed = await session.scalar(text("SELECT count(*) FROM commercekit_processed_events"))
     assert processed == 1
+
+
+async def test_a_record_only_refund_service_leaves_the_refund_to_the_processor_side(
+    sessions: Sessions, reservations: DurableReservations, processor: SimulatedProcessor
+) -> None:
+    reservation = await expired_hold(reservations)
+    payment, event = await pay(processor, reservation.id)
+    recording = RefundService(sessions, None)  # the inventory side: no processor
+    result = await PaymentSettlement(reservations, recording).settle(event)
+    assert result.outcome is SettlementOutcome.REFUNDED
+    assert result.refund is not None
+    assert result.refund.status is RefundStatus.REQUESTED
+    assert await recording.retry_pending() == []
+    with pytest.raises(ConfigurationError):
+        await recording.complete(result.refund.id)
+    assert await outbox_types(sessions) == ["refund.requested"]
+
+    # The payment side, in another process: a processor that did not make the charge.
+    elsewhere = SimulatedProcessor(shared=True)
+    paying = RefundService(sessions, elsewhere)
+    done = await paying.complete(result.refund.id)
+    again = await paying.complete(result.refund.id)
+    assert done.status is again.status is RefundStatus.COMPLETED
+    assert elsewhere.refund_calls == 1
+    assert elsewhere.refunded(payment.id) == Decimal("20.00")
+    assert await outbox_types(sessions) == ["refund.requested", "refund.completed"]
+    with pytest.raises(RefundError):  # without `shared`, only its own charges
+        await SimulatedProcessor().refund(payment, Decimal("1.00"), "k-1")
