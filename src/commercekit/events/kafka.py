@@ -39,7 +39,7 @@ from commercekit.events.envelope import CONTENT_TYPE, Envelope
 try:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import IllegalStateError, KafkaError
 
     from commercekit.events._kafka_consumer import GroupConsumer
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -239,6 +239,28 @@ class KafkaEventBus(AsyncLifecycle):
             if consumer.kafka is not None:
                 owned |= {(tp.topic, tp.partition) for tp in consumer.kafka.assignment()}
         return owned
+
+    async def lag(self, group: str) -> int:
+        """Messages on the partitions this bus owns in `group` that it has not fetched yet.
+
+        The broker's high watermark (as last fetched) minus the consumer's
+        position, over this process's partitions: sum it over the replicas
+        for the group's lag. 0 before the first fetch.
+        """
+        behind = 0
+        for consumer in self.kafkas:
+            if consumer.group != group or consumer.kafka is None:
+                continue
+            for tp in consumer.kafka.assignment():
+                end = consumer.kafka.highwater(tp)
+                if end is None:
+                    continue
+                try:
+                    position = await consumer.kafka.position(tp)
+                except IllegalStateError:  # revoked by a rebalance meanwhile
+                    continue
+                behind += max(end - position, 0)
+        return behind
 
     def subscribe(
         self, group: str, handler: Handler, *, types: Iterable[str] | None = None

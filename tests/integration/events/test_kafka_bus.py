@@ -195,3 +195,28 @@ async def test_stop_lets_the_running_handler_finish_and_commits_it(
         await poll(lambda: len(rest) >= 2, within=30)
         await asyncio.sleep(0.2)
     assert rest == [2, 3]  # the handled one was committed, the others were not lost
+
+
+async def test_lag_counts_what_the_group_has_not_fetched_yet(kafka_server: KafkaServer) -> None:
+    bootstrap = kafka_server.bootstrap_servers
+    topics = unique_topics()
+    await create_topics(bootstrap, topics=topics, partitions=1)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    started, release = asyncio.Event(), asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(event: Envelope[Any]) -> None:
+        started.set()
+        await release.wait()
+        handled.append(event.data.seq)
+
+    bus = KafkaEventBus(bootstrap, topics=topics, client_id="lag", max_poll_records=1)
+    bus.subscribe(group, handle, types=["test.ticked"])
+    async with bus:
+        await bus.publish_many([tick("k", seq) for seq in range(20)])
+        await asyncio.wait_for(started.wait(), 30)
+        assert await bus.lag(group) == 19  # one fetched and in the handler, nineteen waiting
+        assert await bus.lag("another-group") == 0
+        release.set()
+        await poll(lambda: len(handled) == 20, within=30)
+        assert await bus.lag(group) == 0
