@@ -32,7 +32,7 @@ from typing import Self
 
 from commercekit.testing.servers import NginxServer, Server, ServiceStack, free_port
 
-__all__ = ["SERVICES", "LocalStack", "ServiceSpec", "UvicornServer", "main"]
+__all__ = ["SERVICES", "LocalStack", "ServiceSpec", "UvicornServer", "main", "uvicorn_args"]
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_CONFIG = Path(__file__).resolve().parent / "gateway" / "nginx.conf"
@@ -45,25 +45,45 @@ class ServiceSpec:
     Attributes:
         name: short name (``user``), also the folder of its logs.
         factory: the ``module:function`` uvicorn calls (``--factory``).
-        placeholder: the gateway placeholder that receives its address(es).
+        placeholder: the gateway placeholder that receives its address(es);
+            None for a service the gateway does not route to (email, worker).
         replicas: how many processes to run behind the upstream.
         env: extra environment variables for its processes.
     """
 
     name: str
     factory: str
-    placeholder: str
+    placeholder: str | None
     replicas: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("user", "reference_app.user.main:app_from_env", "USER_SERVICE"),
+    ServiceSpec("inventory", "reference_app.inventory.main:app_from_env", "INVENTORY_SERVICE"),
+    ServiceSpec("payment", "reference_app.payment.main:app_from_env", "PAYMENT_SERVICE"),
+    ServiceSpec("email", "reference_app.email.main:app_from_env", None),
+    ServiceSpec("worker", "reference_app.worker.main:app_from_env", None),
 )
-"""The services built so far; later ones are added here."""
+"""Every process of the stack but nginx; docker-compose.yml runs the same commands."""
 
 PLACEHOLDERS = ("USER_SERVICE", "INVENTORY_SERVICE", "PAYMENT_SERVICE")
 """Every upstream placeholder of the gateway config; those without a service get a dead port."""
+
+
+def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
+    """The arguments after ``uvicorn`` that run a service (here and in docker-compose.yml)."""
+    return [
+        "--factory",
+        factory,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "5",
+    ]
 
 
 class UvicornServer(Server):
@@ -106,20 +126,7 @@ class UvicornServer(Server):
         return f"{self.host}:{self.port}"
 
     def _command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            self.factory,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "5",
-        ]
+        return [sys.executable, "-m", "uvicorn", *uvicorn_args(self.factory, self.host, self.port)]
 
     def _popen_options(self) -> dict[str, object]:
         pythonpath = os.pathsep.join(p for p in (str(ROOT), self.env.get("PYTHONPATH")) if p)
@@ -227,6 +234,7 @@ class LocalStack:
         by_placeholder = {
             spec.placeholder: [p.address for p in self.processes.get(spec.name, [])]
             for spec in self.services
+            if spec.placeholder is not None
         }
         return {
             name: "; server ".join(by_placeholder.get(name) or [f"127.0.0.1:{free_port()}"])

@@ -25,12 +25,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from commercekit.auth.tokens import JWTSettings
 
 __all__ = [
+    "DemoSettings",
     "EmailSettings",
     "Environment",
     "InventorySettings",
     "PaymentSettings",
     "ServiceSettings",
     "UserSettings",
+    "WorkerSettings",
 ]
 
 Environment = Literal["development", "production"]
@@ -180,33 +182,68 @@ class UserSettings(ServiceSettings):
 
 
 class InventorySettings(ServiceSettings):
-    """The inventory service (issue 7, later parts).
+    """The inventory service.
 
     Attributes:
         reservation_ttl_seconds: ``RESERVATION_TTL_SECONDS``, how long a hold lasts.
-        sweep_interval_seconds: ``SWEEP_INTERVAL_SECONDS``, between expiry sweeps.
+        currency: ``CURRENCY``, the ISO code of product prices (and payments).
+        redis_shards: ``REDIS_SHARDS``, how many Redis Cluster slots the
+            stock keys are spread over (1 on a single Redis).
     """
 
     reservation_ttl_seconds: int = Field(default=900, gt=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    redis_shards: int = Field(default=1, ge=1, le=16384)
+
+
+class WorkerSettings(InventorySettings):
+    """The worker: expiry sweeps, the outbox relay, reconciliation.
+
+    Attributes:
+        sweep_interval_seconds: ``SWEEP_INTERVAL_SECONDS``, between expiry sweeps.
+        reconcile_interval_seconds: ``RECONCILE_INTERVAL_SECONDS``, between
+            comparisons of Redis with the PostgreSQL ledger (repairs drift).
+        outbox_poll_seconds: ``OUTBOX_POLL_SECONDS``, how often the relay
+            looks for unsent events.
+    """
+
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
 
 
 class PaymentSettings(ServiceSettings):
-    """The payment service (issue 7, later parts).
+    """The payment service.
 
     Attributes:
         payment_success_rate: ``PAYMENT_SUCCESS_RATE``, share of simulated
             charges that succeed (0 to 1).
+        currency: ``CURRENCY``, the ISO code payments are made in.
+        refund_retry_seconds: ``REFUND_RETRY_SECONDS``, how often refunds
+            the processor refused are tried again.
     """
 
     payment_success_rate: float = Field(default=0.8, ge=0.0, le=1.0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    refund_retry_seconds: float = Field(default=30.0, gt=0)
 
 
 class EmailSettings(ServiceSettings):
-    """The email service (issue 7, later parts).
+    """The email service.
 
     Attributes:
-        resend_api_key: ``RESEND_API_KEY``; without it mails go to the console.
+        resend_api_key: ``RESEND_API_KEY``; without it mails go to the console
+            (standard output, one JSON log line per mail).
+        email_from: ``EMAIL_FROM``, the ``From`` of every mail.
+        shop_name: ``SHOP_NAME``, shown in subjects and bodies.
     """
 
     resend_api_key: SecretStr | None = None
+    email_from: str = "commercekit <onboarding@resend.dev>"
+    shop_name: str = "commercekit shop"
+
+
+class DemoSettings(UserSettings, WorkerSettings, PaymentSettings, EmailSettings):
+    """Everything, for ``commercekit demo`` (one process, embedded backends, development)."""
+
+    environment: Environment = "development"

@@ -49,6 +49,7 @@ class ApiError(Exception):
         message: what went wrong, for the client.
         code: a stable machine-readable code; derived from `status` by default.
         headers: extra response headers.
+        details: more about the error, as JSON (``error.details``).
     """
 
     def __init__(
@@ -58,12 +59,14 @@ class ApiError(Exception):
         *,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Any = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
         self.headers = dict(headers or {})
+        self.details = details
 
 
 def error_response(
@@ -106,7 +109,9 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message, code=exc.code, headers=exc.headers)
+    return error_response(
+        exc.status, exc.message, code=exc.code, headers=exc.headers, details=exc.details
+    )
 
 
 async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:

@@ -40,7 +40,7 @@ class UserServices:
 
 def get_services(request: Request) -> UserServices:
     """The services wired by the lifespan."""
-    services: UserServices = request.app.state.services
+    services: UserServices = request.app.state.user
     return services
 
 

@@ -13,11 +13,19 @@ from reference_app.settings import (
     PaymentSettings,
     ServiceSettings,
     UserSettings,
+    WorkerSettings,
 )
 
 ENV_EXAMPLE = Path(__file__).parents[3] / "reference_app" / ".env.example"
 STRONG = "k3Y-9vQ_x2LmZ7pR4tW8nB1cD6fG0hJ5sA"
-ALL_SETTINGS = (ServiceSettings, UserSettings, InventorySettings, PaymentSettings, EmailSettings)
+ALL_SETTINGS = (
+    ServiceSettings,
+    UserSettings,
+    InventorySettings,
+    WorkerSettings,
+    PaymentSettings,
+    EmailSettings,
+)
 
 
 def _variables() -> set[str]:
@@ -140,9 +148,9 @@ def test_unknown_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
         ServiceSettings()
 
 
-def test_later_services_knobs_have_the_original_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    inventory = InventorySettings()
-    assert (inventory.reservation_ttl_seconds, inventory.sweep_interval_seconds) == (900, 10.0)
+def test_service_knobs_have_the_original_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = WorkerSettings()
+    assert (worker.reservation_ttl_seconds, worker.sweep_interval_seconds) == (900, 10.0)
     assert PaymentSettings().payment_success_rate == 0.8
     assert EmailSettings().resend_api_key is None
     monkeypatch.setenv("PAYMENT_SUCCESS_RATE", "1.5")

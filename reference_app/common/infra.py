@@ -1,0 +1,170 @@
+"""The backing servers a service uses: PostgreSQL, Redis and Kafka, or their embedded stand-ins.
+
+A service's lifespan opens an `Infra` with `connect` (the servers its
+settings name) and hands it to the service's ``wire`` function, which builds
+the service's adapters on it. ``commercekit demo`` opens one `embedded`
+`Infra` (SQLite, fakeredis running the same Lua, the in-memory bus) and
+wires every service on it, so both modes run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from commercekit.errors import BackendUnavailable
+from commercekit.events import EventBus, InMemoryEventBus, KafkaEventBus, create_topics
+from reference_app.common.db import migrate, ping
+from reference_app.common.probes import ReadinessCheck
+from reference_app.settings import ServiceSettings
+
+__all__ = ["Infra", "connect", "embedded"]
+
+log = logging.getLogger("reference_app.infra")
+
+STARTUP_ATTEMPTS = 60
+"""Tries, a second apart, for a server to come up (compose starts everything at once)."""
+
+KAFKA_PARTITIONS = 6
+"""Partitions of each topic the services create: room for six consumers per group."""
+
+T = TypeVar("T")
+
+
+async def _when_up(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    for n in range(1, STARTUP_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except (OSError, OperationalError, InterfaceError, BackendUnavailable) as exc:
+            if n == STARTUP_ATTEMPTS:
+                raise
+            log.warning("%s not reachable yet (%r); retrying", what, exc)
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class Infra:
+    """The connections a service's adapters are built on.
+
+    Attributes:
+        engine: the SQLAlchemy engine (PostgreSQL, or SQLite when embedded).
+        sessions: sessions on `engine`.
+        embedded: True in ``commercekit demo``.
+        checks: the readiness checks of what was opened (``/ready``).
+    """
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    embedded: bool = False
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    _redis: Any = None
+    _bus: EventBus | None = None
+
+    @property
+    def redis(self) -> Any:
+        """The asyncio Redis client (redis-py, or fakeredis when embedded)."""
+        if self._redis is None:
+            raise RuntimeError("this service was not connected to Redis")
+        return self._redis
+
+    @property
+    def bus(self) -> EventBus:
+        """The event bus (Kafka, or the in-memory bus when embedded)."""
+        if self._bus is None:
+            raise RuntimeError("this service was not connected to Kafka")
+        return self._bus
+
+
+async def _kafka_reachable(servers: list[str]) -> None:
+    """Open (and close) a TCP connection to the first broker that accepts one."""
+    error: OSError | None = None
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        try:
+            _, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+        except OSError as exc:
+            error = exc
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise error or OSError("no Kafka broker configured")
+
+
+@asynccontextmanager
+async def connect(
+    settings: ServiceSettings, *, client_id: str, redis: bool = False, kafka: bool = False
+) -> AsyncIterator[Infra]:
+    """Open PostgreSQL (migrated), and Redis and Kafka if asked; close them on exit.
+
+    Each is waited for (a minute at most) rather than failing at once, so
+    a stack can start in any order. The Kafka bus is started, with the
+    catalog's topics created; the service subscribes its handlers to it.
+    """
+    async with AsyncExitStack() as stack:
+        engine = create_async_engine(settings.database_dsn, pool_pre_ping=True)
+        stack.push_async_callback(engine.dispose)
+        await _when_up("PostgreSQL", lambda: migrate(engine))
+        infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False))
+        infra.checks["postgres"] = lambda: ping(engine)
+        if redis:
+            client = Redis.from_url(settings.redis_dsn, socket_timeout=5, socket_connect_timeout=2)
+            stack.push_async_callback(client.aclose)
+            await _when_up("Redis", client.ping)
+            infra._redis = client
+            infra.checks["redis"] = client.ping
+        if kafka:
+            servers = settings.kafka_bootstrap_servers
+            await _when_up("Kafka", lambda: create_topics(servers, partitions=KAFKA_PARTITIONS))
+            bus = KafkaEventBus(servers, client_id=client_id)
+            await _when_up("Kafka", bus.start)
+            stack.push_async_callback(bus.stop)
+            infra._bus = bus
+            infra.checks["kafka"] = lambda: _kafka_reachable(servers)
+        yield infra
+
+
+@asynccontextmanager
+async def embedded(folder: str | Path | None = None) -> AsyncIterator[Infra]:
+    """SQLite in `folder` (a temporary one by default), fakeredis and the in-memory bus.
+
+    Needs ``commercekit[embedded]`` (fakeredis with Lua) and ``aiosqlite``.
+    """
+    import fakeredis  # noqa: PLC0415 (the embedded extra; only the demo needs it)
+
+    async with AsyncExitStack() as stack:
+        if folder is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="commercekit-demo-"))
+        engine = create_async_engine(f"sqlite+aiosqlite:///{Path(folder) / 'demo.sqlite3'}")
+        stack.push_async_callback(engine.dispose)
+        await migrate(engine)
+        client = fakeredis.FakeAsyncRedis()
+        stack.push_async_callback(client.aclose)
+        bus = InMemoryEventBus()
+        await bus.start()
+        stack.push_async_callback(bus.stop)
+        infra = Infra(
+            engine,
+            async_sessionmaker(engine, expire_on_commit=False),
+            embedded=True,
+            _redis=client,
+            _bus=bus,
+        )
+        infra.checks["database"] = lambda: ping(engine)
+        yield infra

@@ -1,0 +1,1 @@
+"""The inventory service: products, stock and reservations, and the settlement of payments."""

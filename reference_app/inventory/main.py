@@ -1,0 +1,118 @@
+"""The inventory service's app factory.
+
+```console
+$ uvicorn --factory reference_app.inventory.main:app_from_env --port 8002
+```
+
+Stock and holds are commercekit's `DurableReservations` (Redis Lua holds,
+PostgreSQL ledger); payment events are settled by `PaymentSettlement`,
+whose refunds are recorded here and made by the payment service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import Counter
+
+from commercekit.payments import PaymentSettlement, RefundService
+from commercekit.plugins import PluginManager
+from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
+from reference_app.common import configure_logging, service_app
+from reference_app.common.background import track_consumer_lag
+from reference_app.common.infra import Infra, connect
+from reference_app.inventory.deps import InventoryServices
+from reference_app.inventory.routes import router
+from reference_app.settings import InventorySettings
+
+__all__ = ["CONSUMER_GROUP", "SOURCE", "app_from_env", "create_app", "reservations_of", "wire"]
+
+log = logging.getLogger("reference_app.inventory")
+
+CONSUMER_GROUP = "inventory"
+"""The Kafka consumer group settling payment events."""
+
+SOURCE = "inventory-service"
+"""The ``source`` of the events this service writes."""
+
+
+def reservations_of(
+    settings: InventorySettings, infra: Infra, *, plugins: PluginManager | None = None
+) -> DurableReservations:
+    """The reservation store on `infra`, as the inventory service and the worker use it."""
+    store = RedisReservationStore(
+        infra.redis,
+        shards=settings.redis_shards,
+        guarded=True,  # the ledger's restore marker guards every write (see DurableReservations)
+        # Coalesce concurrent calls into pipelines (fakeredis gains nothing from it).
+        pipeline=not infra.embedded,
+    )
+    return DurableReservations(
+        store, ReservationLedger(infra.engine), plugins=plugins, batch_records=not infra.embedded
+    )
+
+
+@asynccontextmanager
+async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> AsyncIterator[None]:
+    """Build the inventory service on `infra` (``app.state.inventory``) and settle payments."""
+    plugins = PluginManager()
+    reservations = reservations_of(settings, infra, plugins=plugins)
+    await reservations.start()  # restores Redis from the ledger if Redis lost its data
+    registry = app.state.metrics_registry
+    outcomes = Counter(
+        "refapp_inventory_reservations",
+        "Reserve and cancel requests, by outcome.",
+        ["outcome"],
+        registry=registry,
+    )
+    services = InventoryServices(
+        settings=settings,
+        sessions=infra.sessions,
+        reservations=reservations,
+        outcomes=outcomes,
+    )
+    settlement = PaymentSettlement(
+        reservations,
+        # No processor here: refunds are recorded with their refund.requested
+        # event, and the payment service makes them.
+        RefundService(infra.sessions, None, source=SOURCE),
+        plugins=plugins,
+        prices=services.total,
+        consumer=CONSUMER_GROUP,
+    )
+    app.state.inventory = services
+    infra.bus.subscribe(
+        CONSUMER_GROUP, settlement.handler, types=["payment.confirmed", "payment.failed"]
+    )
+    async with track_consumer_lag(registry, infra.bus, CONSUMER_GROUP, service="inventory"):
+        yield
+
+
+def create_app(settings: InventorySettings) -> FastAPI:
+    """The inventory service, wired to the servers `settings` names."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect(settings, client_id=SOURCE, redis=True, kafka=True) as infra:
+            app.state.readiness.update(infra.checks)
+            async with wire(app, settings, infra):
+                log.info("inventory service ready")
+                yield
+
+    app = service_app(
+        "inventory",
+        lifespan=lifespan,
+        description="Products, stock and reservations; settles payment events.",
+    )
+    app.include_router(router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
+    settings = InventorySettings()
+    configure_logging("inventory", settings.log_level)
+    return create_app(settings)

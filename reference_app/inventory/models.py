@@ -1,0 +1,37 @@
+"""The ``products`` table (migration ``products_0001``).
+
+Stock is not a column here: commercekit's reservation store keeps it (Redis
+holds, the PostgreSQL ledger ``commercekit_stock``), keyed by the SKU.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from reference_app.common.db import AppBase
+
+__all__ = ["Product"]
+
+
+class Product(AppBase):
+    """A product for sale; its SKU names its stock in the reservation store."""
+
+    __tablename__ = "products"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    sku: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        CheckConstraint("price > 0", name="price_positive"),
+        Index("ix_products_created_at", "created_at", "id"),
+    )
