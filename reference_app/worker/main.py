@@ -1,0 +1,133 @@
+"""The worker's app factory: background jobs, plus ``/health``, ``/ready`` and ``/metrics``.
+
+```console
+$ uvicorn --factory reference_app.worker.main:app_from_env --port 8005
+```
+
+Every job is safe with several workers at once:
+
+- the expiry sweeper: each hold is expired by exactly one sweeper;
+- the outbox relay: each relay locks the rows it sends (``SKIP LOCKED``);
+- reconciliation (Redis against the PostgreSQL ledger): one worker at a
+  time, under a PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import fields
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Gauge
+from sqlalchemy import text
+
+from commercekit.events import Outbox, OutboxRelay
+from commercekit.plugins import PluginManager
+from commercekit.reservations import DurableReservations, ExpirySweeper, Reservation
+from reference_app.common import configure_logging, service_app
+from reference_app.common.background import every
+from reference_app.common.infra import Infra, connect
+from reference_app.inventory.main import reservations_of
+from reference_app.settings import WorkerSettings
+
+__all__ = ["RECONCILE_LOCK", "app_from_env", "create_app", "wire"]
+
+log = logging.getLogger("reference_app.worker")
+
+RECONCILE_LOCK = 7_420_002
+"""The advisory lock one reconciling worker holds (``pg_try_advisory_xact_lock``)."""
+
+BACKLOG_INTERVAL = 5.0
+"""Seconds between two counts of the outbox's unsent events."""
+
+
+async def _reconcile(infra: Infra, reservations: DurableReservations, repairs: Counter) -> None:
+    async with infra.sessions() as session, session.begin():
+        if infra.engine.dialect.name == "postgresql":
+            locked = await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RECONCILE_LOCK}
+            )
+            if not locked:
+                return  # another worker reconciles right now
+        report = await reservations.reconcile()
+    changed = {f.name: len(getattr(report, f.name)) for f in fields(report)}
+    changed = {name: count for name, count in changed.items() if count}
+    if changed:
+        log.warning("reconciled Redis with the ledger", extra={"repairs": changed})
+        repairs.inc(sum(changed.values()))
+
+
+@asynccontextmanager
+async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIterator[None]:
+    """Start the sweeper, the relay and the reconcile loop on `infra`; stop them on exit."""
+    registry = app.state.metrics_registry
+    expired = Counter(
+        "refapp_worker_expired_reservations",
+        "Holds the expiry sweeper expired (their stock went back).",
+        registry=registry,
+    )
+    backlog = Gauge(
+        "refapp_worker_outbox_backlog",
+        "Events written to the outbox and not yet sent to the bus.",
+        registry=registry,
+    )
+    repairs = Counter(
+        "refapp_worker_reconcile_repairs",
+        "Differences between Redis and the ledger that reconciliation repaired.",
+        registry=registry,
+    )
+    reservations = reservations_of(settings, infra, plugins=PluginManager())
+    await reservations.start()
+    outbox = Outbox()
+
+    def on_expired(reservation: Reservation) -> None:
+        expired.inc()
+        log.info("reservation expired", extra={"reservation_id": reservation.id})
+
+    async def count_backlog() -> None:
+        async with infra.sessions() as session:
+            backlog.set(await outbox.pending(session))
+
+    async def reconcile() -> None:
+        await _reconcile(infra, reservations, repairs)
+
+    interval = settings.sweep_interval_seconds
+    async with AsyncExitStack() as jobs:
+        await jobs.enter_async_context(
+            ExpirySweeper(reservations, interval=interval, on_expired=on_expired)
+        )
+        await jobs.enter_async_context(
+            OutboxRelay(infra.sessions, infra.bus, poll_interval=settings.outbox_poll_seconds)
+        )
+        await jobs.enter_async_context(
+            every(settings.reconcile_interval_seconds, reconcile, name="reconcile")
+        )
+        await jobs.enter_async_context(every(BACKLOG_INTERVAL, count_backlog, name="backlog"))
+        yield
+
+
+def create_app(settings: WorkerSettings) -> FastAPI:
+    """The worker, connected to the servers `settings` names."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with connect(settings, client_id="worker", redis=True, kafka=True) as infra:
+            app.state.readiness.update(infra.checks)
+            async with wire(app, settings, infra):
+                log.info("worker ready")
+                yield
+
+    return service_app(
+        "worker",
+        lifespan=lifespan,
+        description="The expiry sweeper, the outbox relay and reconciliation; no public routes.",
+    )
+
+
+def app_from_env() -> FastAPI:
+    """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
+    settings = WorkerSettings()
+    configure_logging("worker", settings.log_level)
+    return create_app(settings)
