@@ -44,6 +44,7 @@ from commercekit.events.idempotency import (
     ProcessedEventStore,
     RedisProcessedEventStore,
     SessionHandler,
+    SqlClaims,
     SqlProcessedEventStore,
     idempotent,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "ReservationReleased",
     "RetryPolicy",
     "SessionHandler",
+    "SqlClaims",
     "SqlProcessedEventStore",
     "TopicNames",
     "UserCreated",

@@ -56,6 +56,7 @@ __all__ = [
     "ProcessedEventStore",
     "RedisProcessedEventStore",
     "SessionHandler",
+    "SqlClaims",
     "SqlProcessedEventStore",
     "idempotent",
 ]
@@ -200,6 +201,18 @@ class SqlProcessedEventStore:
 
         return await session.get(ProcessedEvent, (consumer, event_id)) is not None
 
+    async def release(self, session: AsyncSession, consumer: str, event_id: str) -> None:
+        """Forget one processed event in `session`'s transaction (it may be handled again)."""
+        from sqlalchemy import delete  # noqa: PLC0415
+
+        from commercekit.events._tables import ProcessedEvent  # noqa: PLC0415
+
+        await session.execute(
+            delete(ProcessedEvent).where(
+                ProcessedEvent.consumer == consumer, ProcessedEvent.event_id == event_id
+            )
+        )
+
     async def purge(self, session: AsyncSession, before: dt.datetime) -> int:
         """Forget the events processed before `before`; return how many."""
         from sqlalchemy import delete  # noqa: PLC0415
@@ -233,3 +246,32 @@ class SqlProcessedEventStore:
                 await handler(session, event)
 
         return in_transaction
+
+
+class SqlClaims:
+    """A `ProcessedEventStore` on ``commercekit_processed_events``, each claim committed at once.
+
+    For handlers whose effect is outside the database (a mail, an HTTP
+    call), with `idempotent`: the claim commits before the effect, and a
+    failed effect's `release` deletes it, so a redelivery runs it again.
+    When the effect is a database change, prefer
+    `SqlProcessedEventStore.handler`, which records the event in the
+    effect's own transaction.
+
+    Args:
+        sessions: makes one session per claim or release.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.store = SqlProcessedEventStore()
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """See `ProcessedEventStore.claim`."""
+        async with self.sessions() as session, session.begin():
+            return await self.store.claim(session, consumer, event_id)
+
+    async def release(self, consumer: str, event_id: str) -> None:
+        """See `ProcessedEventStore.release`."""
+        async with self.sessions() as session, session.begin():
+            await self.store.release(session, consumer, event_id)

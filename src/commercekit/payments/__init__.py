@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         PriceLookup,
         SettlementOutcome,
         SettlementResult,
+        settlement_outcome,
     )
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "SettlementOutcome",
     "SettlementResult",
     "SimulatedProcessor",
+    "settlement_outcome",
 ]
 
 _LAZY = {
@@ -85,6 +87,7 @@ _LAZY = {
     "PriceLookup": "commercekit.payments.settlement",
     "SettlementOutcome": "commercekit.payments.settlement",
     "SettlementResult": "commercekit.payments.settlement",
+    "settlement_outcome": "commercekit.payments.settlement",
 }
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -209,8 +209,11 @@ class RefundService:
         return _to_refund(row), True
 
     # --------------------------------------------------------------- complete
-    async def complete(self, refund_id: str) -> Refund:
+    async def complete(self, refund_id: str, *, correlation_id: str | None = None) -> Refund:
         """Make a REQUESTED refund through the processor (a COMPLETED one is returned as is).
+
+        `correlation_id` (that of the ``refund.requested`` event, say) goes
+        into the ``refund.completed`` event.
 
         Raises:
             LookupError: no refund has this id.
@@ -241,13 +244,13 @@ class RefundService:
                 row.processor_refund_id = receipt.id
                 row.completed_at = _now()
                 row.last_error = None
-                await self.outbox.add(session, self._completed(row))
+                await self.outbox.add(session, self._completed(row, correlation_id))
             refund = _to_refund(row)
         if error is not None:
             raise error
         return refund
 
-    def _completed(self, row: RefundRow) -> Envelope[RefundCompleted]:
+    def _completed(self, row: RefundRow, correlation_id: str | None) -> Envelope[RefundCompleted]:
         return Envelope.wrap(
             RefundCompleted(
                 payment_id=row.payment_id,
@@ -259,6 +262,7 @@ class RefundService:
             ),
             source=self.source,
             id=f"refund.completed:{row.id}",
+            correlation_id=correlation_id,
         )
 
     # ------------------------------------------------------------ convenience
@@ -286,6 +290,16 @@ class RefundService:
         async with self.sessions() as session:
             row = await session.scalar(select(RefundRow).where(RefundRow.payment_id == payment_id))
             return None if row is None else _to_refund(row)
+
+    async def for_reservation(self, reservation_id: str) -> list[Refund]:
+        """The refunds of every payment for a reservation, oldest first."""
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(RefundRow)
+                .where(RefundRow.reservation_id == reservation_id)
+                .order_by(RefundRow.requested_at, RefundRow.id)
+            )
+            return [_to_refund(row) for row in rows]
 
     async def retry_pending(self, limit: int = 100) -> list[Refund]:
         """Complete up to `limit` REQUESTED refunds; return those completed now.

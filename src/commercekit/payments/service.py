@@ -83,8 +83,21 @@ class PaymentService:
             )
             return None if row is None else _payment(row)
 
-    async def pay(self, intent: PaymentIntent) -> Payment:
+    async def for_reservation(self, reservation_id: str) -> list[Payment]:
+        """Every payment recorded for a reservation, oldest first (FAILED ones included)."""
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(PaymentRow)
+                .where(PaymentRow.reservation_id == reservation_id)
+                .order_by(PaymentRow.created_at, PaymentRow.id)
+            )
+            return [_payment(row) for row in rows]
+
+    async def pay(self, intent: PaymentIntent, *, correlation_id: str | None = None) -> Payment:
         """Charge `intent` once per idempotency key; return the payment (SUCCEEDED or FAILED).
+
+        `correlation_id` (the request's id, say) goes into the payment's
+        event; a replay returns the recorded payment and writes no event.
 
         Raises:
             PaymentConflict: the key was used with another body; nothing was charged.
@@ -131,10 +144,10 @@ class PaymentService:
                 if row.fingerprint != fingerprint:
                     raise PaymentConflict(intent.idempotency_key)
                 return _payment(row)
-            await self.outbox.add(session, self._event(payment))
+            await self.outbox.add(session, self._event(payment, correlation_id))
         return payment
 
-    def _event(self, payment: Payment) -> Envelope[Any]:
+    def _event(self, payment: Payment, correlation_id: str | None) -> Envelope[Any]:
         payload: PaymentConfirmed | PaymentFailed
         if payment.succeeded:
             payload = PaymentConfirmed(
@@ -154,4 +167,6 @@ class PaymentService:
                 currency=payment.currency,
                 reason=reason[:500],
             )
-        return Envelope.wrap(payload, source=self.source, id=f"payment:{payment.id}")
+        return Envelope.wrap(
+            payload, source=self.source, id=f"payment:{payment.id}", correlation_id=correlation_id
+        )

@@ -71,7 +71,13 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["PaymentSettlement", "PriceLookup", "SettlementOutcome", "SettlementResult"]
+__all__ = [
+    "PaymentSettlement",
+    "PriceLookup",
+    "SettlementOutcome",
+    "SettlementResult",
+    "settlement_outcome",
+]
 
 log = logging.getLogger("commercekit.payments")
 
@@ -311,8 +317,19 @@ class PaymentSettlement:
 
     async def settlement_of(self, payment_id: str) -> SettlementOutcome | None:
         """How a payment was settled (None: not yet)."""
-        async with self.sessions() as session:
-            outcome = await session.scalar(
-                select(SettlementRow.outcome).where(SettlementRow.payment_id == payment_id)
-            )
-        return None if outcome is None else SettlementOutcome(outcome)
+        return await settlement_outcome(self.sessions, payment_id)
+
+
+async def settlement_outcome(
+    sessions: async_sessionmaker[AsyncSession], payment_id: str
+) -> SettlementOutcome | None:
+    """How a payment was settled (None: not yet), read where `PaymentSettlement` records it.
+
+    For a process that does not settle payments itself (the payment side,
+    showing a payment's status) and so has no `PaymentSettlement`.
+    """
+    async with sessions() as session:
+        outcome = await session.scalar(
+            select(SettlementRow.outcome).where(SettlementRow.payment_id == payment_id)
+        )
+    return None if outcome is None else SettlementOutcome(outcome)

@@ -28,7 +28,10 @@ from commercekit.events import (
     ProcessedEventStore,
     RedisProcessedEventStore,
     ReservationReleased,
+    SqlClaims,
     SqlProcessedEventStore,
+    UserCreated,
+    idempotent,
 )
 from commercekit.sql import migrate
 from commercekit.testing.servers import PostgresServer, RedisServer
@@ -221,3 +224,32 @@ async def test_several_relays_keep_per_key_order_and_send_each_event_once(
         seen[event.key].append(int(event.data.reason))
     assert seen == {f"r{k}": list(range(per_key)) for k in range(keys)}
     assert sum(1 for relay in relays if relay.published) >= 2  # they shared the work
+
+
+async def test_sql_claims_commit_at_once_and_a_failed_effect_is_released(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    claims = SqlClaims(sessions)
+    assert isinstance(claims, ProcessedEventStore)
+    assert await claims.claim("mailer", "e-1") is True
+    assert await SqlClaims(sessions).claim("mailer", "e-1") is False  # another replica
+    assert await claims.claim("other-consumer", "e-1") is True
+    await claims.release("mailer", "e-1")
+    assert await claims.claim("mailer", "e-1") is True
+
+    sent: list[str] = []
+    failures = iter([RuntimeError("smtp down")])
+
+    async def send(event: Envelope[Any]) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        sent.append(event.id)
+
+    handle = idempotent(claims, "mailer", send)
+    event = Envelope.wrap(UserCreated(user_id="u-1", username="ada", email="a@x.io"), source="t")
+    with pytest.raises(RuntimeError):
+        await handle(event)
+    await handle(event)  # the redelivery: the failed claim was released
+    await handle(event)  # a duplicate: nothing
+    assert sent == [event.id]
