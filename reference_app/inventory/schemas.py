@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from decimal import Decimal
 from typing import Annotated, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
     StringConstraints,
     model_validator,
 )
 
 from commercekit.reservations import Reservation, ReservationStatus
 from commercekit.reservations.models import SKU
+from reference_app.common.money import Amount, ShownAmount
 
 __all__ = [
     "CartLine",
@@ -33,13 +32,6 @@ __all__ = [
 MAX_UNITS = 1_000_000
 MAX_LINES = 50
 
-Price = Annotated[
-    Decimal,
-    Field(gt=0, le=Decimal("1000000"), max_digits=12, decimal_places=2),
-    PlainSerializer(float, return_type=float, when_used="json"),
-]
-"""A price: positive, at most two decimals; a JSON number in answers."""
-
 Units = Annotated[int, Field(gt=0, le=MAX_UNITS, strict=True)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -51,7 +43,7 @@ class ProductCreate(BaseModel):
 
     sku: SKU
     name: Name
-    price: Price
+    price: Amount
     stock: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)]
 
 
@@ -69,7 +61,7 @@ class ProductPublic(BaseModel):
     id: uuid.UUID
     sku: str
     name: str
-    price: Price
+    price: ShownAmount
     currency: str
     stock: int = Field(description="Units available to reserve now.")
 

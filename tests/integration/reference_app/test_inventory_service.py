@@ -94,7 +94,7 @@ async def test_products_are_created_by_admins_only_and_listed_with_their_stock(
     listed = await inventory.http.get("/api/v1/products", params={"limit": 10})
     assert listed.headers["X-Total-Count"] == "1"
     [product] = listed.json()
-    assert (product["id"], product["price"], product["stock"]) == (product_id, 19.99, 7)
+    assert (product["id"], product["price"], product["stock"]) == (product_id, "19.99", 7)
     sku = product["sku"]
     again = await inventory.http.post("/api/v1/inventory", json={**body, "sku": sku}, headers=ADMIN)
     assert again.status_code == 409

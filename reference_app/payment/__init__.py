@@ -1,0 +1,1 @@
+"""The payment service: charges reservations, reports payments, completes refunds."""
