@@ -232,8 +232,9 @@ class EmailSettings(ServiceSettings):
     """The email service.
 
     Attributes:
-        resend_api_key: ``RESEND_API_KEY``; without it mails go to the console
-            (standard output, one JSON log line per mail).
+        resend_api_key: ``RESEND_API_KEY``; without it mails are printed on
+            standard output. Either way each mail sent is one JSON log line
+            (``email sent``) on standard error.
         email_from: ``EMAIL_FROM``, the ``From`` of every mail.
         shop_name: ``SHOP_NAME``, shown in subjects and bodies.
     """

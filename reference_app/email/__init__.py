@@ -1,0 +1,1 @@
+"""The email service: the transactional mails the events call for (no public routes)."""
