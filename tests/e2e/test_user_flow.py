@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import asyncpg
 import httpx
-from reference_app.launch import LocalStack
+from reference_app.launch import SERVICES, LocalStack
 
 from commercekit.testing.servers import PostgresServer
 from tests.e2e.conftest import ADMIN_EMAIL
@@ -199,13 +200,18 @@ def test_request_id_is_echoed_or_generated(client: httpx.Client) -> None:
     assert generated.headers.get_list("x-request-id") == [generated.headers["x-request-id"]]
 
 
-def test_services_not_built_yet_answer_a_json_502(client: httpx.Client) -> None:
-    assert_json_error(client.get("/api/v1/products"), 502)
-    _, login = signup_and_login(client)
-    auth = {"Authorization": f"Bearer {login.json()['accessToken']}"}
-    assert_json_error(client.post("/api/v1/inventory", json={}, headers=auth), 502)
-    assert_json_error(client.post("/api/v1/inventory", json={}), 401)
-    assert_json_error(client.get("/nowhere"), 404)
+def test_a_service_that_is_down_answers_a_json_502(tmp_path: Path, stack: LocalStack) -> None:
+    user_only = [spec for spec in SERVICES if spec.name == "user"]
+    with (
+        LocalStack(tmp_path, env=stack.env, services=user_only) as partial,
+        httpx.Client(base_url=partial.gateway_url, timeout=10) as client,
+    ):
+        assert_json_error(client.get("/api/v1/products"), 502)
+        _, login = signup_and_login(client)
+        auth = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+        assert_json_error(client.post("/api/v1/inventory", json={}, headers=auth), 502)
+        assert_json_error(client.post("/api/v1/inventory", json={}), 401)
+        assert_json_error(client.get("/nowhere"), 404)
 
 
 def test_probes_and_metrics(stack: LocalStack, client: httpx.Client) -> None:
