@@ -38,6 +38,7 @@ from commercekit.email import (
 )
 from commercekit.events import Envelope, Handler, ProcessedEventStore, SqlClaims
 from reference_app.common import configure_logging, service_app
+from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
 from reference_app.settings import EmailSettings
 
@@ -190,7 +191,8 @@ async def wire(app: FastAPI, settings: EmailSettings, infra: Infra) -> AsyncIter
         notifier=notifier,
         metrics=metrics,
     )
-    yield
+    async with track_consumer_lag(app.state.metrics_registry, infra.bus, GROUP, service="email"):
+        yield
 
 
 def create_app(settings: EmailSettings) -> FastAPI:
