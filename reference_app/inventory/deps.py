@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated
@@ -17,7 +18,63 @@ from commercekit.reservations import DurableReservations, Reservation
 from reference_app.inventory.models import Product
 from reference_app.settings import InventorySettings
 
-__all__ = ["InventoryServices", "ServicesDep"]
+__all__ = ["InventoryServices", "ProductCache", "ProductInfo", "ServicesDep"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductInfo:
+    """What the reserve path needs of a product; a product never changes once created."""
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+
+    @classmethod
+    def of(cls, product: Product) -> ProductInfo:
+        """The info of a ``products`` row."""
+        return cls(id=product.id, sku=product.sku, name=product.name, price=product.price)
+
+
+class ProductCache:
+    """Products by id and by SKU, read from PostgreSQL once per process.
+
+    Safe with replicas: products are only ever added (a miss reads the
+    table), never changed or deleted. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], size: int = 10_000) -> None:
+        self.sessions = sessions
+        self.size = size
+        self._by_id: dict[uuid.UUID, ProductInfo] = {}
+        self._by_sku: dict[str, ProductInfo] = {}
+
+    def _keep(self, products: Iterable[Product]) -> None:
+        for product in products:
+            info = ProductInfo.of(product)
+            self._by_id[info.id] = info
+            self._by_sku[info.sku] = info
+        while len(self._by_id) > self.size:
+            oldest = self._by_id.pop(next(iter(self._by_id)))
+            self._by_sku.pop(oldest.sku, None)
+
+    async def by_ids(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ProductInfo]:
+        """The products with these ids (those that exist)."""
+        wanted = set(ids)
+        missing = wanted - self._by_id.keys()
+        if missing:
+            async with self.sessions() as session:
+                self._keep(await session.scalars(select(Product).where(Product.id.in_(missing))))
+        return {i: self._by_id[i] for i in wanted if i in self._by_id}
+
+    async def by_skus(self, skus: Iterable[str]) -> dict[str, ProductInfo]:
+        """The products of these SKUs (those that exist)."""
+        wanted = set(skus)
+        missing = wanted - self._by_sku.keys()
+        if missing:
+            async with self.sessions() as session:
+                self._keep(await session.scalars(select(Product).where(Product.sku.in_(missing))))
+        return {s: self._by_sku[s] for s in wanted if s in self._by_sku}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,24 +84,20 @@ class InventoryServices:
     Attributes:
         settings: the service's settings.
         sessions: database sessions (the ``products`` table).
+        products: the products, cached.
         reservations: commercekit's stock holds (Redis) with their ledger (PostgreSQL).
         outcomes: ``refapp_inventory_reservations_total`` by outcome.
     """
 
     settings: InventorySettings
     sessions: async_sessionmaker[AsyncSession]
+    products: ProductCache
     reservations: DurableReservations
     outcomes: Counter
 
-    async def products_by_sku(self, skus: Sequence[str]) -> dict[str, Product]:
-        """The products of these SKUs (those that exist)."""
-        async with self.sessions() as session:
-            rows = await session.scalars(select(Product).where(Product.sku.in_(set(skus))))
-            return {product.sku: product for product in rows}
-
     async def total(self, reservation: Reservation) -> Money | None:
-        """What paying for `reservation` costs at today's prices (None: a product is gone)."""
-        products = await self.products_by_sku([line.sku for line in reservation.lines])
+        """What paying for `reservation` costs at the products' prices (None: a product is gone)."""
+        products = await self.products.by_skus(line.sku for line in reservation.lines)
         if len(products) != len({line.sku for line in reservation.lines}):
             return None
         amount = sum(

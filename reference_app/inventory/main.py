@@ -24,7 +24,7 @@ from commercekit.reservations import DurableReservations, RedisReservationStore,
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
-from reference_app.inventory.deps import InventoryServices
+from reference_app.inventory.deps import InventoryServices, ProductCache
 from reference_app.inventory.routes import router
 from reference_app.settings import InventorySettings
 
@@ -71,6 +71,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
     services = InventoryServices(
         settings=settings,
         sessions=infra.sessions,
+        products=ProductCache(infra.sessions),
         reservations=reservations,
         outcomes=outcomes,
     )

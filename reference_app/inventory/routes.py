@@ -19,7 +19,7 @@ from commercekit.errors import (
 )
 from commercekit.reservations import Reservation
 from reference_app.common import AdminUser, ApiError, CurrentUser
-from reference_app.inventory.deps import InventoryServices, ServicesDep
+from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
 from reference_app.inventory.models import Product
 from reference_app.inventory.schemas import (
     ProductCreate,
@@ -49,7 +49,7 @@ IdempotencyKey = Annotated[
 ReservationId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def _public(product: Product, available: int, currency: str) -> ProductPublic:
+def _public(product: Product | ProductInfo, available: int, currency: str) -> ProductPublic:
     return ProductPublic(
         id=product.id,
         sku=product.sku,
@@ -72,7 +72,7 @@ async def _owned(services: InventoryServices, reservation_id: str, user_id: str)
 
 
 async def _view(services: InventoryServices, reservation: Reservation) -> ReservationPublic:
-    products = await services.products_by_sku([line.sku for line in reservation.lines])
+    products = await services.products.by_skus(line.sku for line in reservation.lines)
     return ReservationPublic.of(reservation, {sku: p.id for sku, p in products.items()})
 
 
@@ -101,8 +101,7 @@ async def list_products(
 @router.get("/products/{product_id}", tags=["products"])
 async def get_product(product_id: uuid.UUID, services: ServicesDep) -> ProductPublic:
     """One product with the units available now."""
-    async with services.sessions() as session:
-        product = await session.get(Product, product_id)
+    product = (await services.products.by_ids([product_id])).get(product_id)
     if product is None:
         raise ApiError(404, f"product {product_id} not found", code="product_not_found")
     available = await services.reservations.available([product.sku])
@@ -132,8 +131,7 @@ async def restock(
     product_id: uuid.UUID, body: RestockRequest, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
     """Add units to a product's stock (admins only)."""
-    async with services.sessions() as session:
-        product = await session.get(Product, product_id)
+    product = (await services.products.by_ids([product_id])).get(product_id)
     if product is None:
         raise ApiError(404, f"product {product_id} not found", code="product_not_found")
     level = await services.reservations.restock(product.sku, body.quantity)
@@ -156,11 +154,7 @@ async def reserve(
 ) -> ReserveResponse:
     """Hold the units of every line until ``expiresAt``, all or nothing."""
     lines = body.lines()
-    async with services.sessions() as session:
-        found = await session.scalars(
-            select(Product).where(Product.id.in_({line.productId for line in lines}))
-        )
-        products = {product.id: product for product in found}
+    products = await services.products.by_ids(line.productId for line in lines)
     missing = sorted(str(line.productId) for line in lines if line.productId not in products)
     if missing:
         raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
