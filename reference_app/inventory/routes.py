@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from commercekit.errors import (
@@ -113,15 +113,22 @@ async def create_product(
     body: ProductCreate, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
     """Create a product and its stock (admins only); 409 if the SKU exists."""
+    product = Product(sku=body.sku, name=body.name, price=body.price)
     async with services.sessions() as session, session.begin():
-        product = Product(sku=body.sku, name=body.name, price=body.price)
         session.add(product)
         try:
             await session.flush()
         except IntegrityError:
             raise ApiError(409, f"SKU {body.sku} exists already", code="sku_taken") from None
-        # Still inside the transaction: if the stock cannot be set, no product is left behind.
+    # The product row is committed first (SQLite, in the demo, has one writer
+    # at a time, and the ledger writes on its own connection), then its stock;
+    # if the stock cannot be set, the product goes again.
+    try:
         level = await services.reservations.set_stock(body.sku, body.stock)
+    except BaseException:
+        async with services.sessions() as session, session.begin():
+            await session.execute(delete(Product).where(Product.id == product.id))
+        raise
     log.info("product created", extra={"sku": body.sku, "stock": body.stock, "by": admin.user_id})
     return _public(product, level.available, services.settings.currency)
 
