@@ -142,7 +142,10 @@ class DurableReservations:
             raise BackendUnavailable(f"ledger unavailable, cannot restore redis: {exc}") from exc
         restored = await self.store.restore(stock, pending, marker=str(uuid.uuid4()))
         if restored:
-            logger.warning(
+            # An empty ledger restored into an empty Redis is a first start, not news.
+            level = logging.WARNING if stock or pending else logging.INFO
+            logger.log(
+                level,
                 "restored redis from the ledger: %d SKUs, %d pending holds",
                 len(stock),
                 len(pending),
