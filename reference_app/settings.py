@@ -48,19 +48,22 @@ class ServiceSettings(BaseSettings):
     """What every service reads: where PostgreSQL, Redis and Kafka are.
 
     Attributes:
-        environment: ``ENVIRONMENT``, ``development`` or ``production`` (the default).
-        log_level: ``LOG_LEVEL`` of the JSON logs.
-        postgres_user: ``POSTGRES_USER``.
-        postgres_password: ``POSTGRES_PASSWORD``.
-        postgres_db: ``POSTGRES_DB``.
-        postgres_host: ``POSTGRES_HOST``.
-        postgres_port: ``POSTGRES_PORT``.
-        database_url: ``DATABASE_URL``; replaces the five ``POSTGRES_*`` pieces.
-        redis_host: ``REDIS_HOST``.
-        redis_port: ``REDIS_PORT``.
-        redis_url: ``REDIS_URL``; replaces ``REDIS_HOST`` and ``REDIS_PORT``.
+        environment: ``ENVIRONMENT``, ``development`` or ``production`` (the
+            default); outside development weak JWT secrets are refused and
+            the refresh cookie is Secure.
+        log_level: ``LOG_LEVEL``, the level of the JSON logs.
+        postgres_user: ``POSTGRES_USER``, the database user.
+        postgres_password: ``POSTGRES_PASSWORD``, its password.
+        postgres_db: ``POSTGRES_DB``, the database (one, shared by the services).
+        postgres_host: ``POSTGRES_HOST``, where PostgreSQL is.
+        postgres_port: ``POSTGRES_PORT``, its port.
+        database_url: ``DATABASE_URL``, replaces the five ``POSTGRES_*``
+            pieces (``postgresql://`` gets the asyncpg driver).
+        redis_host: ``REDIS_HOST``, where Redis is.
+        redis_port: ``REDIS_PORT``, its port.
+        redis_url: ``REDIS_URL``, replaces ``REDIS_HOST`` and ``REDIS_PORT``.
         kafka_broker: ``KAFKA_BROKER`` (``KAFKA_BOOTSTRAP_SERVERS`` works too),
-            comma-separated ``host:port`` pairs.
+            the bootstrap servers, comma-separated ``host:port`` pairs.
     """
 
     model_config = SettingsConfigDict(
@@ -185,8 +188,8 @@ class InventorySettings(ServiceSettings):
     """The inventory service.
 
     Attributes:
-        reservation_ttl_seconds: ``RESERVATION_TTL_SECONDS``, how long a hold lasts.
-        currency: ``CURRENCY``, the ISO code of product prices (and payments).
+        reservation_ttl_seconds: ``RESERVATION_TTL_SECONDS``, how long a hold lasts, in seconds.
+        currency: ``CURRENCY``, the ISO code of prices and payments.
         redis_shards: ``REDIS_SHARDS``, how many Redis Cluster slots the
             stock keys are spread over (1 on a single Redis).
     """
@@ -200,8 +203,8 @@ class WorkerSettings(InventorySettings):
     """The worker: expiry sweeps, the outbox relay, reconciliation.
 
     Attributes:
-        sweep_interval_seconds: ``SWEEP_INTERVAL_SECONDS``, between expiry sweeps.
-        reconcile_interval_seconds: ``RECONCILE_INTERVAL_SECONDS``, between
+        sweep_interval_seconds: ``SWEEP_INTERVAL_SECONDS``, seconds between expiry sweeps.
+        reconcile_interval_seconds: ``RECONCILE_INTERVAL_SECONDS``, seconds between
             comparisons of Redis with the PostgreSQL ledger (repairs drift).
         outbox_poll_seconds: ``OUTBOX_POLL_SECONDS``, how often the relay
             looks for unsent events.
@@ -218,7 +221,7 @@ class PaymentSettings(ServiceSettings):
     Attributes:
         payment_success_rate: ``PAYMENT_SUCCESS_RATE``, share of simulated
             charges that succeed (0 to 1).
-        currency: ``CURRENCY``, the ISO code payments are made in.
+        currency: ``CURRENCY``, the ISO code of prices and payments.
         refund_retry_seconds: ``REFUND_RETRY_SECONDS``, how often refunds
             the processor refused are tried again.
     """
@@ -232,9 +235,9 @@ class EmailSettings(ServiceSettings):
     """The email service.
 
     Attributes:
-        resend_api_key: ``RESEND_API_KEY``; without it mails are printed on
-            standard output. Either way each mail sent is one JSON log line
-            (``email sent``) on standard error.
+        resend_api_key: ``RESEND_API_KEY``, the Resend key; without it mails
+            are printed on standard output. Either way each mail sent is one
+            JSON log line (``email sent``) on standard error.
         email_from: ``EMAIL_FROM``, the ``From`` of every mail.
         shop_name: ``SHOP_NAME``, shown in subjects and bodies.
     """
