@@ -13,13 +13,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commercekit.errors import BackendUnavailable
 
-__all__ = ["ApiError", "error_response", "install_error_handlers"]
+__all__ = ["ApiError", "ErrorBody", "error_response", "errors", "install_error_handlers"]
 
 log = logging.getLogger("reference_app.errors")
 
@@ -39,6 +40,34 @@ _CODES = {
     503: "service_unavailable",
     504: "gateway_timeout",
 }
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(description="Stable and machine-readable: `out_of_stock`, `forbidden`...")
+    message: str = Field(description="For people.")
+    details: Any = Field(default=None, description="More, for some errors.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code": ..., "message": ...}}``."""
+
+    error: ErrorDetail
+
+
+def errors(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for error answers: each status with the `ErrorBody` model.
+
+    ``errors(404, 409, s409="out of stock")`` describes 409 as "out of stock".
+    """
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": descriptions.get(f"s{status}", _CODES.get(status, "error")),
+        }
+        for status in statuses
+    }
 
 
 class ApiError(Exception):

@@ -19,6 +19,7 @@ from commercekit.errors import (
 )
 from commercekit.reservations import Reservation
 from reference_app.common import AdminUser, ApiError, CurrentUser
+from reference_app.common.errors import errors
 from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
 from reference_app.inventory.models import Product
 from reference_app.inventory.schemas import (
@@ -98,7 +99,7 @@ async def list_products(
     return [_public(p, available.get(p.sku, 0), currency) for p in products]
 
 
-@router.get("/products/{product_id}", tags=["products"])
+@router.get("/products/{product_id}", tags=["products"], responses=errors(404))
 async def get_product(product_id: uuid.UUID, services: ServicesDep) -> ProductPublic:
     """One product with the units available now."""
     product = (await services.products.by_ids([product_id])).get(product_id)
@@ -108,7 +109,12 @@ async def get_product(product_id: uuid.UUID, services: ServicesDep) -> ProductPu
     return _public(product, available.get(product.sku, 0), services.settings.currency)
 
 
-@router.post("/inventory", status_code=status.HTTP_201_CREATED, tags=["inventory"])
+@router.post(
+    "/inventory",
+    status_code=status.HTTP_201_CREATED,
+    tags=["inventory"],
+    responses=errors(401, 403, 409, s409="the SKU exists"),
+)
 async def create_product(
     body: ProductCreate, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
@@ -133,7 +139,7 @@ async def create_product(
     return _public(product, level.available, services.settings.currency)
 
 
-@router.post("/inventory/{product_id}/restock", tags=["inventory"])
+@router.post("/inventory/{product_id}/restock", tags=["inventory"], responses=errors(401, 403, 404))
 async def restock(
     product_id: uuid.UUID, body: RestockRequest, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
@@ -151,7 +157,9 @@ async def restock(
     "/inventory/reserve",
     status_code=status.HTTP_201_CREATED,
     tags=["reservations"],
-    responses={409: {"description": "Not enough stock for some line: nothing was held."}},
+    responses=errors(
+        401, 404, 409, s409="not enough stock for some line (nothing held), or a reused key"
+    ),
 )
 async def reserve(
     body: ReserveRequest,
@@ -199,7 +207,9 @@ async def reserve(
     )
 
 
-@router.get("/inventory/reservations/{reservation_id}", tags=["reservations"])
+@router.get(
+    "/inventory/reservations/{reservation_id}", tags=["reservations"], responses=errors(401, 404)
+)
 async def get_reservation(
     reservation_id: ReservationId, services: ServicesDep, user: CurrentUser
 ) -> ReservationPublic:
@@ -207,7 +217,11 @@ async def get_reservation(
     return await _view(services, await _owned(services, reservation_id, user.user_id))
 
 
-@router.post("/inventory/reservations/{reservation_id}/cancel", tags=["reservations"])
+@router.post(
+    "/inventory/reservations/{reservation_id}/cancel",
+    tags=["reservations"],
+    responses=errors(401, 404, 409, s409="no longer PENDING"),
+)
 async def cancel_reservation(
     reservation_id: ReservationId, services: ServicesDep, user: CurrentUser
 ) -> ReservationPublic:

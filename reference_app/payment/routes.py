@@ -20,6 +20,7 @@ from commercekit.payments import (
 )
 from commercekit.reservations import Reservation, ReservationLedger
 from reference_app.common import ApiError, CurrentUser, request_id
+from reference_app.common.errors import errors
 from reference_app.payment.deps import (
     LedgerDep,
     MetricsDep,
@@ -79,11 +80,15 @@ def _intent_key(user_id: str, key: str | None) -> str:
 @router.post(
     "",
     status_code=202,
-    responses={
-        404: {"description": "no such reservation of the caller's"},
-        409: {"description": "the Idempotency-Key was used with another body"},
-        503: {"description": "the processor failed; retry (with the same key)"},
-    },
+    responses=errors(
+        401,
+        404,
+        409,
+        503,
+        s404="no such reservation of the caller's",
+        s409="the Idempotency-Key was used with another body",
+        s503="the processor failed; retry (with the same key)",
+    ),
 )
 async def create_payment(
     body: PaymentCreate,
@@ -177,7 +182,7 @@ def _refund_public(refund: Refund) -> RefundPublic:
     )
 
 
-@router.get("/{reservation_id}", responses={404: {"description": "no payment to show"}})
+@router.get("/{reservation_id}", responses=errors(401, 404, s404="no payment to show"))
 async def get_payment(
     reservation_id: ReservationPath,
     user: CurrentUser,

@@ -22,6 +22,7 @@ from commercekit.errors import (
 )
 from commercekit.events import Envelope, UserCreated
 from reference_app.common import ApiError, CurrentUser, error_response, request_id
+from reference_app.common.errors import errors
 from reference_app.settings import UserSettings
 from reference_app.user.deps import (
     HasherDep,
@@ -87,7 +88,7 @@ def _clear_refresh_cookie(response: Response, settings: UserSettings) -> None:
     )
 
 
-@router.post("/signup", status_code=201, responses={409: {"description": "taken"}})
+@router.post("/signup", status_code=201, responses=errors(409, s409="username or email taken"))
 async def signup(
     body: SignupRequest,
     *,
@@ -121,7 +122,7 @@ async def signup(
     return MessagePublic(message="user created")
 
 
-@router.post("/login", responses={401: {"description": "bad credentials"}})
+@router.post("/login", responses=errors(401, s401="bad credentials"))
 async def login(
     body: LoginRequest,
     response: Response,
@@ -158,7 +159,7 @@ async def login(
     )
 
 
-@router.post("/refresh", responses={401: {}, 403: {"description": "reuse: session revoked"}})
+@router.post("/refresh", responses=errors(401, 403, s403="reuse: the session is revoked"))
 async def refresh_tokens(
     response: Response,
     tokens: TokensDep,
@@ -205,7 +206,7 @@ async def logout(
     return response
 
 
-@router.get("/verify", responses={401: {}}, response_class=Response)
+@router.get("/verify", responses=errors(401), response_class=Response)
 async def verify_access(
     tokens: TokensDep, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
@@ -226,7 +227,7 @@ async def verify_access(
     return Response(status_code=200, headers=principal.headers())
 
 
-@router.get("/me")
+@router.get("/me", responses=errors(401))
 async def me(user: CurrentUser, session: SessionDep) -> WhoAmI:
     """The identity the gateway passed on, with the user's name and email."""
     answer = WhoAmI(id=user.user_id, role=user.role)
