@@ -12,11 +12,16 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 
 from commercekit.reservations._lua import script_source
+from commercekit.reservations._records import fingerprint
+from commercekit.reservations.models import ReservationLine
 
 _BASE = "rb:{s0}:"
 _SKU = "HOT"
 # __rand_int__ draws ids below this (redis-benchmark parses -r as a C int: keep it small).
 _IDS = 100_000_000
+# What the store sends for a one-line cart of one unit of _SKU (a single-shard cart
+# sends no cart or parts JSON: only a parent of a cart spread over shards reads them).
+_FINGERPRINT = fingerprint([ReservationLine(sku=_SKU, quantity=1)])
 
 
 async def run_redis_benchmark(
@@ -41,8 +46,8 @@ async def run_redis_benchmark(
             binary, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379),
             "-c", str(clients), "-n", str(requests), "-r", str(_IDS), "--csv",
             "EVALSHA", sha, "2", f"{_BASE}due", f"{_BASE}due",
-            _BASE, "rb-__rand_int__", "bench", "900000", "86400000", "fp", "0", "", "single",
-            "", "30000", f'[["{_SKU}",1]]', "[]", _SKU, "1",
+            _BASE, "rb-__rand_int__", "bench", "900000", "86400000", _FINGERPRINT, "0", "",
+            "single", "", "30000", "", "", _SKU, "1",
         ]  # fmt: skip
         done = await asyncio.to_thread(
             subprocess.run, command, capture_output=True, text=True, check=False, timeout=600

@@ -14,6 +14,7 @@ own; the pipeline only saves round trips and per-call client overhead.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,12 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from commercekit.reservations._lua import Script
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:  # C packing when hiredis is installed (redis-py uses it the same way)
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - depends on the installed extras
+    _hiredis_pack = None
 
 __all__ = ["Coalescer", "ScriptPipeline"]
 
@@ -58,8 +65,13 @@ class Coalescer(Generic[T, R]):
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, item: T) -> R:
-        """Queue `item` for the next flush and wait for its own result."""
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next flush; await the future for its own result.
+
+        A plain function returning the future (not a coroutine): one
+        coroutine frame less per call. Cancelling the awaiting task cancels
+        the future, and the flush then skips it.
+        """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[R] = loop.create_future()
         self._items.append(item)
@@ -67,13 +79,17 @@ class Coalescer(Generic[T, R]):
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._dispatch)
-        return await waiter
+        return waiter
 
     def _dispatch(self) -> None:
         self._scheduled = False
         while self._items and (self._in_flight is None or len(self._tasks) < self._in_flight):
-            items, self._items = self._items[: self._limit], self._items[self._limit :]
-            waiters, self._waiters = self._waiters[: self._limit], self._waiters[self._limit :]
+            if len(self._items) <= self._limit:  # the usual case: hand the lists over
+                items, self._items = self._items, []
+                waiters, self._waiters = self._waiters, []
+            else:
+                items, self._items = self._items[: self._limit], self._items[self._limit :]
+                waiters, self._waiters = self._waiters[: self._limit], self._waiters[self._limit :]
             task = asyncio.ensure_future(self._run(items, waiters))
             self._tasks.add(task)
             task.add_done_callback(self._done)
@@ -131,9 +147,11 @@ class ScriptPipeline:
         # the script itself. Cluster clients and fakeredis use their pipeline.
         self._direct = type(client) is aioredis.Redis and not client.single_connection_client
 
-    async def __call__(self, script: Script, keys: Sequence[str], args: Sequence[object]) -> Any:
-        """Run `script` on `keys` with `args` in the next pipeline."""
-        return await self._batch.submit((script, keys, args))
+    def __call__(
+        self, script: Script, keys: Sequence[str], args: Sequence[object]
+    ) -> asyncio.Future[Any]:
+        """Run `script` on `keys` with `args` in the next pipeline (await the result)."""
+        return self._batch.submit((script, keys, args))
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         replies = await self._execute(calls)
@@ -163,28 +181,68 @@ class ScriptPipeline:
             conn = await pool.get_connection()
         except TypeError:  # pragma: no cover - redis-py < 5.3 wants a command name
             conn = await pool.get_connection("EVALSHA")
-        replies: list[Any] = []
         try:
-            await conn.send_packed_command(b"".join(_pack(*call) for call in calls))
-            for _ in calls:
-                try:
-                    replies.append(await conn.read_response())
-                except redis_errors.ResponseError as exc:  # this call's own error
-                    replies.append(exc)
+            await conn.send_packed_command(b"".join([_pack(*call) for call in calls]))
+            return await _read_replies(conn, len(calls))
         except BaseException:
             await conn.disconnect()  # replies may be left unread on it
             raise
         finally:
             await pool.release(conn)
-        return replies
+
+
+async def _read_replies(conn: Any, count: int) -> list[Any]:
+    """Read `count` replies; an error reply is returned in its place, not raised.
+
+    redis-py arms a timer for each reply it reads with its socket timeout,
+    which costs more than reading a reply; here one deadline covers the
+    batch and moves on as replies arrive, so no reply waits much longer
+    than the socket timeout (never a hang), at a timer per batch.
+    """
+    timeout = conn.socket_timeout
+    slack = timeout / 100 if timeout else 0.0
+    loop = asyncio.get_running_loop()
+    replies: list[Any] = []
+    try:
+        async with asyncio.timeout(None) as deadline:
+            moved = -math.inf
+            for _ in range(count):
+                if timeout and (now := loop.time()) - moved > slack:
+                    deadline.reschedule(now + timeout)
+                    moved = now
+                try:
+                    replies.append(await conn.read_response(timeout=math.inf))
+                except redis_errors.ResponseError as exc:  # this call's own error
+                    replies.append(exc)
+    except TimeoutError:  # the deadline (redis-py raises its own TimeoutError)
+        raise redis_errors.TimeoutError(
+            f"Timeout reading {count} pipelined replies after {timeout}s"
+        ) from None
+    return replies
 
 
 def _pack(script: Script, keys: Sequence[str], args: Sequence[object]) -> bytes:
-    """EVALSHA as one RESP command."""
-    items = [script.sha, len(keys), *keys, *args]
-    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(items) + 1)]
-    for item in items:
-        data = item if isinstance(item, bytes) else str(item).encode()
+    """EVALSHA as one RESP command (arguments: str, int or bytes)."""
+    if _hiredis_pack is not None:
+        try:
+            return _hiredis_pack(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except TypeError:  # an argument hiredis does not take
+            pass
+    return _pack_python(script, keys, args)
+
+
+def _pack_python(script: Script, keys: Sequence[str], args: Sequence[object]) -> bytes:
+    """`_pack` without hiredis."""
+    out = [b"*%d\r\n$7\r\nEVALSHA\r\n" % (len(keys) + len(args) + 3)]
+    for item in (script.sha, len(keys), *keys, *args):
+        if type(item) is str:
+            data = item.encode()
+        elif type(item) is int:
+            data = b"%d" % item
+        elif isinstance(item, bytes):
+            data = item
+        else:
+            data = str(item).encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
 

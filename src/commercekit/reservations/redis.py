@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -44,9 +43,11 @@ from commercekit.errors import (
 from commercekit.reservations import _input
 from commercekit.reservations._records import (
     fingerprint,
+    new_id,
     to_ms,
     to_record,
     to_reservation,
+    to_time,
 )
 from commercekit.reservations.models import (
     Reservation,
@@ -69,6 +70,29 @@ __all__ = ["RedisReservationStore"]
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 _LEVEL = ("available", "held", "sold")
 _Record = dict[str, Any]
+_decode = json.JSONDecoder().raw_decode
+_PENDING = ReservationStatus.PENDING
+
+
+def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -> Reservation:
+    """The reservation this call just made: its lines are the checked cart, in order.
+
+    Only the times and the status come from the record (Redis's clock);
+    the lines are not parsed and validated again.
+    """
+    created = int(record["created"])
+    updated = int(record["updated"])
+    created_at = to_time(created)
+    return Reservation(
+        id=record["id"],
+        status=_PENDING if record["status"] == "PENDING" else ReservationStatus(record["status"]),
+        owner=record["owner"],
+        lines=cart,
+        created_at=created_at,
+        updated_at=created_at if updated == created else to_time(updated),
+        expires_at=to_time(int(record["expires"])),
+        idempotency_key=key,
+    )
 
 
 class RedisReservationStore:
@@ -125,6 +149,8 @@ class RedisReservationStore:
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
         self._grace_ms = int(part_grace.total_seconds() * 1000)
         self._scripts = {name: Script(name, guarded) for name in SCRIPTS}
+        self._bases = [f"{prefix}:{{s{shard}}}:" for shard in range(shards)]
+        self._dues = [f"{base}due" for base in self._bases]
         self.pipeline = pipeline
         self._pipeline = ScriptPipeline(redis, limit=pipeline_limit) if pipeline else None
         self._loading = asyncio.Lock()
@@ -132,15 +158,17 @@ class RedisReservationStore:
 
     # ------------------------------------------------------------ keys
     def _base(self, shard: int) -> str:
-        return f"{self.prefix}:{{s{shard}}}:"
+        return self._bases[shard]
 
     def _shard_of(self, value: str) -> int:
         return zlib.crc32(value.encode()) % self.shards if self.shards > 1 else 0
 
     def _new_id(self, home: int) -> str:
         """A fresh uuid that hashes to shard `home` (about `shards` tries)."""
+        if self.shards == 1:
+            return new_id()
         while True:
-            rid = str(uuid.uuid4())
+            rid = new_id()
             if self._shard_of(rid) == home:
                 return rid
 
@@ -151,7 +179,7 @@ class RedisReservationStore:
         return f"{self._base(shard)}res:{reservation_id}"
 
     def _due(self, shard: int) -> str:
-        return f"{self._base(shard)}due"
+        return self._dues[shard]
 
     def _marker(self, shard: int) -> str:
         return f"{self._base(shard)}hydrated"
@@ -192,7 +220,10 @@ class RedisReservationStore:
             if "NOTHYDRATED" in str(exc):
                 raise RedisDataLost(str(exc)) from None
             raise
-        return raw if name == "restore" else json.loads(raw)
+        if name == "restore":
+            return raw
+        # Every reply is one JSON object written by cjson: no whitespace to skip.
+        return _decode(raw.decode() if type(raw) is bytes else raw)[0]
 
     async def _read(self, shards: Iterable[int], queue: Callable[[Any], object]) -> list[Any]:
         """Run reads in one round trip; a guarded store also checks those shards have data."""
@@ -287,11 +318,12 @@ class RedisReservationStore:
         owner = str(_input.check_text(owner, "owner"))
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
         groups: dict[int, list[ReservationLine]] = {}
-        for line in cart:
-            groups.setdefault(self._shard_of(line.sku), []).append(line)
-        home = next(iter(groups))
+        if self.shards > 1:
+            for line in cart:
+                groups.setdefault(self._shard_of(line.sku), []).append(line)
+        home = next(iter(groups)) if groups else 0
         rid = self._new_id(home)
-        if len(groups) == 1:
+        if len(groups) <= 1:
             record = await self._reserve_in(
                 home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
             )
@@ -299,7 +331,9 @@ class RedisReservationStore:
             record = await self._reserve_spread(
                 rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
             )
-        return to_reservation(record), record["id"] == rid
+        if record["id"] != rid:  # an idempotent replay: the record is all we know
+            return to_reservation(record), False
+        return _made(record, cart, key), True
 
     async def _reserve_in(
         self,
@@ -316,20 +350,18 @@ class RedisReservationStore:
         parts: Sequence[int] = (),
     ) -> _Record:
         """Run reserve.lua in one shard; return the record or raise the domain error."""
-        idem = self._idempotency_key(shard, owner, key) if key is not None else self._due(shard)
-        pairs: list[object] = []
+        due = self._dues[shard]
+        idem = self._idempotency_key(shard, owner, key) if key is not None else due
+        # Only a parent reads the whole cart and its parts (reserve.lua).
+        whole = json.dumps([[line.sku, line.quantity] for line in cart]) if role == "parent" else ""
+        args: list[object] = [
+            self._bases[shard], rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
+            "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
+            whole, json.dumps(list(parts)) if role == "parent" else "",
+        ]  # fmt: skip
         for line in lines:
-            pairs += [line.sku, line.quantity]
-        reply = await self._run(
-            "reserve",
-            [self._due(shard), idem],
-            [
-                self._base(shard), rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
-                "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
-                json.dumps([[line.sku, line.quantity] for line in cart]), json.dumps(list(parts)),
-                *pairs,
-            ],
-        )  # fmt: skip
+            args += (line.sku, line.quantity)
+        reply = await self._run("reserve", (due, idem), args)
         error = reply.get("err")
         if error is None:
             record: _Record = reply["reservation"]
