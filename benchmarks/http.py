@@ -111,9 +111,9 @@ def run_wrk(
     url: str, *, connections: int, duration: float, threads: int, script: Path | None = None
 ) -> str:
     """Run wrk; its standard output."""
-    command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"
-    ]  # fmt: skip
+    seconds = max(1, round(duration))  # wrk takes whole seconds
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["--timeout", "10s"]
     if script is not None:
         command += ["-s", str(script)]
     done = subprocess.run([*command, url], capture_output=True, text=True, check=True)
