@@ -67,28 +67,30 @@ class Infra:
         sessions: sessions on `engine`.
         embedded: True in ``commercekit demo``.
         checks: the readiness checks of what was opened (``/ready``).
+        redis_client: the Redis client, if this service uses Redis (see `redis`).
+        event_bus: the event bus, if this service uses one (see `bus`).
     """
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     embedded: bool = False
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
-    _redis: Any = None
-    _bus: EventBus | None = None
+    redis_client: Any = None
+    event_bus: EventBus | None = None
 
     @property
     def redis(self) -> Any:
         """The asyncio Redis client (redis-py, or fakeredis when embedded)."""
-        if self._redis is None:
+        if self.redis_client is None:
             raise RuntimeError("this service was not connected to Redis")
-        return self._redis
+        return self.redis_client
 
     @property
     def bus(self) -> EventBus:
         """The event bus (Kafka, or the in-memory bus when embedded)."""
-        if self._bus is None:
+        if self.event_bus is None:
             raise RuntimeError("this service was not connected to Kafka")
-        return self._bus
+        return self.event_bus
 
 
 async def _kafka_reachable(servers: list[str]) -> None:
@@ -127,7 +129,7 @@ async def connect(
             client = Redis.from_url(settings.redis_dsn, socket_timeout=5, socket_connect_timeout=2)
             stack.push_async_callback(client.aclose)
             await _when_up("Redis", client.ping)
-            infra._redis = client
+            infra.redis_client = client
             infra.checks["redis"] = client.ping
         if kafka:
             servers = settings.kafka_bootstrap_servers
@@ -135,7 +137,7 @@ async def connect(
             bus = KafkaEventBus(servers, client_id=client_id)
             await _when_up("Kafka", bus.start)
             stack.push_async_callback(bus.stop)
-            infra._bus = bus
+            infra.event_bus = bus
             infra.checks["kafka"] = lambda: _kafka_reachable(servers)
         yield infra
 
@@ -163,8 +165,8 @@ async def embedded(folder: str | Path | None = None) -> AsyncIterator[Infra]:
             engine,
             async_sessionmaker(engine, expire_on_commit=False),
             embedded=True,
-            _redis=client,
-            _bus=bus,
+            redis_client=client,
+            event_bus=bus,
         )
         infra.checks["database"] = lambda: ping(engine)
         yield infra

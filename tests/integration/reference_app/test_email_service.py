@@ -55,7 +55,7 @@ async def replicas(engine: AsyncEngine) -> AsyncIterator[Callable[[], Any]]:
 
         async def start() -> Replica:
             bus = InMemoryEventBus()
-            infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False), _bus=bus)
+            infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False), event_bus=bus)
             app = create_app(SETTINGS)  # its lifespan (real connections) is not run
             await stack.enter_async_context(wire(app, SETTINGS, infra))
             await bus.start()

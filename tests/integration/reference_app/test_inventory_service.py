@@ -66,9 +66,8 @@ async def inventory(
     await redis.flushdb()
     bus = InMemoryEventBus()
     await bus.start()
-    infra = Infra(
-        engine, async_sessionmaker(engine, expire_on_commit=False), _redis=redis, _bus=bus
-    )
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    infra = Infra(engine, sessions, redis_client=redis, event_bus=bus)
     app = create_app(SETTINGS)  # its lifespan (real connections) is not run; wire is
     try:
         async with wire(app, SETTINGS, infra):

@@ -129,7 +129,7 @@ async def _never(_: FastAPI) -> AsyncIterator[None]:  # the test enters `wire` i
 @asynccontextmanager
 async def running(engine: AsyncEngine, **settings: Any) -> AsyncIterator[Service]:
     bus = InMemoryEventBus()
-    infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False), _bus=bus)
+    infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False), event_bus=bus)
     values = {"environment": "development", "currency": "USD", "refund_retry_seconds": 3600}
     config = PaymentSettings(**{**values, **settings})
     app = service_app("payment", lifespan=_never)
