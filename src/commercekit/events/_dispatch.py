@@ -7,10 +7,12 @@ import contextlib
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from commercekit.errors import ConfigurationError, MalformedEvent
 from commercekit.events.bus import Handler, RetryPolicy
 from commercekit.events.catalog import Catalog
+from commercekit.events.envelope import Envelope
 
 __all__ = ["Delivery", "Outcome", "check_group", "deliver", "wait_or_stop"]
 
@@ -72,11 +74,30 @@ async def deliver(
         return Delivery(Outcome.DEAD, reason=exc.reason, error=type(exc).__name__)
     if types is not None and event.type not in types:
         return Delivery(Outcome.SKIPPED)
-    attempt = 0
+    return await _call(event, handler, retry, stopping)
+
+
+async def _call(
+    event: Envelope[Any], handler: Handler, retry: RetryPolicy, stopping: asyncio.Event
+) -> Delivery:
+    """Call `handler` until it succeeds, fails `retry.max_attempts` times, or the bus stops."""
+    attempt = outage = 0
     while True:
         attempt += 1
         try:
             await handler(event)
+        except retry.transient as exc:
+            attempt -= 1  # not the event's fault: it does not count
+            outage += 1
+            log.warning(
+                "event %s (%s): a dependency is down (%s: %s); retrying until it is back",
+                event.id,
+                event.type,
+                type(exc).__name__,
+                exc,
+            )
+            if await wait_or_stop(stopping, retry.backoff(outage)):
+                return Delivery(Outcome.ABORTED, attempt + outage)
         except Exception as exc:
             reason = f"handler failed {attempt} time(s); last error: {type(exc).__name__}: {exc}"
             if attempt >= retry.max_attempts:
@@ -86,4 +107,4 @@ async def deliver(
             if await wait_or_stop(stopping, retry.backoff(attempt)):
                 return Delivery(Outcome.ABORTED, attempt)
         else:
-            return Delivery(Outcome.HANDLED, attempt)
+            return Delivery(Outcome.HANDLED, attempt + outage)

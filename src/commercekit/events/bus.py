@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from commercekit.errors import ConfigurationError
+from commercekit.errors import BackendUnavailable, ConfigurationError
 from commercekit.events.envelope import Envelope
 
 __all__ = ["DeadLetter", "EventBus", "Handler", "RetryPolicy"]
@@ -58,17 +58,27 @@ class RetryPolicy:
     Attempt ``n`` (1-based) that fails is followed by a pause of
     ``initial_backoff * multiplier ** (n - 1)`` seconds, at most `max_backoff`.
 
+    An error of a `transient` class means a dependency is down, not that the
+    event is bad: the handler is called again, with the same growing pauses,
+    until it succeeds or the bus stops, and such failures never count toward
+    `max_attempts`. A payment event must wait out a Redis outage, not land on
+    the dead-letter topic.
+
     Attributes:
         max_attempts: calls of the handler before the message is dead-lettered.
         initial_backoff: the first pause, in seconds.
         multiplier: how much each pause grows.
         max_backoff: the longest pause, in seconds.
+        transient: the errors retried without limit (`BackendUnavailable`
+            and its kin by default; add your database driver's connection
+            errors if your handlers raise them unwrapped).
     """
 
     max_attempts: int = 5
     initial_backoff: float = 0.1
     multiplier: float = 2.0
     max_backoff: float = 5.0
+    transient: tuple[type[Exception], ...] = (BackendUnavailable,)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

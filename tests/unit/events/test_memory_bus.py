@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from commercekit.errors import UnknownEventType
+from commercekit.errors import BackendUnavailable, UnknownEventType
 from commercekit.events import (
     Envelope,
     EventBus,
@@ -227,3 +227,38 @@ async def test_subscribing_to_an_unknown_type_fails() -> None:
 
     with pytest.raises(UnknownEventType):
         bus.subscribe("g", handle, types=["nothing.happened"])
+
+
+async def test_an_outage_is_waited_out_not_dead_lettered() -> None:
+    bus = InMemoryEventBus(retry=FAST)
+    outage = iter(range(10))  # ten failures: far beyond max_attempts=3
+    handled: list[str] = []
+
+    async def handle(event: Envelope[Any]) -> None:
+        if next(outage, None) is not None:
+            raise BackendUnavailable("redis unreachable")
+        handled.append(event.data.user_id)
+
+    bus.subscribe("inventory", handle)
+    async with bus:
+        await bus.publish(user(1))
+        await drained(bus)
+    assert handled == ["u1"]
+    assert bus.dead_letters() == []
+
+
+async def test_the_transient_errors_are_the_policys_to_choose() -> None:
+    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=2, initial_backoff=0, transient=()))
+    calls = 0
+
+    async def handle(event: Envelope[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise BackendUnavailable("down")
+
+    bus.subscribe("inventory", handle)
+    async with bus:
+        await bus.publish(user(1))
+        await drained(bus)
+    assert calls == 2
+    assert [letter.error for letter in bus.dead_letters()] == ["BackendUnavailable"]
