@@ -163,7 +163,9 @@ class KafkaServer(Server):
 
     def _prepare(self) -> None:
         self._write_config()
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # kafka-storage would read it as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
