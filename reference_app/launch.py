@@ -222,6 +222,8 @@ class LocalStack:
                         self.workdir / f"{spec.name}-{index}",
                         spec.factory,
                         env={**self.env, **spec.env},
+                        # Fixed now, so a restarted process keeps the address nginx knows.
+                        port=free_port(),
                     )
                     for index in range(1, spec.replicas + 1)
                 ]

@@ -10,6 +10,7 @@ wires every service on it, so both modes run the same code.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,12 +32,18 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from commercekit.errors import BackendUnavailable
-from commercekit.events import EventBus, InMemoryEventBus, KafkaEventBus, create_topics
+from commercekit.events import (
+    EventBus,
+    InMemoryEventBus,
+    KafkaEventBus,
+    RetryPolicy,
+    create_topics,
+)
 from reference_app.common.db import migrate, ping
 from reference_app.common.probes import ReadinessCheck
 from reference_app.settings import ServiceSettings
 
-__all__ = ["Infra", "connect", "embedded"]
+__all__ = ["HANDLER_RETRY", "Infra", "connect", "embedded", "redis_options"]
 
 log = logging.getLogger("reference_app.infra")
 
@@ -42,6 +52,11 @@ STARTUP_ATTEMPTS = 60
 
 KAFKA_PARTITIONS = 6
 """Partitions of each topic the services create: room for six consumers per group."""
+
+HANDLER_RETRY = RetryPolicy(
+    transient=(BackendUnavailable, OperationalError, InterfaceError, OSError)
+)
+"""Consumers wait out a database or Redis outage instead of dead-lettering the event."""
 
 T = TypeVar("T")
 
@@ -56,6 +71,28 @@ async def _when_up(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
             log.warning("%s not reachable yet (%r); retrying", what, exc)
             await asyncio.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def redis_options() -> dict[str, Any]:
+    """The Redis client's options: bounded waits, and a stale connection replaced at once.
+
+    After Redis restarts, each pooled connection is dead; without a retry,
+    each would fail one request (a 503) at its next use, however late. One
+    retry on a connection error takes a fresh connection. redis-py 8's
+    maintenance notifications (which skip the pool's stale-connection check)
+    are turned off where they exist.
+    """
+    options: dict[str, Any] = {
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
+    if "maint_notifications_config" in inspect.signature(Redis.__init__).parameters:
+        from redis.maint_notifications import MaintNotificationsConfig  # noqa: PLC0415 (8.x)
+
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return options
 
 
 @dataclass
@@ -126,7 +163,7 @@ async def connect(
         infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False))
         infra.checks["postgres"] = lambda: ping(engine)
         if redis:
-            client = Redis.from_url(settings.redis_dsn, socket_timeout=5, socket_connect_timeout=2)
+            client = Redis.from_url(settings.redis_dsn, **redis_options())
             stack.push_async_callback(client.aclose)
             await _when_up("Redis", client.ping)
             infra.redis_client = client
@@ -134,7 +171,7 @@ async def connect(
         if kafka:
             servers = settings.kafka_bootstrap_servers
             await _when_up("Kafka", lambda: create_topics(servers, partitions=KAFKA_PARTITIONS))
-            bus = KafkaEventBus(servers, client_id=client_id)
+            bus = KafkaEventBus(servers, client_id=client_id, retry=HANDLER_RETRY)
             await _when_up("Kafka", bus.start)
             stack.push_async_callback(bus.stop)
             infra.event_bus = bus
