@@ -67,7 +67,11 @@ class ServiceSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        extra="ignore", frozen=True, populate_by_name=True, env_ignore_empty=True
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        env_ignore_empty=True,
+        hide_input_in_errors=True,  # a refused secret must not reach the logs
     )
 
     environment: Environment = "production"
@@ -177,6 +181,7 @@ class UserSettings(ServiceSettings):
             return JWTSettings(**values)  # type: ignore[arg-type]
         except ValidationError as exc:
             reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            reasons = reasons.replace("COMMERCEKIT_JWT_SECRET", "JWT_ACCESS_SECRET")
             raise ValueError(f"JWT_ACCESS_SECRET: {reasons}") from None
 
     def role_for(self, email: str) -> str:

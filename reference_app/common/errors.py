@@ -18,7 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commercekit.errors import BackendUnavailable
+from commercekit.errors import BackendUnavailable, InvalidRequest
 
 __all__ = ["ApiError", "ErrorBody", "error_response", "errors", "install_error_handlers"]
 
@@ -143,6 +143,11 @@ async def _on_api_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    # The library refused the input (a cart summing past the unit limit...).
+    return error_response(422, f"invalid request: {exc}", code="validation_error")
+
+
 async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("backend unavailable: %r", exc)
     return error_response(
@@ -163,6 +168,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(InvalidRequest, _on_invalid_request)
     # The library's BackendUnavailable, and the database errors that mean the same.
     for unavailable in (BackendUnavailable, OperationalError, InterfaceError, PoolTimeout, OSError):
         app.add_exception_handler(unavailable, _on_unavailable)

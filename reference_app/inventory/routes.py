@@ -34,7 +34,7 @@ from reference_app.inventory.schemas import (
 __all__ = ["router"]
 
 log = logging.getLogger("reference_app.inventory")
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=errors(400, 422, 503))
 
 IdempotencyKey = Annotated[
     str | None,

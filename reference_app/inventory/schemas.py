@@ -33,7 +33,11 @@ MAX_UNITS = 1_000_000
 MAX_LINES = 50
 
 Units = Annotated[int, Field(gt=0, le=MAX_UNITS, strict=True)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00]*$"),
+]
+"""A display name: no NUL (PostgreSQL text refuses it)."""
 
 
 class ProductCreate(BaseModel):

@@ -42,7 +42,7 @@ __all__ = ["IDEMPOTENCY_HEADER", "payment_state", "router"]
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 log = logging.getLogger("reference_app.payment")
-router = APIRouter(prefix="/api/v1/payment", tags=["payment"])
+router = APIRouter(prefix="/api/v1/payment", tags=["payment"], responses=errors(400, 422))
 
 IdempotencyKey = Annotated[
     str | None,

@@ -50,7 +50,7 @@ REFRESH_COOKIE_PATH = "/api/v1/auth"
 EVENT_SOURCE = "user-service"
 
 log = logging.getLogger("reference_app.user")
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=errors(400, 422, 503))
 
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE)]
 _BAD_CREDENTIALS = "invalid email/username or password"

@@ -16,13 +16,18 @@ __all__ = [
     "WhoAmI",
 ]
 
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text refuses NUL
+
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50, pattern=r"^[\w.-]+$")
 ]
 Email = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+        strip_whitespace=True,
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$",
     ),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
@@ -43,8 +48,14 @@ class LoginRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] | None = None
-    username: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    email: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=_NO_NUL)]
+        | None
+    ) = None
+    username: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=50, pattern=_NO_NUL)]
+        | None
+    ) = None
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
     @model_validator(mode="after")
