@@ -6,7 +6,6 @@ flow also proves they scale out.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 from collections.abc import Iterator
 
@@ -16,13 +15,12 @@ from reference_app.launch import SERVICES, LocalStack, ServiceSpec
 
 from commercekit.testing.pytest_plugin import unavailable
 from commercekit.testing.servers import KafkaServer, NginxServer, PostgresServer, RedisServer
+from tests.e2e.gateway import gateway_client
 
 ADMIN_EMAIL = "boss@example.com"
 SHOPKEEPER_EMAIL = "shopkeeper@example.com"
 RESERVATION_TTL_SECONDS = 20
 REPLICAS = {"inventory": 2, "worker": 2}
-
-_addresses = itertools.count(2)
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +59,5 @@ def stack(
 @pytest.fixture
 def client(stack: LocalStack) -> Iterator[httpx.Client]:
     """A client of the gateway from its own loopback address (its own rate-limit bucket)."""
-    n = next(_addresses)
-    address = f"127.0.{n // 250 + 1}.{n % 250 + 2}"
-    transport = httpx.HTTPTransport(local_address=address)
-    with httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=10) as http:
+    with gateway_client(stack, timeout=10) as http:
         yield http

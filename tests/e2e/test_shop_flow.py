@@ -7,7 +7,6 @@ the inventory service and the worker run two replicas each.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 import uuid
@@ -20,11 +19,10 @@ import pytest
 from reference_app.launch import SERVICES, LocalStack
 
 from tests.e2e.conftest import RESERVATION_TTL_SECONDS, SHOPKEEPER_EMAIL
+from tests.e2e.gateway import gateway_client
 
 PASSWORD = "correct horse battery staple"
 SETTLE_WITHIN = 45.0  # seconds for an outcome to travel outbox -> Kafka -> consumer
-
-_addresses = itertools.count(1)
 
 
 @dataclass
@@ -65,13 +63,6 @@ class Shopper:
         return self.get(f"/api/v1/payment/{reservation_id}")
 
 
-def _client(stack: LocalStack) -> httpx.Client:
-    """A gateway client from its own loopback address (its own rate-limit bucket)."""
-    n = next(_addresses)
-    transport = httpx.HTTPTransport(local_address=f"127.1.{n // 250}.{n % 250 + 2}")
-    return httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=30)
-
-
 def _sign_in(http: httpx.Client, email: str | None = None) -> Shopper:
     name = f"s{uuid.uuid4().hex[:12]}"
     email = email or f"{name}@example.com"
@@ -88,13 +79,13 @@ def _sign_in(http: httpx.Client, email: str | None = None) -> Shopper:
 @pytest.fixture(scope="module")
 def shopkeeper(stack: LocalStack) -> Iterator[Shopper]:
     """The admin who creates the products."""
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         yield _sign_in(http, SHOPKEEPER_EMAIL)
 
 
 @pytest.fixture
 def shopper(stack: LocalStack) -> Iterator[Shopper]:
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         yield _sign_in(http)
 
 
@@ -273,7 +264,7 @@ def test_another_users_reservation_cannot_be_read_paid_or_cancelled(
 ) -> None:
     product = new_product(stock=3, price="2.00")
     reservation_id = shopper.reserve(product["id"], 1).json()["reservationId"]
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         mallory = _sign_in(http)
         assert mallory.get(f"/api/v1/inventory/reservations/{reservation_id}").status_code == 404
         cancel = mallory.post(f"/api/v1/inventory/reservations/{reservation_id}/cancel")

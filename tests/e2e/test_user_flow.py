@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +11,7 @@ from reference_app.launch import SERVICES, LocalStack
 
 from commercekit.testing.servers import PostgresServer
 from tests.e2e.conftest import ADMIN_EMAIL
+from tests.e2e.gateway import assert_json_error, refresh_cookie
 
 PASSWORD = "correct horse battery staple"
 
@@ -19,14 +19,6 @@ PASSWORD = "correct horse battery staple"
 def new_user() -> dict[str, str]:
     name = f"u{uuid.uuid4().hex[:12]}"
     return {"username": name, "email": f"{name}@example.com", "password": PASSWORD}
-
-
-def refresh_cookie(response: httpx.Response) -> str:
-    """The refresh token a response sets (the Secure cookie is never sent back over http)."""
-    jar: SimpleCookie = SimpleCookie()
-    for header in response.headers.get_list("set-cookie"):
-        jar.load(header)
-    return jar["refreshToken"].value
 
 
 def post_with_cookie(client: httpx.Client, path: str, token: str) -> httpx.Response:
@@ -41,15 +33,6 @@ def signup_and_login(client: httpx.Client) -> tuple[dict[str, str], httpx.Respon
     )
     assert login.status_code == 200, login.text
     return user, login
-
-
-def assert_json_error(response: httpx.Response, status: int) -> dict[str, str]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error: dict[str, str] = response.json()["error"]
-    assert error["code"]
-    assert error["message"]
-    return error
 
 
 def test_signup_login_refresh_rotation_and_reuse(client: httpx.Client) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import re
 import secrets
@@ -54,6 +53,7 @@ from commercekit.testing.servers import (
     ServerStartError,
     free_port,
 )
+from tests.e2e.gateway import loopback_address
 
 T = TypeVar("T")
 
@@ -76,8 +76,6 @@ DEPENDENCIES = {
     "worker": ("kafka", "postgres", "redis"),
 }
 """The readiness checks each service's /ready runs."""
-
-_addresses = itertools.count(2)
 
 
 # ------------------------------------------------------------------- polling
@@ -310,8 +308,7 @@ class Shoppers:
 
     def client(self, *, timeout: float = 30) -> httpx.AsyncClient:
         """A gateway client from its own loopback address (its own rate-limit bucket)."""
-        n = next(_addresses)
-        transport = httpx.AsyncHTTPTransport(local_address=f"127.3.{n // 250}.{n % 250 + 2}")
+        transport = httpx.AsyncHTTPTransport(local_address=loopback_address())
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
         client = httpx.AsyncClient(
             base_url=self.stack.gateway_url, transport=transport, timeout=timeout, limits=limits

@@ -37,6 +37,7 @@ from schemathesis.core.result import Ok
 
 from commercekit.events import DeadLetter, TopicNames
 from commercekit.testing.servers import KafkaServer
+from tests.e2e.gateway import assert_json_error, gateway_client
 from tests.e2e.reliability.conftest import Tried
 from tests.e2e.test_shop_flow import (
     PASSWORD,
@@ -74,17 +75,8 @@ GROUPS_BY_TOPIC["users"] = {"email"}
 
 JSON = {"Content-Type": "application/json"}
 
-_addresses = itertools.count(1)
-
 
 # ------------------------------------------------------------------ helpers
-def _client(stack: LocalStack) -> httpx.Client:
-    """A gateway client from its own loopback address (its own rate-limit bucket)."""
-    n = next(_addresses)
-    transport = httpx.HTTPTransport(local_address=f"127.2.{n // 250}.{n % 250 + 2}")
-    return httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=30)
-
-
 def _sign_in(http: httpx.Client, email: str | None = None) -> Shopper:
     """Sign up (or, for a shared admin address, just sign in) and log in."""
     name = f"b{uuid.uuid4().hex[:12]}"
@@ -99,18 +91,6 @@ def _sign_in(http: httpx.Client, email: str | None = None) -> Shopper:
     return Shopper(http, body["user"]["id"], email, body["accessToken"])
 
 
-def assert_json_error(response: httpx.Response, status: int, code: str | None = None) -> str:
-    """The response is a JSON error with `status` (and `code`); returns its code."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    error = response.json()["error"]
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code, error
-    found: str = error["code"]
-    return found
-
-
 def assert_json_4xx(response: httpx.Response) -> None:
     """A client error with the shared JSON body: never a 5xx, never an HTML page."""
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
@@ -120,14 +100,14 @@ def assert_json_4xx(response: httpx.Response) -> None:
 @pytest.fixture(scope="module")
 def admin(stack: LocalStack) -> Iterator[Shopper]:
     """An admin of the stack (creates the products)."""
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         yield _sign_in(http, ADMIN)
 
 
 @pytest.fixture(scope="module")
 def shopper(stack: LocalStack) -> Iterator[Shopper]:
     """A signed-in user (one for the module: bad input must not change their state)."""
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         yield _sign_in(http)
 
 
@@ -268,14 +248,14 @@ def test_an_oversized_body_is_a_json_413_before_any_service(
     answer = shopper.post("/api/v1/inventory/reserve", content=big, headers=JSON)
     assert_json_error(answer, 413, "payload_too_large")
     # Public routes too: no token needed to be refused.
-    with _client(stack) as anonymous:
+    with gateway_client(stack) as anonymous:
         signup = anonymous.post("/api/v1/auth/signup", content=big, headers=JSON)
     assert_json_error(signup, 413, "payload_too_large")
     tried("input rejected", "a 2 MB body: 413 JSON from the gateway, authenticated or not")
 
 
 def test_an_oversized_header_or_uri_is_a_json_4xx(stack: LocalStack, tried: Tried) -> None:
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         header = http.get("/api/v1/auth/me", headers={"Authorization": "Bearer " + "a" * 20_000})
         cookie = http.post(
             "/api/v1/auth/refresh", headers={"Cookie": "refreshToken=" + "a" * 20_000}
@@ -485,7 +465,7 @@ def test_a_nul_character_in_text_is_a_4xx(admin: Shopper, stack: LocalStack, tri
     product = admin.post(
         "/api/v1/inventory", json={"sku": sku, "name": "a\x00b", "price": "1.00", "stock": 1}
     )
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         name = f"n{uuid.uuid4().hex[:12]}"
         signup = http.post(
             "/api/v1/auth/signup",

@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import itertools
 import json
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
 from http.client import HTTPConnection
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +33,23 @@ from reference_app.launch import LocalStack, UvicornServer
 
 from commercekit.auth.tokens import DEVELOPMENT_SECRET
 from commercekit.testing.servers import ServerStartError
+from tests.e2e.gateway import (
+    assert_json_error,
+    gateway_client,
+    loopback_address,
+    refresh_cookie,
+)
 from tests.e2e.reliability.conftest import Tried
 
 PASSWORD = "correct horse battery staple"
 ISSUER = AUDIENCE = "commercekit"  # JWTSettings' defaults, which the stack keeps
 
-_addresses = itertools.count(1)
-
 
 # ------------------------------------------------------------------ helpers
-def _address() -> str:
-    """A loopback address of its own: its own bucket in the gateway's rate limit."""
-    n = next(_addresses)
-    return f"127.3.{n // 250}.{n % 250 + 2}"
-
-
-def _client(stack: LocalStack) -> httpx.Client:
-    transport = httpx.HTTPTransport(local_address=_address())
-    return httpx.Client(base_url=stack.gateway_url, transport=transport, timeout=30)
-
-
 @pytest.fixture
 def http(stack: LocalStack) -> Iterator[httpx.Client]:
     """A gateway client from a fresh loopback address."""
-    with _client(stack) as client:
+    with gateway_client(stack) as client:
         yield client
 
 
@@ -78,13 +69,6 @@ def _login(http: httpx.Client, email: str, headers: dict[str, str] | None = None
     return answer
 
 
-def _refresh_cookie(response: httpx.Response) -> str:
-    jar: SimpleCookie = SimpleCookie()
-    for header in response.headers.get_list("set-cookie"):
-        jar.load(header)
-    return jar["refreshToken"].value
-
-
 def _refresh(http: httpx.Client, token: str) -> httpx.Response:
     return http.post("/api/v1/auth/refresh", headers={"Cookie": f"refreshToken={token}"})
 
@@ -94,7 +78,9 @@ def _raw_get(stack: LocalStack, path: str, headers: dict[str, str]) -> tuple[int
     gateway = httpx.URL(stack.gateway_url)
     assert gateway.host
     assert gateway.port
-    conn = HTTPConnection(gateway.host, gateway.port, timeout=10, source_address=(_address(), 0))
+    conn = HTTPConnection(
+        gateway.host, gateway.port, timeout=10, source_address=(loopback_address(), 0)
+    )
     try:
         conn.request("GET", path, headers=headers)
         answer = conn.getresponse()
@@ -105,16 +91,6 @@ def _raw_get(stack: LocalStack, path: str, headers: dict[str, str]) -> tuple[int
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def assert_json_error(response: httpx.Response, status: int, code: str | None = None) -> None:
-    """The response is the shared JSON error body with `status` (and `code`)."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["message"]
-    if code is not None:
-        assert error["code"] == code, error
 
 
 def _b64(data: bytes) -> str:
@@ -212,7 +188,7 @@ def test_forged_and_tampered_access_tokens_are_401(
         assert (me.json()["id"], me.json()["role"]) == (user_id, role)
 
     forgeries = _forgeries(secret, genuine)
-    forgeries["a refresh token as bearer"] = _refresh_cookie(login)
+    forgeries["a refresh token as bearer"] = refresh_cookie(login)
     sku = f"FORGED-{uuid.uuid4().hex[:8]}"
     for name, token in forgeries.items():
         for method, path, body in (
@@ -236,13 +212,13 @@ def test_forged_and_tampered_access_tokens_are_401(
 def test_a_stolen_refresh_token_revokes_only_its_own_family(
     stack: LocalStack, tried: Tried
 ) -> None:
-    with _client(stack) as victim, _client(stack) as thief:
+    with gateway_client(stack) as victim, gateway_client(stack) as thief:
         user = _signup(victim)
-        stolen = _refresh_cookie(_login(victim, user["email"]))
-        laptop = _refresh_cookie(_login(victim, user["email"]))  # another session
+        stolen = refresh_cookie(_login(victim, user["email"]))
+        laptop = refresh_cookie(_login(victim, user["email"]))  # another session
         # The victim keeps using the session: the stolen token is two rotations old.
-        second = _refresh_cookie(_refresh(victim, stolen))
-        third = _refresh_cookie(_refresh(victim, second))
+        second = refresh_cookie(_refresh(victim, stolen))
+        third = refresh_cookie(_refresh(victim, second))
         replay = _refresh(thief, stolen)
         assert_json_error(replay, 403, "refresh_token_reused")
         assert "refreshToken=" in replay.headers["set-cookie"]  # the cookie is cleared
@@ -262,10 +238,10 @@ def test_a_stolen_refresh_token_revokes_only_its_own_family(
 async def test_a_refresh_token_raced_twice_is_used_at_most_once(
     stack: LocalStack, tried: Tried
 ) -> None:
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         user = _signup(http)
-        token = _refresh_cookie(_login(http, user["email"]))
-    transport = httpx.AsyncHTTPTransport(local_address=_address())
+        token = refresh_cookie(_login(http, user["email"]))
+    transport = httpx.AsyncHTTPTransport(local_address=loopback_address())
     async with httpx.AsyncClient(
         base_url=stack.gateway_url, transport=transport, timeout=30
     ) as client:
@@ -283,7 +259,7 @@ async def test_a_refresh_token_raced_twice_is_used_at_most_once(
         for winner in (a for a in answers if a.status_code == 200):
             again = await client.post(
                 "/api/v1/auth/refresh",
-                headers={"Cookie": f"refreshToken={_refresh_cookie(winner)}"},
+                headers={"Cookie": f"refreshToken={refresh_cookie(winner)}"},
             )
             assert_json_error(again, 401)
     tried("attack rejected", "one refresh token sent 4 times at once: used at most once")
@@ -368,7 +344,7 @@ def test_path_tricks_through_public_routes_reach_no_protected_handler(
 def test_an_idempotency_key_never_names_another_users_reservation(
     stack: LocalStack, tried: Tried
 ) -> None:
-    with _client(stack) as alice_http, _client(stack) as mallory_http:
+    with gateway_client(stack) as alice_http, gateway_client(stack) as mallory_http:
         alice = _bearer(_login(alice_http, _signup(alice_http)["email"]).json()["accessToken"])
         mallory = _bearer(
             _login(mallory_http, _signup(mallory_http)["email"]).json()["accessToken"]
@@ -433,9 +409,9 @@ def test_a_non_admin_gets_403_before_anything_is_checked(
 async def test_login_brute_force_hits_the_rate_limit_and_spares_others(
     stack: LocalStack, tried: Tried
 ) -> None:
-    with _client(stack) as http:
+    with gateway_client(stack) as http:
         victim = _signup(http)
-    attacker = _address()
+    attacker = loopback_address()
     transport = httpx.AsyncHTTPTransport(local_address=attacker)
     limits = httpx.Limits(max_connections=40)
     async with httpx.AsyncClient(
@@ -462,7 +438,7 @@ async def test_login_brute_force_hits_the_rate_limit_and_spares_others(
         assert codes.count(401) <= 11 + 5 * took + 1, (codes.count(401), took)
 
         # Someone else, from another address, logs in meanwhile.
-        with _client(stack) as bystander:
+        with gateway_client(stack) as bystander:
             other = _signup(bystander)
             _login(bystander, other["email"])
         # The attacker's address is not locked out for good: after Retry-After,
