@@ -198,8 +198,10 @@ async def get_payment(
     if not history:
         raise ApiError(404, "no payment for this reservation", code="payment_not_found")
     latest = history[-1]
-    found = await refunds.for_reservation(reservation_id)
+    # The outcome first: a settlement commits its refund in the same transaction,
+    # so once the outcome is seen, the refunds read next include its refund.
     outcome = await settlement_outcome(services.sessions, latest.id)
+    found = await refunds.for_reservation(reservation_id)
     refund = next((r for r in found if r.payment_id == latest.id), None)
     return PaymentPublic(
         reservation_id=reservation_id,
