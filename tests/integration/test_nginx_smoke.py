@@ -78,6 +78,10 @@ def test_nginx_proxies_to_uvicorn_and_sets_headers(
     assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert len(echoed["headers"]["x-request-id"]) == 32
     assert "x-user-id" not in echoed["headers"]  # nginx dropped the client's header
+    # nginx logs a request after answering it: give the line a moment to land.
+    deadline = time.monotonic() + 5
+    while "/api/v1/products" not in nginx.access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "/api/v1/products" in nginx.access_log.read_text()
 
 
