@@ -20,6 +20,7 @@ from commercekit.errors import (
     ReservationNotFound,
 )
 from commercekit.plugins import PluginManager, hookimpl
+from commercekit.transient import is_transient
 
 __all__ = [
     "BackendUnavailable",
@@ -34,4 +35,5 @@ __all__ = [
     "ReservationNotFound",
     "__version__",
     "hookimpl",
+    "is_transient",
 ]

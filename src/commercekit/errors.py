@@ -65,6 +65,10 @@ CommerceKitError
 ```
 
 Catch `CommerceKitError` to handle anything the library raises on purpose.
+Whether a failure (one of these, or a driver's own error that reached you)
+is worth waiting out is `commercekit.transient.is_transient`'s to say: it
+knows `BackendUnavailable` and every way Redis, PostgreSQL and Kafka refuse
+for now.
 """
 
 from __future__ import annotations

@@ -86,19 +86,20 @@ async def _call(
         attempt += 1
         try:
             await handler(event)
-        except retry.transient as exc:
-            attempt -= 1  # not the event's fault: it does not count
-            outage += 1
-            log.warning(
-                "event %s (%s): a dependency is down (%s: %s); retrying until it is back",
-                event.id,
-                event.type,
-                type(exc).__name__,
-                exc,
-            )
-            if await wait_or_stop(stopping, retry.backoff(outage)):
-                return Delivery(Outcome.ABORTED, attempt + outage)
         except Exception as exc:
+            if retry.is_transient(exc):
+                attempt -= 1  # not the event's fault: it does not count
+                outage += 1
+                log.warning(
+                    "event %s (%s): a dependency is down (%s: %s); retrying until it is back",
+                    event.id,
+                    event.type,
+                    type(exc).__name__,
+                    exc,
+                )
+                if await wait_or_stop(stopping, retry.backoff(outage)):
+                    return Delivery(Outcome.ABORTED, attempt + outage)
+                continue
             reason = f"handler failed {attempt} time(s); last error: {type(exc).__name__}: {exc}"
             if attempt >= retry.max_attempts:
                 log.warning("dead-lettering event %s (%s): %s", event.id, event.type, reason)

@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from commercekit.errors import BackendUnavailable, ConfigurationError
+from commercekit.errors import ConfigurationError
 from commercekit.events.envelope import Envelope
+from commercekit.transient import is_transient
 
 __all__ = ["DeadLetter", "EventBus", "Handler", "RetryPolicy"]
 
@@ -58,33 +59,43 @@ class RetryPolicy:
     Attempt ``n`` (1-based) that fails is followed by a pause of
     ``initial_backoff * multiplier ** (n - 1)`` seconds, at most `max_backoff`.
 
-    An error of a `transient` class means a dependency is down, not that the
-    event is bad: the handler is called again, with the same growing pauses,
-    until it succeeds or the bus stops, and such failures never count toward
-    `max_attempts`. A payment event must wait out a Redis outage, not land on
-    the dead-letter topic.
+    A transient error means a dependency is down, not that the event is bad:
+    the handler is called again, with the same growing pauses, until it
+    succeeds or the bus stops, and such failures never count toward
+    `max_attempts`. A payment event must wait out a Redis outage, or a
+    PostgreSQL that is starting up, not land on the dead-letter topic.
 
     Attributes:
         max_attempts: calls of the handler before the message is dead-lettered.
         initial_backoff: the first pause, in seconds.
         multiplier: how much each pause grows.
         max_backoff: the longest pause, in seconds.
-        transient: the errors retried without limit (`BackendUnavailable`
-            and its kin by default; add your database driver's connection
-            errors if your handlers raise them unwrapped).
+        transient: which errors are retried without limit: a predicate,
+            `commercekit.transient.is_transient` by default (every way
+            Redis, PostgreSQL, Kafka and the network refuse for now, through
+            SQLAlchemy's wrappers too), or a tuple of exception classes,
+            which then alone decide (``()`` retries nothing without limit).
+            To add your own cases to the default, pass a predicate that
+            calls `is_transient`.
     """
 
     max_attempts: int = 5
     initial_backoff: float = 0.1
     multiplier: float = 2.0
     max_backoff: float = 5.0
-    transient: tuple[type[Exception], ...] = (BackendUnavailable,)
+    transient: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = is_transient
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
             raise ConfigurationError("backoffs must be >= 0 and the multiplier >= 1")
+
+    def is_transient(self, exc: BaseException) -> bool:
+        """Whether `exc` is retried without limit under this policy (see `transient`)."""
+        if isinstance(self.transient, tuple):
+            return isinstance(exc, self.transient)
+        return self.transient(exc)
 
     def backoff(self, attempt: int) -> float:
         """The pause after failed attempt number `attempt` (1-based), in seconds."""
