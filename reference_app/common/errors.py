@@ -1,7 +1,10 @@
 """JSON error bodies: ``{"error": {"code": ..., "message": ...}}`` for every failure.
 
-Bad input is always a 4xx (malformed JSON 400, wrong fields 422); a backend
-that cannot be reached is a 503; anything unexpected a 500 with no details.
+Bad input is always a 4xx (malformed JSON 400, wrong fields 422); a
+transient failure (`commercekit.transient.is_transient`: a backend that
+cannot be reached, PostgreSQL starting up or out of connections, Redis
+loading...) is a 503 with ``Retry-After``; anything unexpected a 500 with no
+details.
 """
 
 from __future__ import annotations
@@ -10,19 +13,43 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commercekit.errors import BackendUnavailable, InvalidRequest
+from commercekit.transient import is_transient
 
-__all__ = ["ApiError", "ErrorBody", "error_response", "errors", "install_error_handlers"]
+__all__ = [
+    "RETRY_AFTER",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "errors",
+    "install_error_handlers",
+]
 
 log = logging.getLogger("reference_app.errors")
+
+RETRY_AFTER = 1
+"""Seconds a client is told to wait (``Retry-After``) after a transient failure."""
+
+_MAYBE_TRANSIENT: tuple[type[Exception], ...] = (
+    BackendUnavailable,
+    SQLAlchemyError,
+    OSError,
+    RedisError,
+    KafkaError,
+)
+"""The classes a transient failure usually has; `is_transient` decides for each error.
+
+Any other error raised from a transient one is a 503 too (see `_on_unexpected`).
+"""
 
 _CODES = {
     400: "bad_request",
@@ -148,17 +175,27 @@ async def _on_invalid_request(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, f"invalid request: {exc}", code="validation_error")
 
 
-async def _on_unavailable(_: Request, exc: Exception) -> JSONResponse:
+def _unavailable(exc: Exception) -> JSONResponse:
     log.warning("backend unavailable: %r", exc)
     return error_response(
         503,
         "a backend service is unavailable, retry later",
         code="backend_unavailable",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(RETRY_AFTER)},
     )
 
 
+async def _on_maybe_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    # A database, Redis or Kafka error: a 503 if it is transient, a 500 (a bug) if not.
+    if is_transient(exc):
+        return _unavailable(exc)
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal error")
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):  # raised from a transient failure (a wrapper, an ExceptionGroup)
+        return _unavailable(exc)
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal error")
 
@@ -169,7 +206,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(InvalidRequest, _on_invalid_request)
-    # The library's BackendUnavailable, and the database errors that mean the same.
-    for unavailable in (BackendUnavailable, OperationalError, InterfaceError, PoolTimeout, OSError):
-        app.add_exception_handler(unavailable, _on_unavailable)
+    for maybe_transient in _MAYBE_TRANSIENT:
+        app.add_exception_handler(maybe_transient, _on_maybe_unavailable)
     app.add_exception_handler(Exception, _on_unexpected)

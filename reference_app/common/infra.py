@@ -23,7 +23,6 @@ from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,7 +30,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from commercekit.errors import BackendUnavailable
 from commercekit.events import (
     EventBus,
     InMemoryEventBus,
@@ -39,6 +37,7 @@ from commercekit.events import (
     RetryPolicy,
     create_topics,
 )
+from commercekit.transient import is_transient
 from reference_app.common.db import migrate, ping
 from reference_app.common.probes import ReadinessCheck
 from reference_app.settings import ServiceSettings
@@ -53,10 +52,8 @@ STARTUP_ATTEMPTS = 60
 KAFKA_PARTITIONS = 6
 """Partitions of each topic the services create: room for six consumers per group."""
 
-HANDLER_RETRY = RetryPolicy(
-    transient=(BackendUnavailable, OperationalError, InterfaceError, OSError)
-)
-"""Consumers wait out a database or Redis outage instead of dead-lettering the event."""
+HANDLER_RETRY = RetryPolicy(transient=is_transient)
+"""Consumers wait out every transient failure (`is_transient`): never a dead-lettered event."""
 
 T = TypeVar("T")
 
@@ -65,8 +62,8 @@ async def _when_up(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     for n in range(1, STARTUP_ATTEMPTS + 1):
         try:
             return await attempt()
-        except (OSError, OperationalError, InterfaceError, BackendUnavailable) as exc:
-            if n == STARTUP_ATTEMPTS:
+        except Exception as exc:
+            if n == STARTUP_ATTEMPTS or not is_transient(exc):
                 raise
             log.warning("%s not reachable yet (%r); retrying", what, exc)
             await asyncio.sleep(1.0)
