@@ -13,11 +13,14 @@ await bus.start()
 | ``payment.failed`` | payment failed, with the reason |
 | ``refund.completed`` | refund issued |
 
-A redelivered event sends no second mail, twice over: the notifier is an
-idempotent consumer (a processed-event store claims each event id), and
-each mail goes to the sender with the key ``<template>/<event id>``, which
-Resend honours, so even an event redelivered after a crash between the send
-and the claim is one mail.
+No mail is lost and none is sent twice. Each mail goes to the sender with
+the key ``<template>/<event id>``, which Resend honours (a second send with
+the key is no second mail), and the event is recorded as processed only
+after the mail was sent (`commercekit.events.idempotency.record_after`). A
+crash at any point before that record (before the send, during it, after
+it) leaves the event unrecorded: its redelivery remembers the recipient
+again and sends again, with the same key. A redelivery after the record is
+skipped without calling the sender.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from commercekit.errors import EmailError
 from commercekit.events.bus import EventBus, Handler
 from commercekit.events.catalog import PaymentConfirmed, PaymentFailed, RefundCompleted, UserCreated
 from commercekit.events.envelope import Envelope
-from commercekit.events.idempotency import ProcessedEventStore, idempotent
+from commercekit.events.idempotency import ProcessedEventStore, record_after
 
 __all__ = ["EMAIL_EVENT_TYPES", "EmailNotifier", "UnknownRecipient"]
 
@@ -50,13 +53,13 @@ class UnknownRecipient(EmailError):
 
 
 class EmailNotifier:
-    """Sends the mail each catalog event calls for, at most once per event.
+    """Sends the mail each catalog event calls for: at least once, with one key per mail.
 
     Args:
         mailer: renders and sends the mails.
         recipients: remembers addresses from ``user.created``; looked up for
             payment and refund events.
-        processed: the processed-event store that makes the consumer idempotent.
+        processed: where events are recorded as processed, once their mail was sent.
         group: the consumer group (and the name events are claimed under).
     """
 
@@ -74,8 +77,8 @@ class EmailNotifier:
         self.group = group
 
     def handler(self) -> Handler:
-        """The idempotent handler to subscribe with."""
-        return idempotent(self.processed, self.group, self.handle)
+        """The handler to subscribe with: skips recorded events, records after the send."""
+        return record_after(self.processed, self.group, self.handle)
 
     def subscribe(self, bus: EventBus) -> None:
         """Subscribe the notifier to the mail-sending event types on `bus`."""

@@ -1,8 +1,9 @@
 """Idempotent consumers: a redelivered event has no second effect.
 
 Kafka delivers at least once, so a handler may see an event twice (after a
-crash, a rebalance, a retried publish). Two stores remember which events a
-consumer has processed, keyed by ``(consumer, event id)``:
+crash, a rebalance, a retried publish). Stores remember which events a
+consumer has processed, keyed by ``(consumer, event id)``. Pick the wrapper
+by where the effect happens:
 
 **PostgreSQL, in the effect's transaction (exactly once in effect).** When
 the effect is a database write, record the event in the same transaction:
@@ -19,21 +20,33 @@ async def on_paid(session: AsyncSession, event: Envelope[Any]) -> None:
 bus.subscribe("inventory", store.handler(sessions, "inventory", on_paid))
 ```
 
-**Redis, SET NX with a TTL (claim, then effect).** When the effect is
-elsewhere (an email, an HTTP call), claim the event first:
+**Effect first, then the record (at least once, never lost).** When the
+effect is elsewhere (an email, an HTTP call) and accepts an idempotency key,
+derive the key from the event id and wrap the handler with `record_after`:
 
 ```python
-store = RedisProcessedEventStore(redis_client, ttl=dt.timedelta(days=7))
-bus.subscribe("email", idempotent(store, "email", send_mail))
+store = SqlClaims(sessions)  # or RedisProcessedEventStore(redis_client)
+
+
+async def send_mail(event: Envelope[Any]) -> None:
+    await provider.send(..., idempotency_key=f"welcome/{event.id}")
+
+
+bus.subscribe("email", record_after(store, "email", send_mail))
 ```
 
-`idempotent` releases the claim when the handler raises, so the retry runs
-it again. Know the crash window: if the process dies after the claim and
+An event already recorded is skipped; otherwise the handler runs, and only
+once it returned is the event recorded as done. A crash at any point before
+the record (before the call, during it, after it) leaves nothing recorded,
+so the redelivery runs the handler again with the same key, and the
+provider, which deduplicates on the key, makes one effect of the two calls.
+
+**Claim first, then the effect (at most once).** `idempotent` claims the
+event before the handler runs and releases the claim when the handler
+raises. Know the crash window: if the process dies after the claim and
 before the effect completes, the claim stays (until its TTL) and the
-redelivered event is skipped: that event gets *at most one* effect. Use the
-SQL store when the effect must happen exactly once, or make the effect
-itself idempotent (most email and payment APIs accept an idempotency key:
-pass the event id).
+redelivered event is skipped: that event gets *at most one* effect, maybe
+none. Use it only where a lost effect is better than a repeated one.
 """
 
 from __future__ import annotations
@@ -59,6 +72,7 @@ __all__ = [
     "SqlClaims",
     "SqlProcessedEventStore",
     "idempotent",
+    "record_after",
 ]
 
 log = logging.getLogger("commercekit.events")
@@ -71,10 +85,14 @@ _DEFAULT_TTL = dt.timedelta(days=7)
 
 @runtime_checkable
 class ProcessedEventStore(Protocol):
-    """Remembers the events each consumer has claimed."""
+    """Remembers the events each consumer has claimed (or recorded as done)."""
 
     async def claim(self, consumer: str, event_id: str) -> bool:
         """Claim an event for a consumer; False if it was claimed before (skip it)."""
+        ...
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """Whether the event was claimed for the consumer (and the claim still lasts)."""
         ...
 
     async def release(self, consumer: str, event_id: str) -> None:
@@ -102,6 +120,28 @@ def idempotent(store: ProcessedEventStore, consumer: str, handler: Handler) -> H
     return run_once
 
 
+def record_after(store: ProcessedEventStore, consumer: str, handler: Handler) -> Handler:
+    """Wrap `handler` so an event is recorded as done for `consumer` only after it returned.
+
+    An event already recorded is skipped. Nothing is written before the
+    handler's effect: a crash before, during or after it (but before the
+    record) means the redelivered event runs the handler again. The effect
+    is therefore at least once; make it idempotent itself, with a key
+    derived from the event id (``f"welcome/{event.id}"``), so that a second
+    call is no second effect. Two deliveries running at once (a rebalance
+    mid-handler) both call the handler, with the same key.
+    """
+
+    async def effect_then_record(event: Envelope[Any]) -> None:
+        if await store.seen(consumer, event.id):
+            log.debug("%s: event %s was already processed; skipped", consumer, event.id)
+            return
+        await handler(event)
+        await store.claim(consumer, event.id)
+
+    return effect_then_record
+
+
 class InMemoryProcessedEventStore:
     """A `ProcessedEventStore` in a dict, for tests and the embedded mode.
 
@@ -121,6 +161,11 @@ class InMemoryProcessedEventStore:
             return False
         self._claims[consumer, event_id] = now + self.ttl
         return True
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """See `ProcessedEventStore.seen`."""
+        expires = self._claims.get((consumer, event_id))
+        return expires is not None and expires > time.monotonic()
 
     async def release(self, consumer: str, event_id: str) -> None:
         """See `ProcessedEventStore.release`."""
@@ -154,6 +199,10 @@ class RedisProcessedEventStore:
         """See `ProcessedEventStore.claim`."""
         created = await self.client.set(self._key(consumer, event_id), b"1", nx=True, px=self.ttl)
         return bool(created)
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """See `ProcessedEventStore.seen`."""
+        return bool(await self.client.exists(self._key(consumer, event_id)))
 
     async def release(self, consumer: str, event_id: str) -> None:
         """See `ProcessedEventStore.release`."""
@@ -252,9 +301,10 @@ class SqlClaims:
     """A `ProcessedEventStore` on ``commercekit_processed_events``, each claim committed at once.
 
     For handlers whose effect is outside the database (a mail, an HTTP
-    call), with `idempotent`: the claim commits before the effect, and a
-    failed effect's `release` deletes it, so a redelivery runs it again.
-    When the effect is a database change, prefer
+    call): with `record_after`, the event is recorded once the effect is
+    done (the effect carries an idempotency key); with `idempotent`, the
+    claim commits before the effect, and a failed effect's `release`
+    deletes it. When the effect is a database change, prefer
     `SqlProcessedEventStore.handler`, which records the event in the
     effect's own transaction.
 
@@ -270,6 +320,11 @@ class SqlClaims:
         """See `ProcessedEventStore.claim`."""
         async with self.sessions() as session, session.begin():
             return await self.store.claim(session, consumer, event_id)
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """See `ProcessedEventStore.seen`."""
+        async with self.sessions() as session:
+            return await self.store.seen(session, consumer, event_id)
 
     async def release(self, consumer: str, event_id: str) -> None:
         """See `ProcessedEventStore.release`."""
