@@ -229,11 +229,19 @@ class PaymentSettings(ServiceSettings):
         currency: ``CURRENCY``, the ISO code of prices and payments.
         refund_retry_seconds: ``REFUND_RETRY_SECONDS``, how often refunds
             the processor refused are tried again.
+        payment_hold_seconds: ``PAYMENT_HOLD_SECONDS``, how long, at least,
+            a reservation stays held from the moment its charge is accepted
+            (a payment accepted before the deadline is settled against its
+            hold, however late its event arrives within this time).
+        redis_shards: ``REDIS_SHARDS``, as the inventory service has it (the
+            payment service pins holds in the same Redis).
     """
 
     payment_success_rate: float = Field(default=0.8, ge=0.0, le=1.0)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     refund_retry_seconds: float = Field(default=30.0, gt=0)
+    payment_hold_seconds: float = Field(default=900.0, gt=0)
+    redis_shards: int = Field(default=1, ge=1, le=16384)
 
 
 class EmailSettings(ServiceSettings):

@@ -22,7 +22,11 @@ from commercekit.payments import (
     RefundStatus,
     SimulatedProcessor,
 )
-from commercekit.reservations import ReservationLedger
+from commercekit.reservations import (
+    DurableReservations,
+    RedisReservationStore,
+    ReservationLedger,
+)
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import every, track_consumer_lag
 from reference_app.common.infra import Infra, connect
@@ -96,20 +100,38 @@ async def retry_refunds(services: PaymentServices) -> None:
 async def wire(app: FastAPI, settings: PaymentSettings, infra: Infra) -> AsyncIterator[None]:
     """Build the payment service's adapters on `infra` (``app.state.payment``).
 
-    Subscribes the ``refund.requested`` consumer (group ``payment``) on
-    ``infra.bus``, registers the ``refapp_payment_*`` metrics, and retries
-    refused refunds every ``refund_retry_seconds`` until exit.
+    Each charge pins its reservation's hold in ``infra.redis`` for
+    ``payment_hold_seconds`` first. Subscribes the ``refund.requested``
+    consumer (group ``payment``) on ``infra.bus``, registers the
+    ``refapp_payment_*`` metrics, and retries refused refunds every
+    ``refund_retry_seconds`` until exit.
     """
     # shared: every replica (and a restarted process) refunds what another charged.
     processor = SimulatedProcessor(success_rate=settings.payment_success_rate, shared=True)
     outbox = Outbox()
+    ledger = ReservationLedger(infra.engine)
+    # The inventory service's holds, which a charge pins until it is settled.
+    holds = DurableReservations(
+        RedisReservationStore(
+            infra.redis, shards=settings.redis_shards, guarded=True, pipeline=not infra.embedded
+        ),
+        ledger,
+    )
+    payments = PaymentService(
+        infra.sessions,
+        processor,
+        outbox=outbox,
+        source=EVENT_SOURCE,
+        reservations=holds,
+        payment_hold=settings.payment_hold_seconds,
+    )
     services = PaymentServices(
         settings=settings,
         sessions=infra.sessions,
         processor=processor,
-        payments=PaymentService(infra.sessions, processor, outbox=outbox, source=EVENT_SOURCE),
+        payments=payments,
         refunds=RefundService(infra.sessions, processor, outbox=outbox, source=EVENT_SOURCE),
-        ledger=ReservationLedger(infra.engine),
+        ledger=ledger,
         metrics=PaymentMetrics.register(app.state.metrics_registry),
     )
     app.state.payment = services
@@ -130,11 +152,11 @@ async def wire(app: FastAPI, settings: PaymentSettings, infra: Infra) -> AsyncIt
 
 
 def create_app(settings: PaymentSettings) -> FastAPI:
-    """The payment service, wired to the PostgreSQL and Kafka `settings` name."""
+    """The payment service, wired to the PostgreSQL, Redis and Kafka `settings` name."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with connect(settings, client_id="payment-service", kafka=True) as infra:
+        async with connect(settings, client_id="payment-service", redis=True, kafka=True) as infra:
             app.state.readiness.update(infra.checks)
             async with wire(app, settings, infra):
                 log.info("payment service ready")

@@ -12,17 +12,43 @@ body returns the recorded payment; with another body it raises
 `PaymentConflict`. Two concurrent calls with one key both reach the
 processor, which charges once (its own idempotency by key), and one row and
 one event are written.
+
+**The deadline is judged when the charge is accepted.** Give the service
+the reservation store (``reservations=``) and each charge first *pins* its
+hold: a PENDING reservation's deadline is moved to at least
+``payment_hold`` from now (`ReservationStore.extend`, atomic in the store,
+so the deadline is judged once, on the store's clock). A charge pinned
+before the deadline is then settled against a hold that is still there,
+however late its event arrives (within ``payment_hold``): it confirms the
+reservation and is never refunded as late. A reservation that had expired,
+was cancelled or paid is charged all the same, and the settlement refunds
+that payment. When the store cannot be reached, nothing is charged
+(`BackendUnavailable`).
+
+```python
+payments = PaymentService(sessions, processor, reservations=durable, payment_hold=900)
+```
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from typing import Any
 
-from commercekit.errors import MissingExtraError, PaymentConflict
+from commercekit.errors import (
+    ConfigurationError,
+    InvalidTransition,
+    MissingExtraError,
+    PaymentConflict,
+    ReservationNotFound,
+)
 from commercekit.events.catalog import PaymentConfirmed, PaymentFailed
 from commercekit.events.envelope import Envelope
 from commercekit.payments.models import Payment, PaymentIntent, PaymentStatus
 from commercekit.payments.processor import PaymentProcessor
+from commercekit.reservations.models import Reservation, ReservationStatus
+from commercekit.reservations.store import ReservationStore, TTLInput
 
 try:
     from sqlalchemy import select
@@ -35,6 +61,11 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
 __all__ = ["PaymentService"]
+
+log = logging.getLogger("commercekit.payments")
+
+DEFAULT_PAYMENT_HOLD = dt.timedelta(minutes=15)
+"""How long a pinned hold lasts at least, from the charge (see the module docs)."""
 
 
 def _payment(row: PaymentRow) -> Payment:
@@ -60,6 +91,11 @@ class PaymentService:
         processor: charges the intents.
         outbox: where the payment events are written.
         source: the events' CloudEvents ``source``.
+        reservations: the reservation store whose holds a charge pins
+            (`pin`); without it the deadline is judged at settlement.
+        payment_hold: how long, at least, a pinned hold lasts from the
+            charge: longer than the settlement may take (a Kafka outage
+            included). ``timedelta`` or seconds.
     """
 
     def __init__(
@@ -69,11 +105,55 @@ class PaymentService:
         *,
         outbox: Outbox | None = None,
         source: str = "payments",
+        reservations: ReservationStore | None = None,
+        payment_hold: TTLInput = DEFAULT_PAYMENT_HOLD,
     ) -> None:
         self.sessions = sessions
         self.processor = processor
         self.outbox = outbox or Outbox()
         self.source = source
+        self.reservations = reservations
+        if not isinstance(payment_hold, dt.timedelta):
+            payment_hold = dt.timedelta(seconds=payment_hold)
+        if payment_hold <= dt.timedelta(0):
+            raise ConfigurationError(f"payment_hold must be positive, got {payment_hold}")
+        self.payment_hold = payment_hold
+
+    async def pin(self, reservation_id: str) -> Reservation | None:
+        """Keep a PENDING hold for at least `payment_hold` from now; return the reservation.
+
+        The deadline is moved only forward, by the store's atomic
+        `ReservationStore.extend`, which judges the deadline atomically on
+        the store's clock: a hold past its deadline is not pinned (a charge
+        made now is a late payment, refunded at settlement). A reservation
+        that has ended is returned as it is; an unknown one is None.
+        Without `reservations`, None.
+
+        Raises:
+            BackendUnavailable: the store cannot be reached; charge nothing.
+        """
+        if self.reservations is None:
+            return None
+        try:
+            hold = await self.reservations.get(reservation_id)
+            if hold.status is not ReservationStatus.PENDING:
+                return hold
+            left = hold.expires_at - dt.datetime.now(dt.UTC)
+            # Past its deadline (late: the sweeper expires it), or held long
+            # enough already (a hold is never shortened): leave it.
+            if not dt.timedelta(0) < left < self.payment_hold:
+                return hold
+            # The store judges the deadline again, atomically, on its own clock.
+            return await self.reservations.extend(reservation_id, self.payment_hold)
+        except ReservationNotFound:
+            return None
+        except InvalidTransition as exc:  # ended meanwhile, or expired by this very call
+            log.info(
+                "reservation %s is %s: its payment will be refunded",
+                reservation_id,
+                exc.reservation.status.value,
+            )
+            return exc.reservation
 
     async def get(self, idempotency_key: str) -> Payment | None:
         """The payment recorded for an idempotency key, if any."""
@@ -99,9 +179,14 @@ class PaymentService:
         `correlation_id` (the request's id, say) goes into the payment's
         event; a replay returns the recorded payment and writes no event.
 
+        With `reservations`, the reservation's hold is pinned (`pin`) before
+        the charge.
+
         Raises:
             PaymentConflict: the key was used with another body; nothing was charged.
             ProcessorUnavailable: the processor failed; retry with the same key.
+            BackendUnavailable: the reservation store cannot be reached; nothing
+                was charged.
         """
         fingerprint = intent.fingerprint()
         async with self.sessions() as session:
@@ -112,6 +197,7 @@ class PaymentService:
                 if known.fingerprint != fingerprint:
                     raise PaymentConflict(intent.idempotency_key)
                 return _payment(known)
+        await self.pin(intent.reservation_id)
         payment = await self.processor.charge(intent)
         async with self.sessions() as session, session.begin():
             module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite

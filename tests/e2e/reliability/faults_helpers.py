@@ -71,7 +71,7 @@ SETTLE_WITHIN = 90.0
 DEPENDENCIES = {
     "user": ("postgres",),
     "inventory": ("kafka", "postgres", "redis"),
-    "payment": ("kafka", "postgres"),
+    "payment": ("kafka", "postgres", "redis"),  # it pins holds as it accepts a charge
     "email": ("kafka", "postgres"),
     "worker": ("kafka", "postgres", "redis"),
 }

@@ -757,11 +757,19 @@ async def test_a_payment_settling_during_a_redis_outage_is_not_lost(
     assert held.status_code == 201, held.text
     rid = held.json()["reservationId"]
 
-    await asyncio.to_thread(stack.redis.stop)
+    # The payment service pins the hold in Redis as it takes the payment; the inventory
+    # replicas are frozen meanwhile, so that its settlement meets the outage.
+    inventory = stack.processes("inventory")
+    for process in inventory:
+        pause(process)
     try:
-        # The payment service needs no Redis: it takes the payment; settling it must wait.
         paid = await shopper.pay(rid, "6.00")
         assert paid.status_code == 202, paid.text
+        await asyncio.to_thread(stack.redis.stop)
+    finally:
+        for process in inventory:
+            resume(process)
+    try:
 
         async def settlement_tried() -> bool:  # and met the outage: it logs a retry
             return any(

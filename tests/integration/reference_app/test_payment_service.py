@@ -126,10 +126,24 @@ async def _never(_: FastAPI) -> AsyncIterator[None]:  # the test enters `wire` i
     yield
 
 
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
 @asynccontextmanager
-async def running(engine: AsyncEngine, **settings: Any) -> AsyncIterator[Service]:
+async def running(
+    engine: AsyncEngine, redis_client: aioredis.Redis, **settings: Any
+) -> AsyncIterator[Service]:
     bus = InMemoryEventBus()
-    infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False), event_bus=bus)
+    infra = Infra(
+        engine,
+        async_sessionmaker(engine, expire_on_commit=False),
+        event_bus=bus,
+        redis_client=redis_client,
+    )
     values = {"environment": "development", "currency": "USD", "refund_retry_seconds": 3600}
     config = PaymentSettings(**{**values, **settings})
     app = service_app("payment", lifespan=_never)
@@ -140,12 +154,20 @@ async def running(engine: AsyncEngine, **settings: Any) -> AsyncIterator[Service
         wire(app, config, infra),
         httpx.AsyncClient(transport=transport, base_url="http://payment") as client,
     ):
-        yield Service(app, client, bus, infra)
+        service = Service(app, client, bus, infra)
+        # The holds a charge pins, in a namespace of this test's own on the shared Redis
+        # (the `reservations` fixture swaps in the inventory side's store).
+        holds = RedisReservationStore(
+            redis_client, prefix=f"pay{uuid.uuid4().hex[:8]}", guarded=True
+        )
+        service.state.payments.reservations = DurableReservations(holds, ReservationLedger(engine))
+        await service.state.payments.reservations.start()
+        yield service
 
 
 @pytest.fixture
-async def service(engine: AsyncEngine) -> AsyncIterator[Service]:
-    async with running(engine) as running_service:
+async def service(engine: AsyncEngine, redis_client: aioredis.Redis) -> AsyncIterator[Service]:
+    async with running(engine, redis_client) as running_service:
         yield running_service
 
 
@@ -205,8 +227,10 @@ async def test_a_declined_payment_shows_as_failed(service: Service) -> None:
     assert await service.metric('refapp_payment_payments_total{outcome="failed"}') == 1
 
 
-async def test_without_a_method_the_success_rate_decides(engine: AsyncEngine) -> None:
-    async with running(engine, payment_success_rate=0.0) as service:
+async def test_without_a_method_the_success_rate_decides(
+    engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    async with running(engine, redis_client, payment_success_rate=0.0) as service:
         reservation = await service.reserve()
         assert (await service.pay(reservation.id, method=None)).status_code == 202
         assert (await service.status(reservation.id)).json()["status"] == "failed"
@@ -408,8 +432,10 @@ async def refund_completed(client: httpx.AsyncClient, reservation_id: str) -> bo
     return [r["status"] for r in shown["refunds"]] == ["completed"]
 
 
-async def test_refunds_left_requested_are_completed_by_the_retry(engine: AsyncEngine) -> None:
-    async with running(engine, refund_retry_seconds=0.05) as service:
+async def test_refunds_left_requested_are_completed_by_the_retry(
+    engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    async with running(engine, redis_client, refund_retry_seconds=0.05) as service:
         reservation = await service.reserve()
         await service.pay(reservation.id)
         payment = await payment_of(service, reservation.id)
@@ -426,15 +452,15 @@ async def test_refunds_left_requested_are_completed_by_the_retry(engine: AsyncEn
 # ------------------------------------------- with the inventory's settlement
 @pytest.fixture
 async def reservations(
-    engine: AsyncEngine, redis_server: RedisServer
-) -> AsyncIterator[DurableReservations]:
-    client = aioredis.from_url(redis_server.url)
-    store = RedisReservationStore(client, prefix=f"pay{uuid.uuid4().hex[:8]}", guarded=True)
+    engine: AsyncEngine, redis_client: aioredis.Redis, service: Service
+) -> DurableReservations:
+    """The inventory side's holds; the payment service pins these."""
+    store = RedisReservationStore(redis_client, prefix=f"pay{uuid.uuid4().hex[:8]}", guarded=True)
     durable = DurableReservations(store, ReservationLedger(engine))
     await durable.start()
     await durable.set_stock("SKU-1", 10)
-    yield durable
-    await client.aclose()
+    service.state.payments.reservations = durable
+    return durable
 
 
 async def settle_all(service: Service, reservations: DurableReservations) -> list[str]:
@@ -476,13 +502,48 @@ async def test_a_late_payment_is_charged_then_refunded(
     assert service.state.processor.refund_calls == 1
 
 
+async def test_a_payment_accepted_before_the_deadline_is_confirmed_however_late_settled(
+    service: Service, reservations: DurableReservations
+) -> None:
+    reservation = await reservations.reserve([("SKU-1", 2)], ttl=1.0, owner="u-alice")
+    wait = (reservation.expires_at - dt.datetime.now(dt.UTC)).total_seconds() - 0.18
+    await asyncio.sleep(max(0.0, wait))
+    assert (await service.pay(reservation.id)).status_code == 202
+    assert dt.datetime.now(dt.UTC) < reservation.expires_at  # answered before expiresAt
+    await asyncio.sleep(1.5)  # the event is late (a Kafka outage); the sweeper runs
+    assert await reservations.expire_due() == []
+    assert await settle_all(service, reservations) == [SettlementOutcome.CONFIRMED.value]
+    shown = (await service.status(reservation.id)).json()
+    assert (shown["status"], shown["refunds"]) == ("confirmed", [])
+    assert (await reservations.get(reservation.id)).status is ReservationStatus.CONFIRMED
+
+
+async def test_a_payment_is_a_503_and_charges_nothing_when_holds_cannot_be_pinned(
+    service: Service, reservations: DurableReservations
+) -> None:
+    reservation = await reservations.reserve([("SKU-1", 2)], ttl=60, owner="u-alice")
+    down = aioredis.Redis(port=1, socket_connect_timeout=0.5)  # nothing listens there
+    service.state.payments.reservations = DurableReservations(
+        RedisReservationStore(down, guarded=True), ReservationLedger(service.infra.engine)
+    )
+    try:
+        assert_error(await service.pay(reservation.id, key="k-down"), 503)
+    finally:
+        await down.aclose()
+    assert service.state.processor.charge_calls == 0
+    assert await service.outbox() == []
+
+
 # ------------------------------------------------------- the real lifespan
 async def test_create_app_serves_and_completes_refunds_over_kafka(
-    postgres_server: PostgresServer, kafka_server: KafkaServer
+    postgres_server: PostgresServer, kafka_server: KafkaServer, redis_server: RedisServer
 ) -> None:
     url = postgres_server.create_database(f"payment_{uuid.uuid4().hex[:10]}")
     settings = PaymentSettings(
-        environment="development", database_url=url, kafka_broker=kafka_server.bootstrap_servers
+        environment="development",
+        database_url=url,
+        kafka_broker=kafka_server.bootstrap_servers,
+        redis_url=redis_server.url,
     )
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
@@ -492,7 +553,7 @@ async def test_create_app_serves_and_completes_refunds_over_kafka(
     ):
         ready = await client.get("/ready")
         assert ready.status_code == 200, ready.text
-        assert set(ready.json()["checks"]) == {"postgres", "kafka"}
+        assert set(ready.json()["checks"]) == {"postgres", "kafka", "redis"}
         state: PaymentServices = app.state.payment
         now = dt.datetime.now(dt.UTC)
         reservation = Reservation(
