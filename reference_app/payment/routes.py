@@ -16,7 +16,7 @@ from commercekit.payments import (
     Refund,
     RefundStatus,
     SettlementOutcome,
-    settlement_outcome,
+    settlement_outcomes,
 )
 from commercekit.reservations import Reservation, ReservationLedger
 from reference_app.common import ApiError, CurrentUser, request_id
@@ -192,23 +192,37 @@ async def get_payment(
     refunds: RefundsDep,
     ledger: LedgerDep,
 ) -> PaymentPublic:
-    """The reservation's latest payment, its status, and the refunds of all its payments."""
+    """The reservation's payment, its status, and the refunds of all its payments.
+
+    The payment shown is the one that paid the reservation, once one has;
+    before that, the latest still being settled; else the latest. So a paid
+    order reads as paid, whatever was tried after it (a declined retry, a
+    double payment being refunded).
+    """
     await _owned(ledger, reservation_id, user.user_id)
     history = await payments.for_reservation(reservation_id)
     if not history:
         raise ApiError(404, "no payment for this reservation", code="payment_not_found")
-    latest = history[-1]
-    # The outcome first: a settlement commits its refund in the same transaction,
-    # so once the outcome is seen, the refunds read next include its refund.
-    outcome = await settlement_outcome(services.sessions, latest.id)
+    # The outcomes first: a settlement commits its refund in the same transaction,
+    # so once an outcome is seen, the refunds read next include its refund.
+    outcomes = await settlement_outcomes(services.sessions, reservation_id)
     found = await refunds.for_reservation(reservation_id)
-    refund = next((r for r in found if r.payment_id == latest.id), None)
+    shown = _shown(history, outcomes)
+    outcome = outcomes.get(shown.id)
+    refund = next((r for r in found if r.payment_id == shown.id), None)
     return PaymentPublic(
         reservation_id=reservation_id,
-        payment_id=latest.id,
-        status=payment_state(latest, outcome, refund),
-        amount=latest.amount,
-        currency=latest.currency,
-        failure_reason=latest.failure_message if not latest.succeeded else None,
+        payment_id=shown.id,
+        status=payment_state(shown, outcome, refund),
+        amount=shown.amount,
+        currency=shown.currency,
+        failure_reason=shown.failure_message if not shown.succeeded else None,
         refunds=[_refund_public(r) for r in found],
     )
+
+
+def _shown(history: list[Payment], outcomes: dict[str, SettlementOutcome]) -> Payment:
+    """Of a reservation's payments (oldest first), the one that says how it stands."""
+    paid = [p for p in history if outcomes.get(p.id) is SettlementOutcome.CONFIRMED]
+    settling = [p for p in history if p.succeeded and p.id not in outcomes]
+    return (paid or settling or history)[-1]

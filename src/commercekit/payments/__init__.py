@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         SettlementOutcome,
         SettlementResult,
         settlement_outcome,
+        settlement_outcomes,
     )
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "SettlementResult",
     "SimulatedProcessor",
     "settlement_outcome",
+    "settlement_outcomes",
 ]
 
 _LAZY = {
@@ -88,6 +90,7 @@ _LAZY = {
     "SettlementOutcome": "commercekit.payments.settlement",
     "SettlementResult": "commercekit.payments.settlement",
     "settlement_outcome": "commercekit.payments.settlement",
+    "settlement_outcomes": "commercekit.payments.settlement",
 }
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

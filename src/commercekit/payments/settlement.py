@@ -77,6 +77,7 @@ __all__ = [
     "SettlementOutcome",
     "SettlementResult",
     "settlement_outcome",
+    "settlement_outcomes",
 ]
 
 log = logging.getLogger("commercekit.payments")
@@ -333,3 +334,25 @@ async def settlement_outcome(
             select(SettlementRow.outcome).where(SettlementRow.payment_id == payment_id)
         )
     return None if outcome is None else SettlementOutcome(outcome)
+
+
+async def settlement_outcomes(
+    sessions: async_sessionmaker[AsyncSession], reservation_id: str
+) -> dict[str, SettlementOutcome]:
+    """How each settled payment of a reservation was settled, by payment id.
+
+    Payments not settled yet are absent. At most one is
+    `SettlementOutcome.CONFIRMED`: the one that paid the reservation.
+    """
+    async with sessions() as session:
+        rows = await session.execute(
+            select(SettlementRow.payment_id, SettlementRow.outcome).where(
+                SettlementRow.reservation_id == reservation_id,
+                SettlementRow.outcome.is_not(None),
+            )
+        )
+        return {
+            payment_id: SettlementOutcome(outcome)
+            for payment_id, outcome in rows
+            if outcome is not None  # (the query has none; the type does)
+        }

@@ -534,6 +534,39 @@ async def test_a_payment_is_a_503_and_charges_nothing_when_holds_cannot_be_pinne
     assert await service.outbox() == []
 
 
+async def test_a_paid_order_reads_as_paid_after_a_declined_retry(
+    service: Service, reservations: DurableReservations
+) -> None:
+    reservation = await reservations.reserve([("SKU-1", 2)], ttl=60, owner="u-alice")
+    paid = (await service.pay(reservation.id)).json()
+    assert await settle_all(service, reservations) == [SettlementOutcome.CONFIRMED.value]
+    assert (await service.pay(reservation.id, method="tok_declined")).status_code == 202
+    shown = (await service.status(reservation.id)).json()
+    assert (shown["paymentId"], shown["status"]) == (paid["paymentId"], "confirmed")
+    assert shown["failureReason"] is None
+    settlement = PaymentSettlement(reservations, RefundService(service.infra.sessions, None))
+    for event in await service.outbox():  # the decline settles too: it changes nothing
+        if event.type == "payment.failed":
+            assert (await settlement.settle(event)).outcome is SettlementOutcome.RELEASED
+    shown = (await service.status(reservation.id)).json()
+    assert (shown["paymentId"], shown["status"], shown["refunds"]) == (
+        paid["paymentId"],
+        "confirmed",
+        [],
+    )
+    assert (await reservations.get(reservation.id)).status is ReservationStatus.CONFIRMED
+
+
+async def test_a_payment_being_settled_reads_as_processing_after_a_declined_retry(
+    service: Service,
+) -> None:
+    reservation = await service.reserve()
+    paid = (await service.pay(reservation.id)).json()
+    await service.pay(reservation.id, method="tok_declined")
+    shown = (await service.status(reservation.id)).json()
+    assert (shown["paymentId"], shown["status"]) == (paid["paymentId"], "processing")
+
+
 # ------------------------------------------------------- the real lifespan
 async def test_create_app_serves_and_completes_refunds_over_kafka(
     postgres_server: PostgresServer, kafka_server: KafkaServer, redis_server: RedisServer
