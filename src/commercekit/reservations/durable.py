@@ -25,11 +25,9 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
-
-from sqlalchemy.exc import SQLAlchemyError  # the ledger's import checked the extra
 
 from commercekit.errors import (
     BackendUnavailable,
@@ -46,6 +44,7 @@ from commercekit.reservations.models import Reservation, ReservationStatus, Stoc
 from commercekit.reservations.redis import RedisReservationStore
 from commercekit.reservations.store import LineInput, TTLInput
 from commercekit.reservations.sweeper import ExpiryCallback, report_expiry
+from commercekit.transient import is_transient
 
 if TYPE_CHECKING:
     from commercekit.plugins import PluginManager
@@ -56,7 +55,23 @@ logger = logging.getLogger("commercekit.reservations.durable")
 
 T = TypeVar("T")
 
-_LEDGER_DOWN = (SQLAlchemyError, OSError, TimeoutError)
+
+@contextlib.contextmanager
+def _ledger_down(message: str) -> Iterator[None]:
+    """Raise a transient failure of the ledger as `BackendUnavailable` (with `message`).
+
+    A `BackendUnavailable` (Redis's, inside a ledger call) passes unchanged;
+    an error that is not transient (a bug, a constraint) passes unchanged
+    too, so a consumer dead-letters it instead of retrying it forever.
+    """
+    try:
+        yield
+    except BackendUnavailable:
+        raise
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        raise BackendUnavailable(f"{message}: {exc}") from exc
 
 
 @dataclass
@@ -136,10 +151,8 @@ class DurableReservations:
 
         Returns False if another replica restored it first.
         """
-        try:
+        with _ledger_down("ledger unavailable, cannot restore redis"):
             stock, pending = await self.ledger.snapshot()
-        except _LEDGER_DOWN as exc:
-            raise BackendUnavailable(f"ledger unavailable, cannot restore redis: {exc}") from exc
         restored = await self.store.restore(stock, pending, marker=str(uuid.uuid4()))
         if restored:
             # An empty ledger restored into an empty Redis is a first start, not news.
@@ -161,13 +174,11 @@ class DurableReservations:
             return await call()
 
     async def _record(self, reservation: Reservation) -> None:
-        try:
+        with _ledger_down(
+            f"reservation {reservation.id} is {reservation.status.value} in redis but the "
+            "ledger could not record it (retrying the call records it)"
+        ):
             changed = await self.ledger.record_transition(reservation)
-        except _LEDGER_DOWN as exc:
-            raise BackendUnavailable(
-                f"reservation {reservation.id} is {reservation.status.value} in redis but the "
-                f"ledger could not record it ({exc}); retrying the call records it"
-            ) from exc
         if changed:
             self._announce(reservation)
 
@@ -187,10 +198,8 @@ class DurableReservations:
     # -------------------------------------------------------------- stock
     async def _stock(self, sku: str, change: Callable[[], Awaitable[StockLevel]]) -> StockLevel:
         sku = _input.check_sku(sku)
-        try:
+        with _ledger_down("ledger unavailable"):
             return await self.ledger.change_stock(sku, lambda: self._redis(change))
-        except _LEDGER_DOWN as exc:
-            raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
 
     async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
         """See `ReservationStore.set_stock`; the total is recorded in the ledger."""
@@ -233,11 +242,13 @@ class DurableReservations:
                 created = await self._batch.submit(hold)
             else:
                 created = await self.ledger.record_created(hold)
-        except _LEDGER_DOWN as exc:
-            if not made:  # a replay: the hold is the first call's, and so is its record
-                raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
-            await self._undo(hold)
-            raise BackendUnavailable(f"ledger unavailable; the hold was released: {exc}") from exc
+        except Exception as exc:
+            if made:  # not a replay (whose hold and record are the first call's): undo it
+                await self._undo(hold)
+            if not is_transient(exc):
+                raise
+            released = "; the hold was released" if made else ""
+            raise BackendUnavailable(f"ledger unavailable{released}: {exc}") from exc
         if created and self.plugins is not None:
             self.plugins.reservation_created(hold)
         return hold
@@ -297,10 +308,8 @@ class DurableReservations:
         """See `ReservationStore.get`; falls back to the ledger past Redis's retention."""
         with contextlib.suppress(ReservationNotFound):
             return await self._redis(lambda: self.store.get(reservation_id))
-        try:
+        with _ledger_down("ledger unavailable"):
             found = await self.ledger.get(reservation_id)
-        except _LEDGER_DOWN as exc:
-            raise BackendUnavailable(f"ledger unavailable: {exc}") from exc
         if found is None:
             raise ReservationNotFound(reservation_id)
         return found
