@@ -2,12 +2,12 @@
 
 The server is made to refuse for real, never mocked:
 
-- 57P03 "the database system is not accepting connections": the cluster is
-  restarted as a standby with ``hot_standby=off`` (a standby.signal file),
-  which refuses every connection with SQLSTATE 57P03, the code of a server
-  starting up, for as long as the test wants; ``pg_ctl promote`` ends it.
-  A crash recovery gives the same code but only for a moment, which a test
-  cannot hold deterministically.
+- 57P03 "the database system is not accepting connections":
+  `PostgresServer.refuse_connections` restarts the cluster as a standby
+  without hot standby, which refuses every connection with SQLSTATE 57P03,
+  the code of a server starting up, for as long as the test wants;
+  `accept_connections` promotes it. A crash recovery gives the same code
+  but only for a moment, which a test cannot hold deterministically.
 - 53300 "too many clients already": every slot of ``max_connections`` taken.
 - 25006 "read-only transaction": ``ALTER DATABASE ... SET
   default_transaction_read_only = on``, as on a demoted primary.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -50,48 +49,10 @@ INSERT = "INSERT INTO handled (event_id) VALUES (:id)"
 """What the handler does: one row per event handled."""
 
 
-class RefusingPostgres(PostgresServer):
-    """A `PostgresServer` that can be turned into a standby refusing every connection (57P03)."""
-
-    standby = False
-
-    def _command(self) -> list[str]:
-        command = super()._command()
-        return [*command, "-c", "hot_standby=off"] if self.standby else command
-
-    def _is_ready(self) -> bool:
-        if not self.standby:
-            return super()._is_ready()
-        # pg_isready: 0 accepting, 1 rejecting (what a standby without hot standby does).
-        probe = [str(self._bindir / "pg_isready"), *self._client_args(), "-d", "postgres", "-q"]
-        return subprocess.run(probe, check=False).returncode in (0, 1)
-
-    def _after_ready(self) -> None:
-        if not self.standby:
-            super()._after_ready()
-
-    def refuse_connections(self) -> None:
-        """Restart as a standby that answers every connection with 57P03."""
-        self.stop()
-        (self.data_dir / "standby.signal").touch()
-        self.standby = True
-        self.start()
-
-    def accept_connections(self) -> None:
-        """Promote the standby: it accepts connections again, with its data."""
-        subprocess.run(
-            [str(self._bindir / "pg_ctl"), "promote", "-w", "-D", str(self.data_dir)],
-            check=True,
-            capture_output=True,
-            **self._popen_options(),
-        )
-        self.standby = False
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefusingPostgres]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL of this module's own (the tests break it), with few connection slots."""
-    instance = RefusingPostgres(Path(tmp_path_factory.mktemp("refusing")), max_connections=12)
+    instance = PostgresServer(Path(tmp_path_factory.mktemp("refusing")), max_connections=12)
     try:
         instance.start()
     except ServerNotAvailable as exc:
@@ -103,10 +64,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefusingPostgre
 
 
 @pytest.fixture
-async def database(server: RefusingPostgres) -> str:
+async def database(server: PostgresServer) -> str:
     """A fresh database with a ``handled`` table; its SQLAlchemy URL."""
-    if server.standby:
-        server.accept_connections()
+    server.accept_connections()  # if a test left it refusing
     name = f"t_{uuid.uuid4().hex[:10]}"
     url = server.create_database(name).replace("postgresql://", "postgresql+asyncpg://")
     engine = create_async_engine(url, poolclass=NullPool)
@@ -198,7 +158,7 @@ def assert_waited_out(
 
 # -------------------------------------------------------------------- 57P03
 async def test_a_consumer_waits_out_postgresql_not_accepting_connections_57p03(
-    server: RefusingPostgres, engine: AsyncEngine
+    server: PostgresServer, engine: AsyncEngine
 ) -> None:
     await asyncio.to_thread(server.refuse_connections)
 
@@ -210,7 +170,7 @@ async def test_a_consumer_waits_out_postgresql_not_accepting_connections_57p03(
 
 
 async def test_the_payment_route_answers_503_with_retry_after_while_postgresql_refuses(
-    server: RefusingPostgres, redis_server: RedisServer
+    server: PostgresServer, redis_server: RedisServer
 ) -> None:
     url = server.create_database(f"pay_{uuid.uuid4().hex[:10]}")
     engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
@@ -239,7 +199,7 @@ async def test_the_payment_route_answers_503_with_retry_after_while_postgresql_r
 
 # -------------------------------------------------------------------- 53300
 async def test_a_consumer_waits_out_too_many_connections_53300(
-    server: RefusingPostgres, engine: AsyncEngine
+    server: PostgresServer, engine: AsyncEngine
 ) -> None:
     hogs: list[asyncpg.Connection] = []
 
@@ -263,7 +223,7 @@ async def test_a_consumer_waits_out_too_many_connections_53300(
 
 # -------------------------------------------------------------------- 25006
 async def test_a_consumer_waits_out_a_read_only_database_25006(
-    server: RefusingPostgres, engine: AsyncEngine, database: str
+    server: PostgresServer, engine: AsyncEngine, database: str
 ) -> None:
     name = database.rsplit("/", 1)[1]
     admin = await asyncpg.connect(server.url_for("postgres"))
@@ -282,7 +242,7 @@ async def test_a_consumer_waits_out_a_read_only_database_25006(
 
 # -------------------------------------------------------------------- 57P01
 async def test_a_consumer_retries_a_backend_terminated_under_it_57p01(
-    server: RefusingPostgres, engine: AsyncEngine
+    server: PostgresServer, engine: AsyncEngine
 ) -> None:
     admin = await asyncpg.connect(server.url_for("postgres"))
     terminations: list[asyncio.Task[int]] = []

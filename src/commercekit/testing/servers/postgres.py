@@ -82,6 +82,7 @@ class PostgresServer(Server):
         self.max_connections = max_connections
         self._user = _SUPERUSER if os.geteuid() == 0 else None
         self.data_dir = self.workdir / "data"
+        self.refusing = False
 
     @classmethod
     def missing(cls) -> str | None:
@@ -163,6 +164,32 @@ class PostgresServer(Server):
         if result.returncode != 0:
             raise ServerStartError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
+    def refuse_connections(self) -> None:
+        """Restart as a standby that refuses every connection with SQLSTATE 57P03.
+
+        57P03 ("cannot connect now") is what a server that is starting up
+        answers; a standby without hot standby answers it too ("the database
+        system is not accepting connections"), for as long as it stays one,
+        so a test can hold the refusal. The data is kept; restarts keep
+        refusing until `accept_connections`.
+        """
+        self.stop()
+        (self.data_dir / "standby.signal").touch()
+        self.refusing = True
+        self.start()
+
+    def accept_connections(self) -> None:
+        """Promote the standby of `refuse_connections`: it serves its data again."""
+        if not self.refusing:
+            return
+        subprocess.run(
+            [str(self._bindir / "pg_ctl"), "promote", "-w", "-D", str(self.data_dir)],
+            capture_output=True,
+            check=True,
+            **self._popen_options(),
+        )
+        self.refusing = False
+
     def _command(self) -> list[str]:
         settings = {
             "listen_addresses": self.host,
@@ -173,6 +200,8 @@ class PostgresServer(Server):
         }
         if not self.durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        if self.refusing:
+            settings["hot_standby"] = "off"
         args = [str(self._bindir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
@@ -183,7 +212,9 @@ class PostgresServer(Server):
             [str(self._bindir / "pg_isready"), *self._client_args(), "-d", "postgres", "-q"],
             check=False,
         )
-        return result.returncode == 0
+        # pg_isready: 0 accepting connections, 1 rejecting them (as `refusing` asks).
+        return result.returncode in ((0, 1) if self.refusing else (0,))
 
     def _after_ready(self) -> None:
-        self.create_database(self.database)
+        if not self.refusing:
+            self.create_database(self.database)
