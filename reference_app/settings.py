@@ -213,11 +213,18 @@ class WorkerSettings(InventorySettings):
             comparisons of Redis with the PostgreSQL ledger (repairs drift).
         outbox_poll_seconds: ``OUTBOX_POLL_SECONDS``, how often the relay
             looks for unsent events.
+        payment_redrive_after_seconds: ``PAYMENT_REDRIVE_AFTER_SECONDS``, how
+            old a payment without an outcome must be before its outcome event
+            is sent again (keep it well below ``PAYMENT_HOLD_SECONDS``).
+        payment_redrive_interval_seconds: ``PAYMENT_REDRIVE_INTERVAL_SECONDS``,
+            how often the worker looks for such payments.
     """
 
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     reconcile_interval_seconds: float = Field(default=60.0, gt=0)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    payment_redrive_after_seconds: float = Field(default=120.0, gt=0)
+    payment_redrive_interval_seconds: float = Field(default=30.0, gt=0)
 
 
 class PaymentSettings(ServiceSettings):

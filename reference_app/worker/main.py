@@ -9,7 +9,10 @@ Every job is safe with several workers at once:
 - the expiry sweeper: each hold is expired by exactly one sweeper;
 - the outbox relay: each relay locks the rows it sends (``SKIP LOCKED``);
 - reconciliation (Redis against the PostgreSQL ledger): one worker at a
-  time, under a PostgreSQL advisory lock.
+  time, under a PostgreSQL advisory lock;
+- the payment re-drive: a payment left without an outcome for
+  ``payment_redrive_after_seconds`` gets its outcome event sent again
+  (`redrive_payments`; each payment is claimed by one worker).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 
 from commercekit.events import Outbox, OutboxRelay
+from commercekit.payments import redrive_payments
 from commercekit.plugins import PluginManager
 from commercekit.reservations import DurableReservations, ExpirySweeper, Reservation
 from reference_app.common import configure_logging, service_app
@@ -61,7 +65,7 @@ async def _reconcile(infra: Infra, reservations: DurableReservations, repairs: C
 
 @asynccontextmanager
 async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIterator[None]:
-    """Start the sweeper, the relay and the reconcile loop on `infra`; stop them on exit."""
+    """Start the sweeper, the relay, reconciliation and the payment re-drive; stop them on exit."""
     registry = app.state.metrics_registry
     expired = Counter(
         "refapp_worker_expired_reservations",
@@ -76,6 +80,11 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
     repairs = Counter(
         "refapp_worker_reconcile_repairs",
         "Differences between Redis and the ledger that reconciliation repaired.",
+        registry=registry,
+    )
+    redriven = Counter(
+        "refapp_worker_payments_redriven",
+        "Payments left without an outcome whose outcome event was sent again.",
         registry=registry,
     )
     reservations = reservations_of(settings, infra, plugins=PluginManager())
@@ -93,6 +102,15 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
     async def reconcile() -> None:
         await _reconcile(infra, reservations, repairs)
 
+    async def redrive() -> None:
+        again = await redrive_payments(
+            infra.sessions,
+            older_than=settings.payment_redrive_after_seconds,
+            outbox=outbox,
+            source="worker",
+        )
+        redriven.inc(len(again))
+
     interval = settings.sweep_interval_seconds
     async with AsyncExitStack() as jobs:
         await jobs.enter_async_context(
@@ -105,6 +123,9 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
             every(settings.reconcile_interval_seconds, reconcile, name="reconcile")
         )
         await jobs.enter_async_context(every(BACKLOG_INTERVAL, count_backlog, name="backlog"))
+        await jobs.enter_async_context(
+            every(settings.payment_redrive_interval_seconds, redrive, name="payment-redrive")
+        )
         yield
 
 
@@ -122,7 +143,10 @@ def create_app(settings: WorkerSettings) -> FastAPI:
     return service_app(
         "worker",
         lifespan=lifespan,
-        description="The expiry sweeper, the outbox relay and reconciliation; no public routes.",
+        description=(
+            "The expiry sweeper, the outbox relay, reconciliation and the payment re-drive; "
+            "no public routes."
+        ),
     )
 
 

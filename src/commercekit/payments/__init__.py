@@ -7,7 +7,7 @@ processor = SimulatedProcessor(success_rate=0.8, seed=7)
 payment = await processor.charge(PaymentIntent(idempotency_key="k-1", ...))
 ```
 
-`RefundService`, `PaymentService` and `PaymentSettlement` need
+`RefundService`, `PaymentService`, `PaymentSettlement` and `redrive_payments` need
 ``commercekit[postgres]`` (their tables: `commercekit.sql.migrate`); they
 are imported on first use, so the models, the processors and the policies
 work without it.
@@ -40,6 +40,7 @@ from commercekit.payments.processor import PaymentProcessor
 from commercekit.payments.simulated import TEST_TOKENS, SimulatedProcessor
 
 if TYPE_CHECKING:
+    from commercekit.payments.redrive import redrive_payments
     from commercekit.payments.refunds import RefundService
     from commercekit.payments.service import PaymentService
     from commercekit.payments.settlement import (
@@ -77,6 +78,7 @@ __all__ = [
     "SettlementOutcome",
     "SettlementResult",
     "SimulatedProcessor",
+    "redrive_payments",
     "settlement_outcome",
     "settlement_outcomes",
 ]
@@ -91,6 +93,7 @@ _LAZY = {
     "SettlementResult": "commercekit.payments.settlement",
     "settlement_outcome": "commercekit.payments.settlement",
     "settlement_outcomes": "commercekit.payments.settlement",
+    "redrive_payments": "commercekit.payments.redrive",
 }
 
 __getattr__ = lazy_attributes(__name__, _LAZY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from sqlalchemy import Index, Numeric, String, Text, func
+from sqlalchemy import Index, Integer, Numeric, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from commercekit.sql import Base
@@ -32,6 +32,10 @@ class PaymentRow(Base):
     failure_code: Mapped[str | None] = mapped_column(String(200), default=None)
     failure_message: Mapped[str | None] = mapped_column(String(500), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    redriven_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    """When `redrive_payments` last sent its outcome again (None: never)."""
+    redrives: Mapped[int] = mapped_column(Integer(), server_default=text("0"), default=0)
+    """How many times its outcome was sent again."""
 
 
 class SettlementRow(Base):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from commercekit.errors import (
     ConfigurationError,
@@ -68,7 +67,8 @@ DEFAULT_PAYMENT_HOLD = dt.timedelta(minutes=15)
 """How long a pinned hold lasts at least, from the charge (see the module docs)."""
 
 
-def _payment(row: PaymentRow) -> Payment:
+def to_payment(row: PaymentRow) -> Payment:
+    """The `Payment` a ``commercekit_payments`` row records."""
     return Payment(
         id=row.id,
         reservation_id=row.reservation_id,
@@ -161,7 +161,7 @@ class PaymentService:
             row = await session.scalar(
                 select(PaymentRow).where(PaymentRow.idempotency_key == idempotency_key)
             )
-            return None if row is None else _payment(row)
+            return None if row is None else to_payment(row)
 
     async def for_reservation(self, reservation_id: str) -> list[Payment]:
         """Every payment recorded for a reservation, oldest first (FAILED ones included)."""
@@ -171,7 +171,7 @@ class PaymentService:
                 .where(PaymentRow.reservation_id == reservation_id)
                 .order_by(PaymentRow.created_at, PaymentRow.id)
             )
-            return [_payment(row) for row in rows]
+            return [to_payment(row) for row in rows]
 
     async def pay(self, intent: PaymentIntent, *, correlation_id: str | None = None) -> Payment:
         """Charge `intent` once per idempotency key; return the payment (SUCCEEDED or FAILED).
@@ -196,7 +196,7 @@ class PaymentService:
             if known is not None:
                 if known.fingerprint != fingerprint:
                     raise PaymentConflict(intent.idempotency_key)
-                return _payment(known)
+                return to_payment(known)
         await self.pin(intent.reservation_id)
         payment = await self.processor.charge(intent)
         async with self.sessions() as session, session.begin():
@@ -229,30 +229,37 @@ class PaymentService:
                 assert row is not None
                 if row.fingerprint != fingerprint:
                     raise PaymentConflict(intent.idempotency_key)
-                return _payment(row)
-            await self.outbox.add(session, self._event(payment, correlation_id))
+                return to_payment(row)
+            await self.outbox.add(
+                session,
+                outcome_event(payment, source=self.source, correlation_id=correlation_id),
+            )
         return payment
 
-    def _event(self, payment: Payment, correlation_id: str | None) -> Envelope[Any]:
-        payload: PaymentConfirmed | PaymentFailed
-        if payment.succeeded:
-            payload = PaymentConfirmed(
-                payment_id=payment.id,
-                reservation_id=payment.reservation_id,
-                user_id=payment.user_id,
-                amount=payment.amount,
-                currency=payment.currency,
-            )
-        else:
-            reason = payment.failure_message or payment.failure_code or "payment failed"
-            payload = PaymentFailed(
-                payment_id=payment.id,
-                reservation_id=payment.reservation_id,
-                user_id=payment.user_id,
-                amount=payment.amount,
-                currency=payment.currency,
-                reason=reason[:500],
-            )
-        return Envelope.wrap(
-            payload, source=self.source, id=f"payment:{payment.id}", correlation_id=correlation_id
+
+def outcome_event(
+    payment: Payment, *, source: str, correlation_id: str | None
+) -> Envelope[PaymentConfirmed | PaymentFailed]:
+    """The ``payment.confirmed`` / ``payment.failed`` event of a payment (id ``payment:<id>``)."""
+    payload: PaymentConfirmed | PaymentFailed
+    if payment.succeeded:
+        payload = PaymentConfirmed(
+            payment_id=payment.id,
+            reservation_id=payment.reservation_id,
+            user_id=payment.user_id,
+            amount=payment.amount,
+            currency=payment.currency,
         )
+    else:
+        reason = payment.failure_message or payment.failure_code or "payment failed"
+        payload = PaymentFailed(
+            payment_id=payment.id,
+            reservation_id=payment.reservation_id,
+            user_id=payment.user_id,
+            amount=payment.amount,
+            currency=payment.currency,
+            reason=reason[:500],
+        )
+    return Envelope.wrap(
+        payload, source=source, id=f"payment:{payment.id}", correlation_id=correlation_id
+    )
