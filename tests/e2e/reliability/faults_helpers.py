@@ -214,6 +214,8 @@ def fault_stack(workdir: Path) -> Iterator[FaultStack]:
             "RECONCILE_INTERVAL_SECONDS": "3",
             "REFUND_RETRY_SECONDS": "2",
             "OUTBOX_POLL_SECONDS": "0.2",
+            "PAYMENT_REDRIVE_AFTER_SECONDS": "8",
+            "PAYMENT_REDRIVE_INTERVAL_SECONDS": "1",
         }
         services = [
             ServiceSpec(s.name, s.factory, s.placeholder, REPLICAS.get(s.name, 1)) for s in SERVICES
