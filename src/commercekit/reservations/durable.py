@@ -15,7 +15,10 @@ What it guarantees:
   a retried call that finds the transition already made records it again
   harmlessly, so retries converge;
 - after Redis is flushed or restarted empty, the first call restores stock
-  and pending holds from the ledger (guarded scripts refuse to act before);
+  and pending holds from the ledger (guarded scripts refuse to act before),
+  and the idempotency keys of every reservation made within the store's
+  `idempotency_ttl`: a retry with the key of a confirmed, released or
+  expired reservation gets that reservation back, never a second hold;
 - `reconcile` finds and repairs what a crash between the two left behind.
 """
 
@@ -147,13 +150,17 @@ class DurableReservations:
             await self.rehydrate()
 
     async def rehydrate(self) -> bool:
-        """Write the ledger's stock and pending holds into Redis, once.
+        """Write the ledger's stock, pending holds and idempotency keys into Redis, once.
 
         Returns False if another replica restored it first.
         """
+        since = dt.datetime.now(dt.UTC) - self.store.idempotency_ttl
         with _ledger_down("ledger unavailable, cannot restore redis"):
             stock, pending = await self.ledger.snapshot()
-        restored = await self.store.restore(stock, pending, marker=str(uuid.uuid4()))
+            settled = await self.ledger.settled_with_keys(since)
+        restored = await self.store.restore(
+            stock, pending, marker=str(uuid.uuid4()), replayable=settled
+        )
         if restored:
             # An empty ledger restored into an empty Redis is a first start, not news.
             level = logging.WARNING if stock or pending else logging.INFO
@@ -231,12 +238,25 @@ class DurableReservations:
         owner: str,
         idempotency_key: str | None = None,
     ) -> Reservation:
-        """See `ReservationStore.reserve`: the hold, then its record, or neither."""
-        hold, made = await self._redis(
-            lambda: self.store.reserve_or_replay(
-                lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+        """See `ReservationStore.reserve`: the hold, then its record, or neither.
+
+        A key whose reservation Redis no longer keeps (past its retention)
+        replays it from the ledger.
+        """
+        try:
+            hold, made = await self._redis(
+                lambda: self.store.reserve_or_replay(
+                    lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+                )
             )
-        )
+        except ReservationNotFound as exc:
+            if idempotency_key is None:
+                raise
+            with _ledger_down("ledger unavailable"):
+                found = await self.ledger.get(exc.reservation_id)
+            if found is None or found.owner != owner:
+                raise
+            return found
         try:
             if self._batch is not None:
                 created = await self._batch.submit(hold)

@@ -234,6 +234,22 @@ class ReservationLedger:
             )
             return [_reservation(row) for row in rows]
 
+    async def settled_with_keys(self, since: dt.datetime) -> list[Reservation]:
+        """Settled reservations made with an idempotency key at `since` or later.
+
+        Their keys still replay them (`RedisReservationStore.restore` writes
+        the keys back after Redis lost them).
+        """
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(ReservationRow).where(
+                    ReservationRow.idempotency_key.is_not(None),
+                    ReservationRow.status != "PENDING",
+                    ReservationRow.created_at >= since,
+                )
+            )
+            return [_reservation(row) for row in rows]
+
     async def stock_totals(self) -> dict[str, tuple[int, int]]:
         """``{sku: (added, sold)}`` for every SKU in the ledger."""
         async with self.engine.connect() as conn:

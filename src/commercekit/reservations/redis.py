@@ -146,6 +146,7 @@ class RedisReservationStore:
         self.shards = shards
         self.guarded = guarded
         self._retention_ms = int(retention.total_seconds() * 1000)
+        self.idempotency_ttl = idempotency_ttl
         self._idempotency_ms = int(idempotency_ttl.total_seconds() * 1000)
         self._grace_ms = int(part_grace.total_seconds() * 1000)
         self._scripts = {name: Script(name, guarded) for name in SCRIPTS}
@@ -544,21 +545,34 @@ class RedisReservationStore:
         return all(values)
 
     async def restore(
-        self, stock: Sequence[StockLevel], pending: Sequence[Reservation], *, marker: str
+        self,
+        stock: Sequence[StockLevel],
+        pending: Sequence[Reservation],
+        *,
+        marker: str,
+        replayable: Sequence[Reservation] = (),
     ) -> bool:
         """Write stock levels and pending holds from a ledger, once per shard, atomically.
+
+        The idempotency keys of `pending` and `replayable` (settled
+        reservations made with a key) are written back too, each for what is
+        left of its `idempotency_ttl`: a retry with the key replays its
+        reservation, whatever became of it, never makes a second hold.
 
         Returns False if other processes restored every shard first.
         """
         levels: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
         records: dict[int, list[_Record]] = {s: [] for s in range(self.shards)}
-        idempotency: dict[int, list[list[str]]] = {s: [] for s in range(self.shards)}
+        idempotency: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
+        now_ms = to_ms(dt.datetime.now(dt.UTC))
         for level in stock:
             levels[self._shard_of(level.sku)].append(
                 [level.sku, level.available, level.held, level.sold]
             )
         for reservation in pending:
-            self._split(reservation, records, idempotency)
+            self._split(reservation, records)
+        for reservation in (*pending, *replayable):
+            self._keep_key(reservation, idempotency, now_ms)
         restored = False
         for shard in range(self.shards):
             reply = await self._run(
@@ -573,12 +587,7 @@ class RedisReservationStore:
             restored |= reply in (b"RESTORED", "RESTORED")
         return restored
 
-    def _split(
-        self,
-        reservation: Reservation,
-        records: dict[int, list[_Record]],
-        idempotency: dict[int, list[list[str]]],
-    ) -> None:
+    def _split(self, reservation: Reservation, records: dict[int, list[_Record]]) -> None:
         """The records a pending reservation is kept as: one per shard it spans."""
         groups: dict[int, list[ReservationLine]] = {}
         for line in reservation.lines:
@@ -598,9 +607,20 @@ class RedisReservationStore:
                 records[shard].append(
                     to_record(part, groups[shard], parent=reservation.id, due=due)
                 )
-        if reservation.idempotency_key:
-            key = self._idempotency_key(home, reservation.owner, reservation.idempotency_key)
-            idempotency[home].append([key, f"{fingerprint(reservation.lines)}|{reservation.id}"])
+
+    def _keep_key(
+        self, reservation: Reservation, idempotency: dict[int, list[list[object]]], now_ms: int
+    ) -> None:
+        """The reservation's idempotency key, for what is left of its TTL (if anything)."""
+        if not reservation.idempotency_key:
+            return
+        left_ms = to_ms(reservation.created_at) + self._idempotency_ms - now_ms
+        if left_ms <= 0:
+            return
+        home = self._shard_of(reservation.id)
+        key = self._idempotency_key(home, reservation.owner, reservation.idempotency_key)
+        value = f"{fingerprint(reservation.lines)}|{reservation.id}"
+        idempotency[home].append([key, value, left_ms])
 
     async def pending(self) -> list[Reservation]:
         """Every PENDING reservation in Redis (for reconciliation)."""

@@ -6,7 +6,9 @@
 -- ARGV     base, marker value, stock JSON {{sku, available, held, sold}, ...},
 --          pending records JSON {record, ...} (the shape reserve.lua writes, and
 --          `due`: the score in the due index, when not the deadline),
---          idempotency JSON {{key, "<fingerprint>|<id>"}, ...}, idempotency ttl ms
+--          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
+--          the third element, a key lives the whole idempotency ttl),
+--          idempotency ttl ms
 -- Returns  "RESTORED" or "ALREADY"
 
 local base = ARGV[1]
@@ -23,7 +25,7 @@ for _, rec in ipairs(cjson.decode(ARGV[4])) do
   redis.call('ZADD', KEYS[1], due, rec.id)
 end
 for _, idem in ipairs(cjson.decode(ARGV[5])) do
-  redis.call('SET', idem[1], idem[2], 'PX', tonumber(ARGV[6]))
+  redis.call('SET', idem[1], idem[2], 'PX', tonumber(idem[3] or ARGV[6]))
 end
 redis.call('SET', KEYS[2], ARGV[2])
 return 'RESTORED'
