@@ -260,11 +260,16 @@ class EmailSettings(ServiceSettings):
             JSON log line (``email sent``) on standard error.
         email_from: ``EMAIL_FROM``, the ``From`` of every mail.
         shop_name: ``SHOP_NAME``, shown in subjects and bodies.
+        email_recipient_wait_seconds: ``EMAIL_RECIPIENT_WAIT_SECONDS``, how
+            long a payment or refund event waits for its user's
+            ``user.created`` (events of two topics come in any order) before
+            it is dead-lettered; its partition waits, the others go on.
     """
 
     resend_api_key: SecretStr | None = None
     email_from: str = "commercekit <onboarding@resend.dev>"
     shop_name: str = "commercekit shop"
+    email_recipient_wait_seconds: float = Field(default=300.0, ge=0)
 
 
 class DemoSettings(UserSettings, WorkerSettings, PaymentSettings, EmailSettings):

@@ -11,6 +11,12 @@ mails: through Resend when ``RESEND_API_KEY`` is set, else printed on
 standard output. Every mail sent is also one JSON log line (logger
 ``reference_app.email``, message ``email sent``) naming the template, the
 recipient, the event and the user.
+
+A payment or refund event of a user whose ``user.created`` has not arrived
+yet waits for it, its partition parked while the others go on, for
+``EMAIL_RECIPIENT_WAIT_SECONDS`` at most, then goes to the dead-letter
+topic. ``refapp_email_waiting`` is how many events wait right now, and
+``refapp_email_deferred_total`` counts the deliveries put off this way.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from commercekit.email import (
     EMAIL_EVENT_TYPES,
@@ -36,7 +42,8 @@ from commercekit.email import (
     ResendSettings,
     SqlRecipients,
 )
-from commercekit.events import Envelope, Handler, ProcessedEventStore, SqlClaims
+from commercekit.errors import NotReadyYet
+from commercekit.events import Envelope, EventBus, Handler, ProcessedEventStore, SqlClaims
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
@@ -71,10 +78,15 @@ class EmailMetrics:
         sent: mails handed to the provider, by template.
         failures: failed attempts at handling an event, by event type and error
             (each bus retry counts; the last one dead-letters the event).
+        deferred: deliveries of an event put off because its user's address
+            is not known yet, by event type (each try counts).
+        waiting: events parked right now until their user's address is known.
     """
 
     sent: Counter
     failures: Counter
+    deferred: Counter
+    waiting: Gauge
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> EmailMetrics:
@@ -90,6 +102,17 @@ class EmailMetrics:
                 "refapp_email_failures",
                 "Failed attempts at handling an event, by event type and error.",
                 ["type", "error"],
+                registry=registry,
+            ),
+            deferred=Counter(
+                "refapp_email_deferred",
+                "Deliveries put off until the user's address is known, by event type.",
+                ["type"],
+                registry=registry,
+            ),
+            waiting=Gauge(
+                "refapp_email_waiting",
+                "Events parked until their user's address is known (their partition waits).",
                 registry=registry,
             ),
         )
@@ -163,6 +186,9 @@ def _observed(handler: Handler, metrics: EmailMetrics) -> Handler:
         token = _current_event.set(event)
         try:
             await handler(event)
+        except NotReadyYet:
+            metrics.deferred.labels(event.type).inc()
+            raise
         except Exception as exc:
             metrics.failures.labels(event.type, type(exc).__name__).inc()
             raise
@@ -170,6 +196,12 @@ def _observed(handler: Handler, metrics: EmailMetrics) -> Handler:
             _current_event.reset(token)
 
     return observed
+
+
+def _waiting(bus: EventBus) -> float:
+    """Events of the email group parked on `bus` (0 for a bus that cannot tell)."""
+    deferred = getattr(bus, "deferred", None)
+    return float(deferred(GROUP)) if deferred is not None else 0.0
 
 
 @asynccontextmanager
@@ -180,7 +212,15 @@ async def wire(app: FastAPI, settings: EmailSettings, infra: Infra) -> AsyncIter
     mailer = Mailer(sender, sender_address=settings.email_from, shop_name=settings.shop_name)
     recipients = SqlRecipients(infra.engine)
     processed = SqlClaims(infra.sessions)
-    notifier = EmailNotifier(mailer, recipients=recipients, processed=processed, group=GROUP)
+    notifier = EmailNotifier(
+        mailer,
+        recipients=recipients,
+        processed=processed,
+        group=GROUP,
+        recipient_wait=settings.email_recipient_wait_seconds,
+    )
+    bus = infra.bus
+    metrics.waiting.set_function(lambda: _waiting(bus))
     infra.bus.subscribe(GROUP, _observed(notifier.handler(), metrics), types=EMAIL_EVENT_TYPES)
     app.state.email = EmailServices(
         settings=settings,

@@ -24,7 +24,8 @@ CommerceKitError
     ├── MalformedEvent        not JSON, not an envelope, or a payload that breaks its schema
     │   ├── UnknownEventType          the type is not in the catalog
     │   └── UnsupportedSchemaVersion  newer than the payload model this process knows
-    └── PublishError          the broker did not acknowledge an event (also a BackendUnavailable)
+    ├── PublishError          the broker did not acknowledge an event (also a BackendUnavailable)
+    └── NotReadyYet           a handler waits for another event first: park it, try again later
 ```
 
 Email (see `commercekit.email`) and auth (see `commercekit.auth`) add:
@@ -96,6 +97,7 @@ __all__ = [
     "InvalidTransition",
     "MalformedEvent",
     "MissingExtraError",
+    "NotReadyYet",
     "OutOfStock",
     "PaymentConflict",
     "PaymentDeclined",
@@ -382,3 +384,23 @@ class PublishError(EventError, BackendUnavailable):
 
     Publishing again is safe: consumers deduplicate by event id.
     """
+
+
+class NotReadyYet(EventError):
+    """A handler cannot handle the event yet: it waits for another event (of another topic).
+
+    Raise it from a handler when the event depends on one that has not
+    arrived (a payment of a user whose ``user.created`` is still on its
+    way). The bus parks the event, goes on with its other partitions, and
+    delivers it again with growing pauses; if it is still not ready after
+    `wait` seconds in all, it goes to the dead-letter topic, saying so.
+
+    Args:
+        message: what the event waits for.
+        wait: how long the event may wait in all, in seconds; the bus's
+            own bound (``not_ready_wait``) when None.
+    """
+
+    def __init__(self, message: str, *, wait: float | None = None) -> None:
+        self.wait = wait
+        super().__init__(message)

@@ -21,6 +21,13 @@ crash at any point before that record (before the send, during it, after
 it) leaves the event unrecorded: its redelivery remembers the recipient
 again and sends again, with the same key. A redelivery after the record is
 skipped without calling the sender.
+
+Events of different topics come in any order: a payment of a brand-new user
+may be handled before the ``user.created`` that gives the address. The
+notifier then raises `UnknownRecipient`, a `NotReadyYet`: the bus parks the
+event (its partition waits, the others go on, ``user.created`` too) and
+delivers it again until the address is known, for `recipient_wait` seconds
+at most; then it goes to the dead-letter topic, saying so.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any
 
 from commercekit.email.mailer import Mailer
 from commercekit.email.recipients import Recipient, RecipientDirectory
-from commercekit.errors import EmailError
+from commercekit.errors import EmailError, NotReadyYet
 from commercekit.events.bus import EventBus, Handler
 from commercekit.events.catalog import PaymentConfirmed, PaymentFailed, RefundCompleted, UserCreated
 from commercekit.events.envelope import Envelope
@@ -45,10 +52,11 @@ EMAIL_EVENT_TYPES = ("user.created", "payment.confirmed", "payment.failed", "ref
 """The event types that send a mail."""
 
 
-class UnknownRecipient(EmailError):
+class UnknownRecipient(EmailError, NotReadyYet):
     """No address is known for the event's user yet (its ``user.created`` is not in).
 
-    Raised so the bus retries the event later, then dead-letters it.
+    A `NotReadyYet`: the bus parks the event and delivers it again later,
+    for `wait` seconds at most, then dead-letters it.
     """
 
 
@@ -61,6 +69,9 @@ class EmailNotifier:
             payment and refund events.
         processed: where events are recorded as processed, once their mail was sent.
         group: the consumer group (and the name events are claimed under).
+        recipient_wait: how long, in seconds, a payment or refund event waits
+            for its user's ``user.created`` before it is dead-lettered; the
+            bus's ``not_ready_wait`` when None.
     """
 
     def __init__(
@@ -70,11 +81,13 @@ class EmailNotifier:
         recipients: RecipientDirectory,
         processed: ProcessedEventStore,
         group: str = "email",
+        recipient_wait: float | None = None,
     ) -> None:
         self.mailer = mailer
         self.recipients = recipients
         self.processed = processed
         self.group = group
+        self.recipient_wait = recipient_wait
 
     def handler(self) -> Handler:
         """The handler to subscribe with: skips recorded events, records after the send."""
@@ -112,7 +125,10 @@ class EmailNotifier:
     async def _recipient(self, user_id: str, event: Envelope[Any]) -> Recipient:
         recipient = await self.recipients.lookup(user_id)
         if recipient is None:
-            raise UnknownRecipient(f"no address for user {user_id} (event {event.id} {event.type})")
+            raise UnknownRecipient(
+                f"no address for user {user_id} (event {event.id} {event.type})",
+                wait=self.recipient_wait,
+            )
         return recipient
 
 

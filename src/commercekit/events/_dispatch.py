@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from commercekit.errors import ConfigurationError, MalformedEvent
+from commercekit.errors import ConfigurationError, MalformedEvent, NotReadyYet
 from commercekit.events.bus import Handler, RetryPolicy
 from commercekit.events.catalog import Catalog
 from commercekit.events.envelope import Envelope
@@ -30,16 +30,20 @@ class Outcome(enum.Enum):
     """Undecodable, or the handler kept failing: dead-letter it, then commit it."""
     ABORTED = "aborted"
     """The bus is stopping while the message waits for a retry: do not commit it."""
+    DEFERRED = "deferred"
+    """The handler is not ready for it yet (`NotReadyYet`): park it, deliver it again later."""
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The outcome of one message, and for a dead one, why."""
+    """The outcome of one message, and for a dead (or deferred) one, why."""
 
     outcome: Outcome
     attempts: int = 0
     reason: str = ""
     error: str = ""
+    wait: float | None = None
+    """For a deferred one: how long it may wait in all (`NotReadyYet.wait`)."""
 
 
 def check_group(group: str) -> None:
@@ -86,6 +90,9 @@ async def _call(
         attempt += 1
         try:
             await handler(event)
+        except NotReadyYet as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            return Delivery(Outcome.DEFERRED, attempt, reason[:1000], type(exc).__name__, exc.wait)
         except Exception as exc:
             if retry.is_transient(exc):
                 attempt -= 1  # not the event's fault: it does not count

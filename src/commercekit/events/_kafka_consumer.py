@@ -11,7 +11,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from commercekit.errors import PublishError
-from commercekit.events._dispatch import Outcome, deliver, wait_or_stop
+from commercekit.events._deferral import Deferrals
+from commercekit.events._dispatch import Delivery, Outcome, deliver, wait_or_stop
 from commercekit.events.bus import DeadLetter, Handler
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         """The aiokafka consumer, once running."""
         self._lock = asyncio.Lock()  # held while a batch is handled and committed
         self._handled: dict[TopicPartition, int] = {}  # next offset to commit
+        self.deferrals: Deferrals[TopicPartition] = Deferrals(bus.retry, bus.not_ready_wait)
+        """The partitions paused on an event their handler is not ready for."""
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(group_id=self.group, **self.bus._consumer_options)
@@ -59,6 +62,7 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         stopping = self.bus._stopping
         try:
             while not stopping.is_set():
+                self._resume_due(consumer)
                 batch = await consumer.getmany(timeout_ms=200)
                 if not batch:
                     continue
@@ -90,6 +94,16 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if delivery.outcome is Outcome.ABORTED:
                 return
+            if delivery.outcome is Outcome.DEFERRED:
+                parked = self.deferrals.defer(tp, record.offset, delivery, self._name(record))
+                if not parked.expired:
+                    # Read this partition again from this event, once its pause is over.
+                    assert self.kafka is not None
+                    self.kafka.seek(tp, record.offset)
+                    self.kafka.pause(tp)
+                    return
+                reason = parked.given_up(delivery.reason, self.deferrals.clock())
+                delivery = Delivery(Outcome.DEAD, delivery.attempts, reason, delivery.error)
             if delivery.outcome is Outcome.DEAD:
                 letter = DeadLetter(
                     value=record.value,
@@ -104,7 +118,18 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 if not await self._dead_letter(letter):
                     return
+            self.deferrals.settled(tp, record.offset)
             self._handled[tp] = record.offset + 1
+
+    def _name(self, record: ConsumerRecord) -> str:
+        return f"group {self.group}: {record.topic}[{record.partition}]@{record.offset}"
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        """Read again the parked partitions whose pause is over."""
+        due = self.deferrals.due()
+        if due:
+            owned = consumer.assignment()
+            consumer.resume(*(tp for tp in due if tp in owned))
 
     async def _dead_letter(self, letter: DeadLetter) -> bool:
         """Publish to the dead-letter topic until it works; False if the bus stops first."""
@@ -145,3 +170,4 @@ class GroupConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp in list(self._handled):
             if tp not in assigned:
                 del self._handled[tp]
+        self.deferrals.keep_only(set(assigned))

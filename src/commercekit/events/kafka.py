@@ -116,6 +116,9 @@ class KafkaEventBus(AsyncLifecycle):
         session_timeout_ms: how long before a silent consumer is declared dead.
         heartbeat_interval_ms: how often a consumer tells the group it is alive.
         max_poll_records: the largest batch a consumer handles between commits.
+        not_ready_wait: how long, in seconds, an event whose handler raises
+            `NotReadyYet` (without a `wait` of its own) may wait, its
+            partition parked, before it is dead-lettered.
         producer_options: more `AIOKafkaProducer` arguments (overrides).
         consumer_options: more `AIOKafkaConsumer` arguments (overrides).
     """
@@ -131,6 +134,7 @@ class KafkaEventBus(AsyncLifecycle):
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 1_000,
         max_poll_records: int = 500,
+        not_ready_wait: float = 60.0,
         producer_options: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -139,6 +143,7 @@ class KafkaEventBus(AsyncLifecycle):
         self.catalog = self.topics.catalog
         self.retry = retry or RetryPolicy()
         self.client_id = client_id
+        self.not_ready_wait = not_ready_wait
         self._producer_options: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
@@ -261,6 +266,14 @@ class KafkaEventBus(AsyncLifecycle):
                     continue
                 behind += max(end - position, 0)
         return behind
+
+    def deferred(self, group: str) -> int:
+        """Events of `group` waiting, their partition parked, for their handler to be ready.
+
+        One per partition at most: a handler raised `NotReadyYet` for the
+        event, and the bus delivers it again later (the other partitions go on).
+        """
+        return sum(len(c.deferrals) for c in self.kafkas if c.group == group)
 
     def subscribe(
         self, group: str, handler: Handler, *, types: Iterable[str] | None = None

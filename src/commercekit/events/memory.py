@@ -27,7 +27,8 @@ from typing import Any
 
 from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import ConfigurationError
-from commercekit.events._dispatch import Outcome, check_group, deliver
+from commercekit.events._deferral import Deferrals
+from commercekit.events._dispatch import Delivery, Outcome, check_group, deliver
 from commercekit.events.bus import DeadLetter, Handler, RetryPolicy
 from commercekit.events.catalog import TopicNames
 from commercekit.events.envelope import CONTENT_TYPE, Envelope
@@ -50,6 +51,7 @@ class _Subscription:
     handler: Handler
     types: frozenset[str] | None
     topics: tuple[str, ...]
+    deferrals: Deferrals[tuple[str, int]]
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -60,6 +62,9 @@ class InMemoryEventBus(AsyncLifecycle):
         topics: the topic names (and the catalog).
         partitions: partitions per topic; a key always maps to the same one.
         retry: the retry policy of the handlers.
+        not_ready_wait: how long, in seconds, an event whose handler raises
+            `NotReadyYet` (without a `wait` of its own) may wait, its
+            partition parked, before it is dead-lettered.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class InMemoryEventBus(AsyncLifecycle):
         topics: TopicNames | None = None,
         partitions: int = 3,
         retry: RetryPolicy | None = None,
+        not_ready_wait: float = 60.0,
     ) -> None:
         if partitions < 1:
             raise ConfigurationError("a topic has at least one partition")
@@ -75,6 +81,7 @@ class InMemoryEventBus(AsyncLifecycle):
         self.catalog = self.topics.catalog
         self.partitions = partitions
         self.retry = retry or RetryPolicy(initial_backoff=0.01, max_backoff=0.1)
+        self.not_ready_wait = not_ready_wait
         self._logs: dict[str, list[list[Record]]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}
         self._locks: dict[tuple[str, str, int], asyncio.Lock] = {}
@@ -141,6 +148,10 @@ class InMemoryEventBus(AsyncLifecycle):
                 lambda: all(self.lag(group) == 0 for group in self._groups())
             )
 
+    def deferred(self, group: str) -> int:
+        """Events of `group` waiting, their partition parked, for their handler to be ready."""
+        return sum(len(s.deferrals) for s in self._subscriptions if s.group == group)
+
     def _groups(self) -> set[str]:
         return {s.group for s in self._subscriptions}
 
@@ -154,7 +165,11 @@ class InMemoryEventBus(AsyncLifecycle):
         chosen = self.catalog.types if wanted is None else tuple(wanted)
         logical = {self.catalog[t].topic for t in chosen}
         subscription = _Subscription(
-            group, handler, wanted, tuple(sorted(self.topics.topic(t) for t in logical))
+            group,
+            handler,
+            wanted,
+            tuple(sorted(self.topics.topic(t) for t in logical)),
+            Deferrals(self.retry, self.not_ready_wait),
         )
         self._subscriptions.append(subscription)
         if self._running:
@@ -196,14 +211,19 @@ class InMemoryEventBus(AsyncLifecycle):
                     if self._stopping.is_set():
                         return
             if not progressed:
+                # The timeout covers a change of members between two checks, and the end
+                # of a parked event's pause.
+                pause = subscription.deferrals.next_due()
+                timeout = 0.5 if pause is None else min(0.5, pause)
                 async with self._changed:
                     with contextlib.suppress(TimeoutError):
-                        # The timeout covers a change of members between two checks.
-                        await asyncio.wait_for(self._changed.wait(), 0.5)
+                        await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def _consume_partition(self, sub: _Subscription, topic: str, partition: int) -> bool:
         slot = (sub.group, topic, partition)
         progressed = False
+        if sub.deferrals.waiting((topic, partition)):
+            return False  # parked: its event's pause is not over
         async with self._locks.setdefault(slot, asyncio.Lock()):
             log = self._logs.get(topic, [[]] * self.partitions)[partition]
             while not self._stopping.is_set() and self._committed.get(slot, 0) < len(log):
@@ -219,6 +239,13 @@ class InMemoryEventBus(AsyncLifecycle):
                 )
                 if delivery.outcome is Outcome.ABORTED:
                     break
+                if delivery.outcome is Outcome.DEFERRED:
+                    what = f"group {sub.group}: {topic}[{partition}]@{offset}"
+                    parked = sub.deferrals.defer((topic, partition), offset, delivery, what)
+                    if not parked.expired:
+                        break  # the other partitions go on; this one waits
+                    reason = parked.given_up(delivery.reason, sub.deferrals.clock())
+                    delivery = Delivery(Outcome.DEAD, delivery.attempts, reason, delivery.error)
                 if delivery.outcome is Outcome.DEAD:
                     letter = DeadLetter(
                         value=record.value,
@@ -235,6 +262,7 @@ class InMemoryEventBus(AsyncLifecycle):
                         self.topics.dead_letter_topic,
                         Record(record.key, record.value, tuple(letter.headers())),
                     )
+                sub.deferrals.settled((topic, partition), offset)
                 self._committed[slot] = offset + 1
                 progressed = True
                 await self._notify()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 import uuid
@@ -22,20 +23,27 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from reference_app.launch import UvicornServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from commercekit.events import Envelope, KafkaEventBus
+from commercekit.events import DeadLetter, Envelope, KafkaEventBus, TopicNames
 from commercekit.events.catalog import PaymentConfirmed, UserCreated
 from commercekit.testing.pytest_plugin import unavailable
 from commercekit.testing.servers import KafkaServer, PostgresServer, ServerNotAvailable, free_port
 from tests.e2e.reliability.conftest import Tried
 from tests.e2e.reliability.faults_helpers import eventually
+from tests.integration.events.helpers import read_topic
 from tests.unit.email.resend_server import RecordingResendServer, Reply
 
 FACTORY = "reference_app.email.main:app_from_env"
+RECIPIENT_WAIT = 12.0
+"""``EMAIL_RECIPIENT_WAIT_SECONDS``: how long a payment waits for its user's ``user.created``."""
+PARTITIONS = 6
+"""Partitions of each topic, as the services create them."""
 
 
 # ------------------------------------------------------------ the provider
@@ -179,6 +187,7 @@ async def seams(servers: Servers) -> AsyncIterator[Seams]:
         "RESEND_API_KEY": "re_test_seams",
         "COMMERCEKIT_RESEND_API_URL": servers.resend.url,
         "EMAIL_FROM": "Shop <shop@example.com>",
+        "EMAIL_RECIPIENT_WAIT_SECONDS": str(RECIPIENT_WAIT),
     }
     bus = KafkaEventBus(servers.kafka.bootstrap_servers, client_id="email-seams-test")
     try:
@@ -275,5 +284,108 @@ async def test_the_email_service_killed_before_and_after_a_send_loses_no_mail(
     )
 
 
-def _elapsed(start: float) -> float:
-    return time.monotonic() - start
+# ------------------------------------------------------------------ item 3
+def partition_of(key: str) -> int:
+    """The partition of the payments topic that the producer picks for `key`."""
+    partitions = list(range(PARTITIONS))
+    return int(DefaultPartitioner()(key.encode(), partitions, partitions))
+
+
+def reservation_on(*, not_on: int | None = None, on: int | None = None) -> str:
+    """A reservation id (the payments topic's key) that lands on (or off) a partition."""
+    while True:
+        rid = f"r-{uuid.uuid4().hex[:8]}"
+        partition = partition_of(rid)
+        if (on is None or partition == on) and partition != not_on:
+            return rid
+
+
+async def metric(service: UvicornServer, sample: str) -> float:
+    """One sample of the service's /metrics (0 when absent: a labelled counter not counted yet)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text_ = (await http.get(service.url + "/metrics")).text
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text_, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_a_payment_before_its_users_signup_waits_without_blocking_other_partitions(
+    seams: Seams, tried: Tried
+) -> None:
+    resend = seams.resend
+    known, newcomer, stranger = (f"u-{uuid.uuid4().hex[:10]}" for _ in range(3))
+    early = paid(newcomer, reservation_on())
+    waiting = partition_of(early.data.reservation_id)
+    other = paid(known, reservation_on(not_on=waiting))
+    lost = paid(stranger)
+
+    with seams.email_service() as service:
+
+        async def mailed(user: str, *templates: str) -> bool:
+            return resend.delivered_to(f"{user}@example.com") == list(templates)
+
+        await seams.bus.publish(signup(known))
+        await eventually(lambda: mailed(known, "welcome"), "the known user's welcome mail")
+
+        # The newcomer's payment comes before the newcomer's signup: it waits, parked.
+        await seams.bus.publish(early)
+
+        async def parked() -> bool:
+            return await metric(service, "refapp_email_waiting") == 1
+
+        await eventually(parked, "the early payment to be parked", every=0.1)
+        # Meanwhile another partition of the same topic flows.
+        started = time.monotonic()
+        await seams.bus.publish(other)
+        await eventually(
+            lambda: mailed(known, "welcome", "payment_succeeded"),
+            "the other partition's payment mail while one partition waits",
+            every=0.05,
+        )
+        assert time.monotonic() - started < RECIPIENT_WAIT / 2
+        assert await mailed(newcomer)  # nothing yet
+        assert await metric(service, "refapp_email_waiting") == 1
+
+        # The signup arrives (another topic): the parked payment is mailed after the welcome.
+        await seams.bus.publish(signup(newcomer))
+        await eventually(
+            lambda: mailed(newcomer, "welcome", "payment_succeeded"), "the newcomer's mails"
+        )
+        deferred = await metric(service, 'refapp_email_deferred_total{type="payment.confirmed"}')
+        assert deferred >= 1
+
+        # A payment whose user never signs up waits for the bound, then is dead-lettered.
+        given_up_at = time.monotonic()
+        await seams.bus.publish(lost)
+        [(key, value, headers)] = await read_topic(
+            seams.kafka.bootstrap_servers,
+            TopicNames().dead_letter_topic,
+            expected=1,
+            within=RECIPIENT_WAIT + 30,
+        )
+        waited = time.monotonic() - given_up_at
+        letter = DeadLetter.from_record(value, key, headers)
+        assert letter.error == "UnknownRecipient"
+        assert letter.group == "email"
+        assert letter.reason.startswith("not ready after waiting")
+        assert f"no address for user {stranger}" in letter.reason
+        assert RECIPIENT_WAIT - 1 <= waited <= RECIPIENT_WAIT + 30
+        assert await mailed(stranger)
+
+        async def none_waiting() -> bool:
+            return await metric(service, "refapp_email_waiting") == 0
+
+        await eventually(none_waiting, "the waiting gauge back at 0")
+        assert (
+            await metric(service, 'refapp_email_deferred_total{type="payment.confirmed"}')
+            > deferred
+        )
+
+    assert resend.keys().count(f"payment_succeeded/{early.id}") == 1
+    tried(
+        "fault survived",
+        "a payment event before its user's user.created (another topic): parked, "
+        f"its partition waiting while another partition's mail went out, mailed once the "
+        f"signup came; a payment of a user who never signed up dead-lettered after the "
+        f"{RECIPIENT_WAIT:g} s bound, saying why; refapp_email_waiting and "
+        "refapp_email_deferred_total moved",
+    )

@@ -32,6 +32,7 @@ SETTINGS = EmailSettings(
     resend_api_key=None,
     email_from="Shop <shop@example.com>",
     shop_name="Test Shop",
+    email_recipient_wait_seconds=0.5,
 )
 
 
@@ -154,14 +155,21 @@ async def test_an_event_for_an_unknown_user_does_not_stop_the_consumer(
     orphan = paid(stranger)
 
     await bus.publish(orphan)
-    await drained(bus)  # retried, then dead-lettered: the consumer moved on
+    await drained(bus)  # parked, tried again for 0.5 s, then dead-lettered: the consumer moved on
     letters = bus.dead_letters()
     assert [(d.error, d.group) for d in letters] == [("UnknownRecipient", "email")]
-    failures = app.state.metrics_registry.get_sample_value(
-        "refapp_email_failures_total",
-        {"type": "payment.confirmed", "error": "UnknownRecipient"},
+    assert letters[0].reason.startswith("not ready after waiting")
+    registry = app.state.metrics_registry
+    deferred = registry.get_sample_value(
+        "refapp_email_deferred_total", {"type": "payment.confirmed"}
     )
-    assert failures == bus.retry.max_attempts
+    assert deferred is not None
+    assert deferred >= 2  # put off, tried again, put off again...
+    failures = registry.get_sample_value(
+        "refapp_email_failures_total", {"type": "payment.confirmed", "error": "UnknownRecipient"}
+    )
+    assert failures is None  # waiting for an address is not a failure
+    assert registry.get_sample_value("refapp_email_waiting") == 0
     assert sent(caplog) == []
 
     later = signup(stranger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from decimal import Decimal
 
@@ -88,9 +89,15 @@ async def test_other_events_send_nothing(notifier: EmailNotifier, sender: Memory
     assert sender.attempts == 0
 
 
-async def test_a_payment_for_an_unknown_user_is_retried_then_dead_lettered(
-    notifier: EmailNotifier, sender: MemorySender
+async def test_a_payment_for_an_unknown_user_waits_then_is_dead_lettered(
+    sender: MemorySender,
 ) -> None:
+    notifier = EmailNotifier(
+        Mailer(sender, shop_name="Acme"),
+        recipients=InMemoryRecipients(),
+        processed=InMemoryProcessedEventStore(),
+        recipient_wait=0.3,
+    )
     bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=3, initial_backoff=0, max_backoff=0))
     notifier.subscribe(bus)
     async with bus:
@@ -98,4 +105,28 @@ async def test_a_payment_for_an_unknown_user_is_retried_then_dead_lettered(
         await bus.drain()
     assert sender.attempts == 0
     [dead] = bus.dead_letters()
+    assert dead.error == "UnknownRecipient"
+    assert dead.reason.startswith("not ready after waiting 0.3")
     assert "no address for user u-1" in dead.reason
+    assert bus.deferred("email") == 0
+
+
+async def test_a_payment_before_its_users_signup_is_mailed_once_the_signup_is_in(
+    notifier: EmailNotifier, sender: MemorySender
+) -> None:
+    bus = InMemoryEventBus()
+    notifier.subscribe(bus)
+    signup = Envelope.wrap(
+        UserCreated(user_id="u-1", username="ada", email="ada@example.com"), source="test"
+    )
+    async with bus:
+        await bus.publish(_money(PaymentConfirmed))  # the payments topic is ahead
+        async with asyncio.timeout(5):
+            while bus.deferred("email") == 0:  # noqa: ASYNC110 - waiting on the consumer
+                await asyncio.sleep(0.01)
+        await bus.publish(signup)
+        async with asyncio.timeout(5):
+            await bus.drain()
+    assert [s.message.tags["template"] for s in sender.outbox] == ["welcome", "payment_succeeded"]
+    assert bus.dead_letters() == []
+    assert bus.deferred("email") == 0
