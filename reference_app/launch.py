@@ -32,7 +32,15 @@ from typing import Self
 
 from commercekit.testing.servers import NginxServer, Server, ServiceStack, free_port
 
-__all__ = ["SERVICES", "LocalStack", "ServiceSpec", "UvicornServer", "main", "uvicorn_args"]
+__all__ = [
+    "GATEWAY_FOLDERS",
+    "SERVICES",
+    "LocalStack",
+    "ServiceSpec",
+    "UvicornServer",
+    "main",
+    "uvicorn_args",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_CONFIG = Path(__file__).resolve().parent / "gateway" / "nginx.conf"
@@ -60,7 +68,8 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("user", "reference_app.user.main:app_from_env", "USER_SERVICE"),
-    ServiceSpec("inventory", "reference_app.inventory.main:app_from_env", "INVENTORY_SERVICE"),
+    # Two processes: the reserve path is CPU-bound Python (docker-compose.yml: replicas 2).
+    ServiceSpec("inventory", "reference_app.inventory.main:app_from_env", "INVENTORY_SERVICE", 2),
     ServiceSpec("payment", "reference_app.payment.main:app_from_env", "PAYMENT_SERVICE"),
     ServiceSpec("email", "reference_app.email.main:app_from_env", None),
     ServiceSpec("worker", "reference_app.worker.main:app_from_env", None),
@@ -70,9 +79,16 @@ SERVICES: tuple[ServiceSpec, ...] = (
 PLACEHOLDERS = ("USER_SERVICE", "INVENTORY_SERVICE", "PAYMENT_SERVICE")
 """Every upstream placeholder of the gateway config; those without a service get a dead port."""
 
+GATEWAY_FOLDERS = ("AUTH_CACHE_DIR",)
+"""The gateway config's folder placeholders; the launcher puts them under the gateway's workdir."""
+
 
 def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
-    """The arguments after ``uvicorn`` that run a service (here and in docker-compose.yml)."""
+    """The arguments after ``uvicorn`` that run a service (here and in docker-compose.yml).
+
+    uvloop and httptools (the ``app`` extra installs both) rather than
+    uvicorn's pure-Python fallbacks: measured in ``python -m benchmarks.http``.
+    """
     return [
         "--factory",
         factory,
@@ -83,6 +99,10 @@ def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "5",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
     ]
 
 
@@ -209,7 +229,7 @@ class LocalStack:
         self.gateway = NginxServer(
             self.workdir / "gateway",
             GATEWAY_CONFIG,
-            variables=self.upstreams(),
+            variables=self.gateway_variables(),
             port=self.gateway_port,
         ).start()
 
@@ -242,6 +262,13 @@ class LocalStack:
             name: "; server ".join(by_placeholder.get(name) or [f"127.0.0.1:{free_port()}"])
             for name in (*PLACEHOLDERS, *by_placeholder)
         }
+
+    def gateway_variables(self) -> dict[str, str]:
+        """Every placeholder of the gateway config: the `upstreams` and its folders (created)."""
+        folders = {name: self.workdir / "gateway" / name.lower() for name in GATEWAY_FOLDERS}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        return {**self.upstreams(), **{name: str(path) for name, path in folders.items()}}
 
     def stop(self) -> None:
         """Stop nginx, every service process, then the backing servers."""

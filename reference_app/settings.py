@@ -151,11 +151,15 @@ class UserSettings(ServiceSettings):
             with one of these addresses get the ``admin`` role.
         refresh_token_ttl_seconds: ``REFRESH_TOKEN_TTL_SECONDS``, idle lifetime
             of a sign-in session (14 days).
+        verify_cache_seconds: ``VERIFY_CACHE_SECONDS``, how long the gateway
+            may keep a token's verify answer (never past the token's ``exp``);
+            0: every request is checked by the user service.
     """
 
     jwt_access_secret: SecretStr | None = None
     admin_emails: Annotated[frozenset[str], NoDecode] = frozenset()
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, gt=0)
+    verify_cache_seconds: int = Field(default=60, ge=0, le=3600)
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ __all__ = ["AdminUser", "CurrentUser", "admin_user", "current_user"]
 _MAX_ID = 200
 
 
-def current_user(
+async def current_user(
     user_id: Annotated[str | None, Header(alias=USER_ID_HEADER, include_in_schema=False)] = None,
     role: Annotated[str | None, Header(alias=USER_ROLE_HEADER, include_in_schema=False)] = None,
 ) -> Principal:
@@ -30,7 +30,7 @@ def current_user(
     return Principal(user_id=user_id, role=role)
 
 
-def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
     """The verified caller if an admin; 403 otherwise."""
     if user.role != "admin":
         raise ApiError(403, "admin role required", code="forbidden")

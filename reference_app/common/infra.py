@@ -154,7 +154,10 @@ async def connect(
     catalog's topics created; the service subscribes its handlers to it.
     """
     async with AsyncExitStack() as stack:
-        engine = create_async_engine(settings.database_dsn, pool_pre_ping=True)
+        # No pre-ping (a round trip before every checkout): a connection that
+        # died with its server fails its request (503) and invalidates the
+        # pool, so the next checkout opens fresh connections.
+        engine = create_async_engine(settings.database_dsn)
         stack.push_async_callback(engine.dispose)
         await _when_up("PostgreSQL", lambda: migrate(engine))
         infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False))

@@ -6,9 +6,9 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reference_app.common.logs import request_id_var
@@ -19,6 +19,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 """Set by nginx (``$request_id`` unless the client sent a valid one); echoed back."""
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HEADER_NAME = REQUEST_ID_HEADER.lower().encode()
 _UNMATCHED = "<unmatched>"
 
 access_log = logging.getLogger("reference_app.access")
@@ -46,15 +47,21 @@ class RequestMiddleware:
     def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
         self.app = app
         self.histogram = histogram
+        # (method, route, status) -> the histogram's child: labels() takes a lock each call.
+        self._observers: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI call."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"")
-        given = raw.decode("latin-1")
-        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        rid = ""
+        for name, value in scope["headers"]:
+            if name == _HEADER_NAME:
+                rid = value.decode("latin-1")
+                break
+        if not _VALID_ID.match(rid):
+            rid = uuid.uuid4().hex
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status = 500
@@ -63,26 +70,34 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _HEADER_NAME]
+                headers.append((_HEADER_NAME, rid.encode("latin-1")))
+                message["headers"] = headers
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
+            method = scope["method"]
             route = getattr(scope.get("route"), "path", _UNMATCHED)
-            self.histogram.labels(scope["method"], route, str(status)).observe(elapsed)
-            access_log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            key = (method, route, status)
+            observer = self._observers.get(key)
+            if observer is None:
+                observer = self._observers[key] = self.histogram.labels(method, route, str(status))
+            observer.observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %s",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)

@@ -107,7 +107,7 @@ class InventoryServices:
         return Money(amount=amount, currency=self.settings.currency)
 
 
-def get_services(request: Request) -> InventoryServices:
+async def get_services(request: Request) -> InventoryServices:
     """The services wired at start."""
     services: InventoryServices = request.app.state.inventory
     return services

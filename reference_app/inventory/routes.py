@@ -199,11 +199,9 @@ async def reserve(
             code="idempotency_conflict",
         ) from None
     services.outcomes.labels("held").inc()
-    view = await _view(services, reservation)
-    return ReserveResponse(
-        **view.model_dump(),
-        message="stock reserved",
-        reservationId=reservation.id,
+    product_ids = {products[line.productId].sku: line.productId for line in lines}
+    return ReserveResponse.of(
+        reservation, product_ids, message="stock reserved", reservationId=reservation.id
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -129,9 +129,13 @@ class ReservationPublic(BaseModel):
     updatedAt: dt.datetime  # noqa: N815
 
     @classmethod
-    def of(cls, reservation: Reservation, product_ids: dict[str, uuid.UUID]) -> Self:
-        """The public view of `reservation`; `product_ids` maps its SKUs to products."""
+    def of(cls, reservation: Reservation, product_ids: dict[str, uuid.UUID], **fields: Any) -> Self:
+        """The public view of `reservation`; `product_ids` maps its SKUs to products.
+
+        `fields` fill a subclass's own fields (`ReserveResponse`'s message).
+        """
         return cls(
+            **fields,
             id=reservation.id,
             status=reservation.status,
             items=[

@@ -91,7 +91,7 @@ class PaymentServices:
     metrics: PaymentMetrics
 
 
-def get_services(request: Request) -> PaymentServices:
+async def get_services(request: Request) -> PaymentServices:
     """The services wired by the lifespan."""
     services: PaymentServices = request.app.state.payment
     return services
@@ -100,27 +100,27 @@ def get_services(request: Request) -> PaymentServices:
 ServicesDep = Annotated[PaymentServices, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> PaymentSettings:
+async def get_settings(services: ServicesDep) -> PaymentSettings:
     """The service's settings."""
     return services.settings
 
 
-def get_payments(services: ServicesDep) -> PaymentService:
+async def get_payments(services: ServicesDep) -> PaymentService:
     """The payment service."""
     return services.payments
 
 
-def get_refunds(services: ServicesDep) -> RefundService:
+async def get_refunds(services: ServicesDep) -> RefundService:
     """The refund service."""
     return services.refunds
 
 
-def get_ledger(services: ServicesDep) -> ReservationLedger:
+async def get_ledger(services: ServicesDep) -> ReservationLedger:
     """The reservation ledger."""
     return services.ledger
 
 
-def get_metrics(services: ServicesDep) -> PaymentMetrics:
+async def get_metrics(services: ServicesDep) -> PaymentMetrics:
     """The Prometheus counters."""
     return services.metrics
 

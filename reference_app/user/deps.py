@@ -38,7 +38,7 @@ class UserServices:
     outbox: Outbox
 
 
-def get_services(request: Request) -> UserServices:
+async def get_services(request: Request) -> UserServices:
     """The services wired by the lifespan."""
     services: UserServices = request.app.state.user
     return services
@@ -47,7 +47,7 @@ def get_services(request: Request) -> UserServices:
 ServicesDep = Annotated[UserServices, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> UserSettings:
+async def get_settings(services: ServicesDep) -> UserSettings:
     """The service's settings."""
     return services.settings
 
@@ -58,22 +58,22 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_hasher(services: ServicesDep) -> PasswordHasher:
+async def get_hasher(services: ServicesDep) -> PasswordHasher:
     """The password hasher."""
     return services.hasher
 
 
-def get_tokens(services: ServicesDep) -> AccessTokens:
+async def get_tokens(services: ServicesDep) -> AccessTokens:
     """The access-token issuer and verifier."""
     return services.tokens
 
 
-def get_refresh(services: ServicesDep) -> RefreshTokens:
+async def get_refresh(services: ServicesDep) -> RefreshTokens:
     """The refresh-token families."""
     return services.refresh
 
 
-def get_outbox(services: ServicesDep) -> Outbox:
+async def get_outbox(services: ServicesDep) -> Outbox:
     """The transactional outbox."""
     return services.outbox
 

@@ -43,11 +43,13 @@ from reference_app.user.schemas import (
     WhoAmI,
 )
 
-__all__ = ["REFRESH_COOKIE", "REFRESH_COOKIE_PATH", "router"]
+__all__ = ["REFRESH_COOKIE", "REFRESH_COOKIE_PATH", "VERIFY_CACHE_HEADER", "router"]
 
 REFRESH_COOKIE = "refreshToken"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 EVENT_SOURCE = "user-service"
+VERIFY_CACHE_HEADER = "X-Accel-Expires"
+"""nginx's header for how many seconds it may cache an answer (0: not at all)."""
 
 log = logging.getLogger("reference_app.user")
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=errors(400, 422, 503))
@@ -208,9 +210,14 @@ async def logout(
 
 @router.get("/verify", responses=errors(401), response_class=Response)
 async def verify_access(
-    tokens: TokensDep, authorization: Annotated[str | None, Header()] = None
+    tokens: TokensDep, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
-    """For nginx ``auth_request``: 200 with ``X-User-Id`` / ``X-User-Role``, or 401."""
+    """For nginx ``auth_request``: 200 with ``X-User-Id`` / ``X-User-Role``, or 401.
+
+    A 200 says in ``X-Accel-Expires`` how long nginx may reuse it for this
+    exact ``Authorization`` value: ``VERIFY_CACHE_SECONDS`` at most, and
+    never past the token's expiry. Refusals are never cached.
+    """
     try:
         principal = verify(authorization, tokens)
     except TokenExpired:
@@ -218,13 +225,19 @@ async def verify_access(
             401,
             "access token expired",
             code="token_expired",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"', VERIFY_CACHE_HEADER: "0"},
         )
     except InvalidToken:
         return error_response(
-            401, "a valid access token is required", headers={"WWW-Authenticate": "Bearer"}
+            401,
+            "a valid access token is required",
+            headers={"WWW-Authenticate": "Bearer", VERIFY_CACHE_HEADER: "0"},
         )
-    return Response(status_code=200, headers=principal.headers())
+    headers = principal.headers()
+    cache_for = principal.cacheable_for(settings.verify_cache_seconds)
+    if cache_for > 0:
+        headers[VERIFY_CACHE_HEADER] = str(cache_for)
+    return Response(status_code=200, headers=headers)
 
 
 @router.get("/me", responses=errors(401))

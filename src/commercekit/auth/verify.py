@@ -12,6 +12,7 @@ answer lets the request through with the identity headers it returns
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,14 +32,34 @@ USER_ROLE_HEADER = "X-User-Role"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who made the request, as proven by their access token."""
+    """Who made the request, as proven by their access token.
+
+    Attributes:
+        user_id: the token's subject.
+        role: its ``role`` claim.
+        expires_at: when the token stops being valid (its ``exp``); None
+            where the identity did not come from a token (the gateway's headers).
+    """
 
     user_id: str
     role: str
+    expires_at: dt.datetime | None = None
 
     def headers(self) -> dict[str, str]:
         """The identity headers the gateway passes to the services."""
         return {USER_ID_HEADER: self.user_id, USER_ROLE_HEADER: self.role}
+
+    def cacheable_for(self, limit: float, *, now: dt.datetime | None = None) -> int:
+        """Whole seconds a gateway may reuse this answer: at most `limit`, never past ``exp``.
+
+        One second short of the expiry, so a cache's whole-second clock
+        cannot serve the answer once the token has expired; 0 when the token
+        expires within a second or has no known expiry.
+        """
+        if self.expires_at is None:
+            return 0
+        left = (self.expires_at - (now or dt.datetime.now(dt.UTC))).total_seconds() - 1
+        return max(0, int(min(limit, left)))
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -71,4 +92,4 @@ def verify(authorization: str | None, tokens: AccessTokens) -> Principal:
         InvalidToken: no token, or one that does not verify.
     """
     claims = tokens.decode(bearer_token(authorization))
-    return Principal(user_id=claims.user_id, role=claims.role)
+    return Principal(user_id=claims.user_id, role=claims.role, expires_at=claims.expires_at)

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import re
 import secrets
 import time
 import uuid
@@ -206,6 +207,46 @@ def test_forged_and_tampered_access_tokens_are_401(
     assert httpx.post(inventory + "/api/v1/inventory", json=body, headers=admin).status_code == 201
     for name in forgeries:
         tried("attack rejected", f"JWT {name}: 401 on the user, inventory and payment routes")
+
+
+def _verify_calls(stack: LocalStack) -> float:
+    """How many token checks the user service answered (its latency histogram's count)."""
+    (user,) = stack.urls("user")
+    metrics = httpx.get(user + "/metrics", timeout=10).text
+    pattern = r'http_request_duration_seconds_count\{[^}]*route="/api/v1/auth/verify"[^}]*\} (\S+)'
+    return sum(float(n) for n in re.findall(pattern, metrics))
+
+
+def test_a_cached_token_check_ends_with_the_token_and_covers_no_forgery(
+    stack: LocalStack, http: httpx.Client, tried: Tried
+) -> None:
+    secret = stack.env["JWT_ACCESS_SECRET"]
+    user_id = str(uuid.uuid4())
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)
+    token = _mint(secret, sub=user_id, exp=expires)
+    before = _verify_calls(stack)
+    for _ in range(5):
+        me = http.get("/api/v1/auth/me", headers=_bearer(token))
+        assert me.status_code == 200, me.text
+        assert me.json()["id"] == user_id
+    # One check by the user service; nginx answered the other four from its cache.
+    assert _verify_calls(stack) - before == 1
+    # While the genuine token is cached, no variant of it rides on that answer.
+    for name, variant in (
+        ("role=admin", _tampered(token, role="admin")),
+        ("another sub", _tampered(token, sub=str(uuid.uuid4()))),
+        ("signature cut", token.rsplit(".", 1)[0] + "."),
+        ("one character more", token + "A"),
+    ):
+        answer = http.get("/api/v1/auth/me", headers=_bearer(variant))
+        assert_json_error(answer, 401, "unauthorized")
+        tried("attack rejected", f"JWT {name} of a token whose check is cached: 401")
+    # Past its expiry (and the verifier's leeway), the cached answer is gone with it.
+    leeway = 5
+    time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds() + leeway + 1))
+    answer = http.get("/api/v1/auth/me", headers=_bearer(token))
+    assert_json_error(answer, 401, "unauthorized")
+    tried("attack rejected", "an expired token whose check was cached: 401")
 
 
 # ------------------------------------------------------------------ refresh tokens

@@ -104,9 +104,21 @@ def test_registered_claims_cannot_be_overridden(tokens: AccessTokens) -> None:
 def test_verify_returns_the_user_id_and_role_for_the_gateway(tokens: AccessTokens) -> None:
     token = tokens.issue("user-7", role="admin")
     principal = verify(f"Bearer {token}", tokens)
-    assert principal == Principal(user_id="user-7", role="admin")
+    expires_at = tokens.decode(token).expires_at
+    assert principal == Principal(user_id="user-7", role="admin", expires_at=expires_at)
     assert principal.headers() == {"X-User-Id": "user-7", "X-User-Role": "admin"}
     assert verify(f"bearer   {token} ", tokens) == principal
+
+
+def test_a_verify_answer_is_cacheable_at_most_until_a_second_before_expiry() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    principal = Principal("u", "user", expires_at=now + dt.timedelta(seconds=90))
+    assert principal.cacheable_for(60, now=now) == 60
+    assert principal.cacheable_for(600, now=now) == 89
+    assert principal.cacheable_for(600, now=now + dt.timedelta(seconds=88.5)) == 0
+    assert principal.cacheable_for(600, now=now + dt.timedelta(seconds=120)) == 0
+    assert principal.cacheable_for(0, now=now) == 0
+    assert Principal("u", "user").cacheable_for(60, now=now) == 0  # no known expiry
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "token"])

@@ -9,6 +9,7 @@ rendered the way the official nginx image does and checked with ``nginx -t``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -23,7 +24,13 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from pydantic_settings import BaseSettings
-from reference_app.launch import GATEWAY_CONFIG, PLACEHOLDERS, SERVICES, uvicorn_args
+from reference_app.launch import (
+    GATEWAY_CONFIG,
+    GATEWAY_FOLDERS,
+    PLACEHOLDERS,
+    SERVICES,
+    uvicorn_args,
+)
 from reference_app.settings import (
     EmailSettings,
     InventorySettings,
@@ -208,6 +215,20 @@ def test_each_app_service_runs_the_launchers_command() -> None:
         assert service["command"] == ["uvicorn", *uvicorn_args(spec.factory, "0.0.0.0", APP_PORT)]
         assert service["build"] == defined["user"]["build"], spec.name
         assert f":{APP_PORT}/" in " ".join(service["healthcheck"]["test"]), spec.name
+
+
+def test_the_images_default_command_is_the_launchers() -> None:
+    cmd = re.search(r"^CMD (\[.*\])$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert cmd is not None
+    user = next(spec for spec in SERVICES if spec.name == "user")
+    assert json.loads(cmd.group(1)) == ["uvicorn", *uvicorn_args(user.factory, "0.0.0.0", APP_PORT)]
+
+
+def test_each_service_runs_as_many_processes_as_the_launcher() -> None:
+    defined = services()
+    for spec in SERVICES:
+        replicas = defined[spec.name].get("deploy", {}).get("replicas", 1)
+        assert replicas == spec.replicas, spec.name
 
 
 def test_the_gateway_routes_to_each_service_on_its_port() -> None:
@@ -404,6 +425,8 @@ def test_the_gateway_template_works_as_the_image_renders_it(tmp_path: Path) -> N
         local = local.replace(
             f"server {env[name]};", f"server 127.0.0.1:{env[name].split(':')[1]};"
         )
+    for name in GATEWAY_FOLDERS:  # the image's folder, here under tmp_path
+        local = local.replace(env[name], str(tmp_path / name.lower()))
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "default.conf").write_text(local)
     temp = "\n".join(
