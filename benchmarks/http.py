@@ -1,37 +1,56 @@
-"""``python -m benchmarks.http``: the reserve endpoint through the gateway, loaded by wrk.
+"""``python -m benchmarks.http``: the shop through the gateway, as its users load it.
 
 Starts the reference app's local stack (every service behind nginx, on a
-PostgreSQL, Redis and Kafka of the test harness), signs a shopper in,
-creates one product with plenty of stock, then runs `wrk` (a C load
-generator, ``apt-get install wrk``) against:
+PostgreSQL, Redis and Kafka of the test harness), creates `--accounts`
+shoppers (1,000 by default: rows in the users table and a signed access
+token each, used round-robin so the gateway sees as many tokens as a real
+shop does), then runs `wrk` (a C load generator, ``apt-get install wrk``)
+at each number of connections against:
 
-- ``POST /api/v1/inventory/reserve``: the token checked by nginx's
-  ``auth_request`` against the user service, then the inventory service's
-  hold (Redis Lua) and its ledger row (PostgreSQL);
-- ``GET /health`` on the gateway: nginx alone, the ceiling of the setup.
+- ``reserve``: ``POST /api/v1/inventory/reserve``, one unit of a hot SKU;
+- ``reserve+key``: the same with a fresh ``Idempotency-Key`` per request;
+- ``cart3``: a cart of three lines (three SKUs);
+- ``products``: ``GET /api/v1/products`` (public, no token);
+- ``health``: nginx's own ``/health``, the ceiling of the setup.
 
-It reports requests/s and latency percentiles, and checks the outcome: every
-201 is one hold, and the product's available stock went down by exactly as
-many units (no oversell, nothing lost). Results go to
-``benchmarks/results/http.json`` and ``http.md``.
+Then the payment path: shoppers at a steady rate reserve, pay
+(``POST /api/v1/payment``) and poll their reservation; the time from the
+202 to the reservation reading CONFIRMED (through Kafka, the inventory
+service's settlement and the ledger) is what is measured.
+
+In the same run, on the same servers (a database and a Redis database of
+its own), the library's durable reserve path (``commercekit-durable``, hot
+SKU, the benchmark of ``python -m benchmarks``) gives the ratio the front
+door is judged by. For every wrk run the CPU seconds per request of each
+process group (gateway, each service, Redis, PostgreSQL, Kafka, wrk) are
+printed, so the next bottleneck is visible.
+
+It checks the outcome: every 2xx reserve is one unit held and the stock
+went down by exactly as many units (no oversell, nothing lost). Results go
+to ``benchmarks/results/http.json`` and ``http.md`` (``--name`` changes
+the file names); ``--plot`` draws ``docs/benchmarks/http.png`` from
+``http-before.json`` and ``http.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +58,20 @@ import httpx
 from reference_app.launch import SERVICES, LocalStack, ServiceSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-STOCK = 1_000_000  # the most one product may get; runs take far fewer
-PASSWORD = "benchmark password 1"  # noqa: S105 (a throw-away user)
+RESULTS = ROOT / "benchmarks" / "results"
+PLOT = ROOT / "docs" / "benchmarks" / "http.png"
+STOCK = 1_000_000  # per product (the most one may get); runs take far fewer
 ADMIN_EMAIL = "bench-admin@example.com"
+ADMIN_PASSWORD = "benchmark password 1"  # noqa: S105 (a throw-away user)
+PRICE = "1.00"
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+CASES = ("reserve", "reserve+key", "cart3", "products", "health")
+"""What wrk loads, at each number of connections."""
+
+RESERVING = {"reserve": 1, "reserve+key": 1, "cart3": 1}
+"""The cases that take units, and how many of the hot product (or of each cart product) each."""
 
 
 @dataclass
@@ -59,6 +87,12 @@ class HttpResult:
     p50_ms: float
     p90_ms: float
     p99_ms: float
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> int:
+        """Requests answered 2xx."""
+        return self.requests - self.errors
 
 
 def _ms(text: str) -> float:
@@ -69,7 +103,11 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str, *, target: str, connections: int, duration: float) -> HttpResult:
-    """The numbers of one ``wrk --latency`` run's output."""
+    """The numbers of one ``wrk --latency`` run's output.
+
+    `errors` counts non-2xx answers and socket errors (connect, read, write,
+    timeout) alike: a benchmark with errors does not count.
+    """
     percentiles = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE))
     total = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
@@ -95,16 +133,50 @@ def parse_wrk(output: str, *, target: str, connections: int, duration: float) ->
     )
 
 
-def _wrk_script(folder: Path, token: str, product_id: str) -> Path:
-    body = json.dumps({"productId": product_id, "quantity": 1})
-    script = folder / "reserve.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body)}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
-    )
-    return script
+def wrk_script(
+    tokens_file: Path | None,
+    *,
+    method: str = "GET",
+    path: str = "/",
+    body: str | None = None,
+    idempotency_keys: bool = False,
+    key_prefix: str = "bench",
+) -> str:
+    """A wrk Lua script: `method` `path` with `body`, each request with the next token.
+
+    Tokens come one a line from `tokens_file`, round-robin, each wrk thread
+    starting elsewhere in the list. With `idempotency_keys`, every request
+    carries an ``Idempotency-Key`` no other request of the run has.
+    """
+    lines = [
+        "local tokens = {}",
+        "local n = 0",
+        "local seq = 0",
+        "function setup(thread)",
+        "  seq = seq + 1",
+        '  thread:set("tid", seq)',
+        "end",
+        "function init(args)",
+        f'  local file = "{tokens_file}"' if tokens_file else "  local file = nil",
+        "  if file then for line in io.lines(file) do tokens[#tokens + 1] = line end end",
+        "  n = (tid or 1) * 7919",
+        "end",
+        "function request()",
+        "  n = n + 1",
+        "  local headers = {}",
+        f"  local body = {json.dumps(body) if body is not None else 'nil'}",
+        '  if body then headers["Content-Type"] = "application/json" end',
+        "  if #tokens > 0 then",
+        '    headers["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1]',
+        "  end",
+    ]
+    if idempotency_keys:
+        lines.append(f'  headers["Idempotency-Key"] = "{key_prefix}-" .. (tid or 1) .. "-" .. n')
+    lines += [
+        f"  return wrk.format({json.dumps(method)}, {json.dumps(path)}, headers, body)",
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def run_wrk(
@@ -120,133 +192,647 @@ def run_wrk(
     return done.stdout
 
 
-def _sign_in(http: httpx.Client, email: str) -> str:
-    name = "b" + uuid.uuid4().hex[:12]
-    http.post("/api/v1/auth/signup", json={"username": name, "email": email, "password": PASSWORD})
-    login = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+# ---------------------------------------------------------------- CPU accounting
+def process_cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU seconds (user + system) of these processes and all their descendants.
+
+    Children that ended and were waited for count through their parent's
+    ``children_*`` times, live ones by their own (PostgreSQL's backends,
+    nginx's workers, uvicorn's processes).
+    """
+    import psutil  # type: ignore[import-untyped]  # noqa: PLC0415 (the bench extra)
+
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            members = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in members:
+            try:
+                times = member.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's waited-for children (the wrk runs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds per process group between two readings."""
+
+    def __init__(self, groups: Mapping[str, Callable[[], list[int]]]) -> None:
+        self.groups = dict(groups)
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds so far, per group, and ``wrk`` (this process's children)."""
+        seconds = {name: process_cpu_seconds(pids()) for name, pids in self.groups.items()}
+        seconds["wrk"] = _children_cpu_seconds()
+        return seconds
+
+    @staticmethod
+    def per_request(
+        before: dict[str, float], after: dict[str, float], requests: int
+    ) -> dict[str, float]:
+        """Milliseconds of CPU per request of each group, and their total."""
+        if requests <= 0:
+            return {}
+        used = {name: (after[name] - before[name]) * 1000 / requests for name in after}
+        used["total"] = sum(used.values())
+        return {name: round(ms, 4) for name, ms in used.items()}
+
+
+def _stack_groups(stack: LocalStack) -> dict[str, Callable[[], list[int]]]:
+    def pids_of(*servers: Any) -> Callable[[], list[int]]:
+        return lambda: [s.pid for s in servers if s is not None and s.pid is not None]
+
+    groups: dict[str, Callable[[], list[int]]] = {"gateway": pids_of(stack.gateway)}
+    for name, processes in stack.processes.items():
+        groups[name] = pids_of(*processes)
+    if stack.backing is not None:
+        groups["redis"] = pids_of(stack.backing.redis)
+        groups["postgres"] = pids_of(stack.backing.postgres)
+        groups["kafka"] = pids_of(stack.backing.kafka)
+    return groups
+
+
+def _py_spy(stack: LocalStack, folder: Path, case: str, seconds: float) -> list[Any]:
+    """``py-spy record`` on every service process for the next `seconds` (collapsed stacks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for name, processes in stack.processes.items():
+        for index, process in enumerate(processes, start=1):
+            if process.pid is None:
+                continue
+            out = folder / f"{case.replace('+', '-')}-{name}-{index}.txt"
+            spies.append(
+                subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(process.pid), "--duration",
+                     str(max(1, round(seconds) - 1)), "--format", "raw", "--nonblocking",
+                     "--gil", "--rate", "250", "--output", str(out)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+    return spies
+
+
+def _print_result(result: HttpResult) -> None:
+    cpu = result.cpu_ms_per_request
+    busiest = ", ".join(
+        f"{name} {ms:.3f}"
+        for name, ms in sorted(cpu.items(), key=lambda kv: -kv[1])
+        if name != "total"
+    )
+    print(
+        f"{result.target:12} c={result.connections:<4} {result.ops_per_s:9.0f} req/s  "
+        f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:7.1f} ms  "
+        f"errors {result.errors}  cpu ms/req {cpu.get('total', 0):.3f} ({busiest})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------- the shop's data
+async def _create_accounts(database_url: str, count: int) -> list[str]:
+    """`count` user rows (with a throw-away password hash); their ids."""
+    from sqlalchemy import text  # noqa: PLC0415
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    run = uuid.uuid4().hex[:8]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "username": f"bench-{run}-{i}",
+            "email": f"bench-{run}-{i}@example.com",
+            "password_hash": "!benchmark-account-no-login",
+        }
+        for i in range(count)
+    ]
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, username, email, password_hash, role) "
+                    "VALUES (:id, :username, :email, :password_hash, 'user')"
+                ),
+                rows,
+            )
+    finally:
+        await engine.dispose()
+    return [str(row["id"]) for row in rows]
+
+
+def _tokens(env: Mapping[str, str], user_ids: Sequence[str]) -> list[str]:
+    """An access token for each user, signed as the user service signs them."""
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from commercekit.auth import AccessTokens, JWTSettings  # noqa: PLC0415
+
+    settings = JWTSettings(
+        environment=env["ENVIRONMENT"],
+        secret=SecretStr(env["JWT_ACCESS_SECRET"]),
+        access_ttl=dt.timedelta(hours=2),
+    )
+    tokens = AccessTokens(settings)
+    return [tokens.issue(user_id, role="user") for user_id in user_ids]
+
+
+def _sign_in_admin(http: httpx.Client) -> str:
+    http.post(
+        "/api/v1/auth/signup",
+        json={"username": "benchadmin", "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+    )
+    login = http.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     login.raise_for_status()
     token: str = login.json()["accessToken"]
     return token
 
 
+def _create_product(http: httpx.Client, admin: str, sku: str) -> str:
+    created = http.post(
+        "/api/v1/inventory",
+        json={"sku": sku, "name": sku, "price": PRICE, "stock": STOCK},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    created.raise_for_status()
+    product_id: str = created.json()["id"]
+    return product_id
+
+
+# ---------------------------------------------------------------- the payment path
+@dataclass
+class PaymentResult:
+    """The payment path: from the 202 of ``POST /api/v1/payment`` to CONFIRMED."""
+
+    rate_per_s: float
+    duration_s: float
+    payments: int
+    confirmed: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    error_samples: list[str] = field(default_factory=list)
+
+
+def _percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+async def payment_path(
+    base_url: str,
+    tokens: Sequence[str],
+    product_id: str,
+    *,
+    rate: float,
+    duration: float,
+    poll_every: float = 0.005,
+    give_up_after: float = 20.0,
+) -> PaymentResult:
+    """Start `rate` payments a second for `duration` seconds; time each to CONFIRMED."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+
+        async def one(token: str) -> None:
+            auth = {"Authorization": f"Bearer {token}"}
+            held = await http.post(
+                "/api/v1/inventory/reserve",
+                json={"productId": product_id, "quantity": 1},
+                headers=auth,
+            )
+            if held.status_code != 201:
+                errors.append(f"reserve {held.status_code}: {held.text[:120]}")
+                return
+            reservation = held.json()["reservationId"]
+            paid = await http.post(
+                "/api/v1/payment",
+                json={
+                    "reservationId": reservation,
+                    "amount": PRICE,
+                    "paymentMethod": "tok_success",
+                },
+                headers=auth,
+            )
+            if paid.status_code != 202:
+                errors.append(f"payment {paid.status_code}: {paid.text[:120]}")
+                return
+            accepted = time.perf_counter()
+            while time.perf_counter() - accepted < give_up_after:
+                seen = await http.get(f"/api/v1/inventory/reservations/{reservation}", headers=auth)
+                if seen.status_code == 200 and seen.json()["status"] == "CONFIRMED":
+                    latencies.append((time.perf_counter() - accepted) * 1000)
+                    return
+                await asyncio.sleep(poll_every)
+            errors.append(f"reservation {reservation} not CONFIRMED after {give_up_after}s")
+
+        tasks: list[asyncio.Task[None]] = []
+        started = time.perf_counter()
+        count = max(1, round(rate * duration))
+        for i in range(count):
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(tokens[i % len(tokens)])))
+        await asyncio.gather(*tasks)
+    return PaymentResult(
+        rate_per_s=rate,
+        duration_s=duration,
+        payments=count,
+        confirmed=len(latencies),
+        errors=len(errors),
+        p50_ms=round(_percentile(latencies, 50), 2),
+        p99_ms=round(_percentile(latencies, 99), 2),
+        error_samples=errors[:3],
+    )
+
+
+# ---------------------------------------------------------------- the library's path
+def durable_path(backing: Any, *, clients: int, duration: float) -> dict[str, Any]:
+    """``commercekit-durable`` on the hot SKU, on the stack's own Redis and PostgreSQL.
+
+    A database and a Redis database of its own: the benchmark truncates and
+    flushes what it uses, never the shop's data.
+    """
+    from benchmarks.runner import Runner  # noqa: PLC0415
+    from benchmarks.scenarios import SCENARIOS  # noqa: PLC0415
+    from benchmarks.systems import SYSTEMS, Urls  # noqa: PLC0415
+
+    database = backing.postgres.create_database(f"bench_durable_{uuid.uuid4().hex[:8]}")
+    urls = Urls(backing.redis.url.rsplit("/", 1)[0] + "/9", database)
+
+    async def measure() -> dict[str, Any]:
+        runner = Runner(urls, workers=2, warmup=0.5, duration=duration)
+        try:
+            await runner.warm_up_workers()
+            system = SYSTEMS["commercekit-durable"](urls, SCENARIOS["hot"], clients)
+            await system.open()
+            try:
+                cell = await runner.cell(system, SCENARIOS["hot"], clients)
+            finally:
+                await system.close()
+        finally:
+            runner.close()
+        return cell.record()
+
+    return asyncio.run(measure())
+
+
+# ---------------------------------------------------------------- the run
 def run(
     *,
     connections: Sequence[int],
     duration: float,
     threads: int,
-    inventory_replicas: int,
+    accounts: int,
+    payment_rate: float,
     workdir: Path,
+    cases: Sequence[str] = CASES,
+    replicas: Mapping[str, int] | None = None,
+    py_spy: Path | None = None,
 ) -> dict[str, Any]:
-    """Start the stack, run wrk at each number of connections, check the stock."""
+    """Start the stack, load it case by case, measure the library's path, check the stock."""
+    replicas = dict(replicas or {})
     env = {
         "ENVIRONMENT": "production",
         "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
         "ADMIN_EMAILS": ADMIN_EMAIL,
         "LOG_LEVEL": "WARNING",
-        "RESERVATION_TTL_SECONDS": "3600",  # no hold expires during the run
-        "COMMERCEKIT_JWT_ACCESS_TTL": "3600",
+        "RESERVATION_TTL_SECONDS": "7200",  # no hold expires during the run
+        "PAYMENT_SUCCESS_RATE": "1",
+        "COMMERCEKIT_JWT_ACCESS_TTL": "7200",
     }
-    replicas = {"inventory": inventory_replicas}
     services = [
-        ServiceSpec(s.name, s.factory, s.placeholder, replicas.get(s.name, 1)) for s in SERVICES
+        ServiceSpec(s.name, s.factory, s.placeholder, replicas.get(s.name, s.replicas), s.env)
+        for s in SERVICES
     ]
     results: list[HttpResult] = []
     stack = LocalStack(workdir, env=env, services=services, with_servers=True)
     with stack, httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
-        admin = _sign_in(http, ADMIN_EMAIL)
-        token = _sign_in(http, f"shopper-{uuid.uuid4().hex[:8]}@example.com")
-        created = http.post(
-            "/api/v1/inventory",
-            json={"sku": "BENCH-1", "name": "Benchmark", "price": "1.00", "stock": STOCK},
-            headers={"Authorization": f"Bearer {admin}"},
-        )
-        created.raise_for_status()
-        product_id = created.json()["id"]
-        script = _wrk_script(workdir, token, product_id)
-        reserve_url = stack.gateway_url + "/api/v1/inventory/reserve"
-        run_wrk(reserve_url, connections=8, duration=2, threads=threads, script=script)
+        assert stack.backing is not None
+        database_url = stack.backing.env()["DATABASE_URL"]
+        user_ids = asyncio.run(_create_accounts(database_url, accounts))
+        tokens_file = workdir / "tokens.txt"
+        tokens = _tokens(env, user_ids)
+        tokens_file.write_text("\n".join(tokens) + "\n")
+        admin = _sign_in_admin(http)
+        hot = _create_product(http, admin, "BENCH-HOT")
+        cart = [_create_product(http, admin, f"BENCH-CART-{i}") for i in range(3)]
+        paid = _create_product(http, admin, "BENCH-PAY")
+
+        base = stack.gateway_url
+        reserve_body = json.dumps({"productId": hot, "quantity": 1})
+        cart_body = json.dumps({"items": [{"productId": p, "quantity": 1} for p in cart]})
+        reserve = "/api/v1/inventory/reserve"
+        scripts: dict[str, dict[str, Any]] = {
+            "reserve": {"method": "POST", "path": reserve, "body": reserve_body},
+            "reserve+key": {
+                "method": "POST",
+                "path": reserve,
+                "body": reserve_body,
+                "idempotency_keys": True,
+            },
+            "cart3": {"method": "POST", "path": reserve, "body": cart_body},
+            "products": {"method": "GET", "path": "/api/v1/products", "tokens": False},
+            "health": {"method": "GET", "path": "/health", "tokens": False},
+        }
+
+        def load(case: str, count: int, seconds: float, *, profile: bool = False) -> HttpResult:
+            options = dict(scripts[case])
+            with_tokens = options.pop("tokens", True)
+            script = workdir / f"{case.replace('+', '-')}.lua"
+            # A fresh key prefix per run: a key of an earlier run would replay its hold.
+            options["key_prefix"] = uuid.uuid4().hex[:8]
+            script.write_text(wrk_script(tokens_file if with_tokens else None, **options))
+            spies = _py_spy(stack, py_spy, case, seconds) if profile and py_spy else []
+            output = run_wrk(
+                base + "/", connections=count, duration=seconds, threads=threads, script=script
+            )
+            for spy in spies:
+                spy.wait(timeout=60)
+            return parse_wrk(output, target=case, connections=count, duration=seconds)
+
+        meter = CpuMeter(_stack_groups(stack))
+
+        # Warm every path up (connections, caches, JIT-less Python's first calls).
+        for case in cases:
+            warm = load(case, 8, 2)
+            warm.target = f"warm-up {case}"
+            results.append(warm)
         for count in connections:
-            for target, url, lua in (
-                ("gateway /health", stack.gateway_url + "/health", None),
-                ("POST /api/v1/inventory/reserve", reserve_url, script),
-            ):
-                output = run_wrk(
-                    url, connections=count, duration=duration, threads=threads, script=lua
-                )
-                result = parse_wrk(output, target=target, connections=count, duration=duration)
+            for case in cases:
+                before = meter.read()
+                result = load(case, count, duration, profile=count == max(connections))
+                after = meter.read()
+                result.cpu_ms_per_request = meter.per_request(before, after, result.requests)
                 results.append(result)
-                print(
-                    f"{target:32} c={count:<4} {result.ops_per_s:9.0f} req/s  "
-                    f"p99 {result.p99_ms:7.1f} ms  errors {result.errors}",
-                    file=sys.stderr,
-                )
-        stock = http.get(f"/api/v1/products/{product_id}").json()["stock"]
-    reserves = [r for r in results if r.target.startswith("POST")]
-    held = sum(r.requests - r.errors for r in reserves)
-    warm = STOCK - stock - held  # the warm-up run's holds (its count is not parsed)
+                _print_result(result)
+
+        payments: PaymentResult | None = None
+        if payment_rate > 0:
+            payments = asyncio.run(
+                payment_path(base, tokens, paid, rate=payment_rate, duration=duration)
+            )
+            print(
+                f"payment path: {payments.confirmed}/{payments.payments} confirmed at "
+                f"{payment_rate:g}/s, 202 -> CONFIRMED p50 {payments.p50_ms:.1f} ms, "
+                f"p99 {payments.p99_ms:.1f} ms, errors {payments.errors}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        levels = {
+            product: http.get(f"/api/v1/products/{product}").json()["stock"]
+            for product in (hot, *cart)
+        }
+        print("library: commercekit-durable hot@64 on the same servers...", file=sys.stderr)
+        library = durable_path(stack.backing, clients=64, duration=min(duration, 5.0))
+
+    check = stock_check(
+        results, taken={p: STOCK - levels[p] for p in (hot, *cart)}, hot=hot, cart=cart
+    )
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "inventory_replicas": inventory_replicas,
-        "records": [asdict(r) for r in results],
-        "check": {
-            "units_taken": STOCK - stock,
-            "holds_answered_201": held,
-            "warm_up_holds": warm,
-            "consistent": warm >= 0 and all(r.errors == 0 for r in reserves),
+        "accounts": accounts,
+        "replicas": {spec.name: spec.replicas for spec in services},
+        "records": [asdict(r) for r in results if not r.target.startswith("warm-up")],
+        "payments": asdict(payments) if payments is not None else None,
+        "library": {
+            "system": library["system"],
+            "concurrency": library["concurrency"],
+            "ops_per_s": library["ops_per_s"],
+            "p50_ms": library["p50_ms"],
+            "p99_ms": library["p99_ms"],
+            "errors": library["errors"],
+            "oversold": library["oversold"],
+            "conserved": library["conserved"],
         },
+        "check": check,
     }
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The results as a Markdown table."""
+def stock_check(
+    results: Sequence[HttpResult], *, taken: Mapping[str, int], hot: str, cart: Sequence[str]
+) -> dict[str, Any]:
+    """Whether every 2xx reserve is exactly the units taken from its products.
+
+    wrk stops with up to one request per connection in flight: served (its
+    units held), never counted. So per product, the units taken are the
+    201s counted plus at most one per connection of each run, never fewer.
+    """
+
+    def answered(*names: str) -> tuple[int, int]:
+        runs = [r for r in results if r.target.removeprefix("warm-up ") in names]
+        return sum(r.succeeded for r in runs), sum(r.connections for r in runs)
+
+    hot_held, hot_in_flight = answered("reserve", "reserve+key")
+    cart_held, cart_in_flight = answered("cart3")
+    check: dict[str, Any] = {
+        "hot_units_taken": taken[hot],
+        "hot_reserves_answered_2xx": hot_held,
+        "hot_in_flight_at_most": hot_in_flight,
+        "cart_units_taken": [taken[p] for p in cart],
+        "carts_answered_2xx": cart_held,
+        "cart_in_flight_at_most": cart_in_flight,
+        "reserve_errors": sum(r.errors for r in results if r.target in RESERVING),
+    }
+    check["consistent"] = (
+        0 <= check["hot_units_taken"] - hot_held <= hot_in_flight
+        and all(0 <= n - cart_held <= cart_in_flight for n in check["cart_units_taken"])
+        and check["reserve_errors"] == 0
+    )
+    return check
+
+
+def ratios(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per case and connections: requests/s over the library's and over nginx's ``/health``."""
+    library = report["library"]["ops_per_s"]
+    health = {
+        r["connections"]: r["ops_per_s"] for r in report["records"] if r["target"] == "health"
+    }
+    out: dict[str, dict[str, float]] = {}
+    for r in report["records"]:
+        if r["target"] == "health":
+            continue
+        key = f"{r['target']}@{r['connections']}"
+        out[key] = {"vs_library": round(r["ops_per_s"] / library, 4) if library else 0.0}
+        if health.get(r["connections"]):
+            out[key]["vs_health"] = round(r["ops_per_s"] / health[r["connections"]], 4)
+    return out
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The results as Markdown tables."""
+    library = report["library"]
+    groups = sorted(
+        {name for r in report["records"] for name in r["cpu_ms_per_request"] if name != "total"}
+    )
     lines = [
-        "| target | connections | requests/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| case | connections | requests/s | p50 ms | p99 ms | errors | x library |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    ratio = ratios(report)
     for r in report["records"]:
+        share = ratio.get(f"{r['target']}@{r['connections']}", {}).get("vs_library")
         lines.append(
             f"| {r['target']} | {r['connections']} | {r['ops_per_s']:,.0f} | "
-            f"{r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | "
+            f"{'' if share is None else f'{share:.3f}'} |"
         )
+    lines += [
+        "",
+        f"The library's durable path (`{library['system']}`, hot SKU, "
+        f"{library['concurrency']} clients, same servers, same run): "
+        f"{library['ops_per_s']:,.0f} reserves/s, p50 {library['p50_ms']:.1f} ms, "
+        f"p99 {library['p99_ms']:.1f} ms.",
+        "",
+        "CPU milliseconds per request, by process group:",
+        "",
+        "| case | connections | " + " | ".join(groups) + " | total |",
+        "|---|---:|" + "---:|" * (len(groups) + 1),
+    ]
+    for r in report["records"]:
+        cpu = r["cpu_ms_per_request"]
+        cells = " | ".join(f"{cpu.get(name, 0):.3f}" for name in groups)
+        lines.append(
+            f"| {r['target']} | {r['connections']} | {cells} | {cpu.get('total', 0):.3f} |"
+        )
+    payments = report.get("payments")
+    if payments:
+        lines += [
+            "",
+            f"Payment path ({payments['rate_per_s']:g} payments/s for "
+            f"{payments['duration_s']:g} s): {payments['confirmed']} of "
+            f"{payments['payments']} confirmed; from the 202 of `POST /api/v1/payment` to "
+            f"the reservation reading CONFIRMED: p50 {payments['p50_ms']:.1f} ms, "
+            f"p99 {payments['p99_ms']:.1f} ms; errors {payments['errors']}.",
+        ]
     check = report["check"]
     lines += [
         "",
-        f"Units taken from the product: {check['units_taken']:,}; reserves answered 201 "
-        f"(measured runs): {check['holds_answered_201']:,}, plus {check['warm_up_holds']:,} "
-        f"in the warm-up. Every 201 is one unit held, nothing oversold: "
+        f"Hot product: {check['hot_units_taken']:,} units taken, "
+        f"{check['hot_reserves_answered_2xx']:,} reserves answered 201 (and at most "
+        f"{check['hot_in_flight_at_most']:,} in flight when wrk stopped); carts: "
+        f"{check['carts_answered_2xx']:,} answered 201 (at most "
+        f"{check['cart_in_flight_at_most']:,} in flight), units taken per cart product "
+        f"{', '.join(f'{n:,}' for n in check['cart_units_taken'])} (warm-ups included). "
+        f"Every 201 is exactly the units held, nothing oversold, no errors: "
         f"{'yes' if check['consistent'] else 'NO'}.",
-        f"Inventory replicas: {report['inventory_replicas']}; "
-        f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
+        f"{report['accounts']:,} accounts and tokens, round-robin; replicas "
+        + ", ".join(f"{name} {n}" for name, n in report["replicas"].items())
+        + f"; {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"{report['created']}.",
     ]
     return "\n".join(lines) + "\n"
 
 
+def plot(before: Mapping[str, Any], after: Mapping[str, Any], out: Path) -> None:
+    """Requests/s and p99 of the reserve case against connections, before and after."""
+    import matplotlib  # noqa: PLC0415 (the bench extra)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (rate_ax, p99_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, report, style in (("before", before, "o--"), ("after", after, "o-")):
+        rows = sorted(
+            (r for r in report["records"] if r["target"] == "reserve"),
+            key=lambda r: r["connections"],
+        )
+        xs = [r["connections"] for r in rows]
+        rate_ax.plot(xs, [r["ops_per_s"] for r in rows], style, label=label)
+        p99_ax.plot(xs, [r["p99_ms"] for r in rows], style, label=label)
+    library = after["library"]["ops_per_s"]
+    rate_ax.axhline(0.25 * library, color="grey", linewidth=0.8, linestyle=":")
+    rate_ax.annotate("0.25 x library", (16, 0.25 * library), fontsize=8, color="grey")
+    p99_ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+    for ax, title, unit in (
+        (rate_ax, "POST /api/v1/inventory/reserve", "requests/s"),
+        (p99_ax, "p99 latency", "ms"),
+    ):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([16, 64, 256], labels=["16", "64", "256"])
+        ax.set_xlabel("connections")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line, run, write ``benchmarks/results/http.{json,md}``."""
+    """Parse the command line, run, write ``benchmarks/results/<name>.{json,md}``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.http", description=__doc__)
-    parser.add_argument("--connections", default="16,64", help="comma-separated, e.g. 16,64,256")
+    parser.add_argument("--connections", default="16,64,256", help="comma-separated")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--inventory-replicas", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--accounts", type=int, default=1000, help="shoppers and their tokens")
+    parser.add_argument("--payment-rate", type=float, default=50.0, help="payments/s (0: none)")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES)
+    )
+    parser.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="processes of a service (default: as python -m reference_app.launch runs them)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="profile every service with py-spy during each case at the most connections",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="http", help="file names of the results")
+    parser.add_argument("--plot", action="store_true", help=f"only draw {PLOT.name}")
     args = parser.parse_args(argv)
+    if args.plot:
+        before = json.loads((args.out / "http-before.json").read_text())
+        after = json.loads((args.out / "http.json").read_text())
+        plot(before, after, PLOT)
+        print(PLOT)
+        return 0
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk)")
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(unknown)}")
     connections = [int(c) for c in args.connections.split(",") if c.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         report = run(
             connections=connections,
             duration=args.duration,
             threads=args.threads,
-            inventory_replicas=args.inventory_replicas,
+            accounts=args.accounts,
+            payment_rate=args.payment_rate,
             workdir=Path(tmp),
+            cases=cases,
+            replicas={k: int(v) for k, _, v in (r.partition("=") for r in args.replicas)},
+            py_spy=args.py_spy,
         )
+    report["ratios"] = ratios(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "http.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    (args.out / "http.md").write_text(table)
+    (args.out / f"{args.name}.md").write_text(table)
     print(table)
     return 0 if report["check"]["consistent"] else 1
 
