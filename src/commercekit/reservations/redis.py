@@ -56,6 +56,7 @@ from commercekit.reservations.models import (
     StockLevel,
 )
 from commercekit.reservations.store import LineInput, TTLInput
+from commercekit.transient import is_transient
 
 try:
     from redis import exceptions as redis_errors
@@ -220,6 +221,8 @@ class RedisReservationStore:
         except redis_errors.ResponseError as exc:
             if "NOTHYDRATED" in str(exc):
                 raise RedisDataLost(str(exc)) from None
+            if is_transient(exc):  # READONLY after a failover, LOADING, CLUSTERDOWN, OOM...
+                raise BackendUnavailable(f"redis refused {name} for now: {exc}") from exc
             raise
         if name == "restore":
             return raw
