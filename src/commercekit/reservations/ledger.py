@@ -141,18 +141,22 @@ class ReservationLedger:
         if not reservations:
             return []
         rows = [_row_values(r) for r in reservations]
-        async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # One statement text whatever the batch size, so it is prepared once.
-                columns = {name: [row[name] for row in rows] for name in rows[0]}
-                columns["lines"] = [json.dumps(lines) for lines in columns["lines"]]
-                result = await conn.execute(_INSERT_MANY, columns)
-            else:
+        if self.engine.dialect.name == "postgresql":
+            # One statement text whatever the batch size, so it is prepared once;
+            # one statement is atomic on its own, so it runs without the BEGIN
+            # and COMMIT round trips of an explicit transaction.
+            columns = {name: [row[name] for row in rows] for name in rows[0]}
+            columns["lines"] = [json.dumps(lines) for lines in columns["lines"]]
+            async with self.engine.connect() as conn:
+                single = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                inserted = set((await single.execute(_INSERT_MANY, columns)).scalars())
+        else:
+            async with self.engine.begin() as conn:
                 stmt = self._insert(ReservationRow).values(rows)
                 result = await conn.execute(
                     stmt.on_conflict_do_nothing(index_elements=["id"]).returning(ReservationRow.id)
                 )
-            inserted = set(result.scalars())
+                inserted = set(result.scalars())
         return [r.id in inserted for r in reservations]
 
     async def record_transition(self, reservation: Reservation) -> bool:
