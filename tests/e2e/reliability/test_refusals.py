@@ -1,4 +1,4 @@
-"""A dependency that refuses instead of vanishing: PostgreSQL answering 57P03.
+"""Dependencies that refuse or forget: PostgreSQL answering 57P03, Redis losing its keys.
 
 A stopped server refuses the TCP connection; a server that is starting up
 accepts it and answers SQLSTATE 57P03 ("cannot connect now"), which
@@ -6,7 +6,9 @@ SQLAlchemy raises as a plain `DBAPIError`. Both are transient
 (`commercekit.transient.is_transient`): the services answer 503 with
 ``Retry-After`` meanwhile, and their consumers wait it out, so no payment
 event is dead-lettered and every payment settles once PostgreSQL serves
-again. The stack is one of this module's own (`fault_stack`).
+again. And when Redis loses everything, an idempotency key still replays
+its reservation, whatever became of it, for its whole TTL. The stack is
+one of this module's own (`fault_stack`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pytest
 from tests.e2e.reliability.conftest import Tried
 from tests.e2e.reliability.faults_helpers import (
     ADMIN_EMAIL,
+    Books,
     FaultStack,
     Shoppers,
     eventually,
@@ -119,4 +122,53 @@ async def test_postgres_refusing_connections_57p03_answers_503_and_every_payment
         f"{REFUSAL_SECONDS:.0f}s with 3 payment events to settle: POST /api/v1/payment "
         "answered 503 with Retry-After, no event dead-lettered, every payment settled once "
         "it served again",
+    )
+
+
+async def test_an_idempotency_key_replays_a_settled_reservation_after_redis_is_flushed(
+    stack: FaultStack, tried: Tried
+) -> None:
+    await settled(lambda: all_ready(stack), "every service to be ready", 90)
+    async with Shoppers(stack) as shoppers, Books(stack) as books:
+        admin = await shoppers.sign_in(ADMIN_EMAIL)
+        product = await shoppers.product(admin, stock=10, price="2.00")
+        shopper = await shoppers.sign_in()
+        paid = await shopper.reserve(product["id"], 2, key="cart-paid")
+        cancelled = await shopper.reserve(product["id"], 3, key="cart-cancelled")
+        assert (paid.status_code, cancelled.status_code) == (201, 201), (paid.text, cancelled.text)
+        paid_id, cancelled_id = paid.json()["reservationId"], cancelled.json()["reservationId"]
+        assert (await shopper.pay(paid_id, "4.00")).status_code == 202
+        assert (await shopper.cancel(cancelled_id)).status_code == 200
+
+        async def confirmed() -> bool:
+            answer = await shopper.reservation(paid_id)
+            return answer.status_code == 200 and answer.json()["status"] == "CONFIRMED"
+
+        await eventually(confirmed, "the payment to settle", within=60)
+        before = await books.conserved(product["sku"])
+        await books.redis.flushall()
+
+        again = {
+            key: await shopper.reserve(product["id"], quantity, key=key)
+            for key, quantity in (("cart-paid", 2), ("cart-cancelled", 3))
+        }
+        for key, answer in again.items():
+            assert answer.status_code in (200, 201), (key, answer.text)
+        assert {k: a.json()["reservationId"] for k, a in again.items()} == {
+            "cart-paid": paid_id,
+            "cart-cancelled": cancelled_id,
+        }, "a retried key made a new hold"
+        statuses = {
+            rid: (await shopper.reservation(rid)).json()["status"]
+            for rid in (paid_id, cancelled_id)
+        }
+        assert statuses == {paid_id: "CONFIRMED", cancelled_id: "RELEASED"}
+        after = await books.conserved(product["sku"])
+        assert after.redis == before.redis, "the stock did not change"
+        assert after.redis_pending == {}
+    tried(
+        "fault survived",
+        "Redis FLUSHALL after a paid and a cancelled reservation: retrying both with their "
+        "Idempotency-Keys replayed the same reservations (CONFIRMED, RELEASED), no new hold, "
+        "stock unchanged",
     )
