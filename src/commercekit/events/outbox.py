@@ -19,6 +19,12 @@ relay retries with backoff; once it is back, everything is delivered. A
 publish that failed half-way is retried whole, so an event may be published
 twice: consumers deduplicate by event id (`commercekit.events.idempotency`).
 
+On PostgreSQL, `Outbox.add` also sends a ``NOTIFY`` on `OUTBOX_CHANNEL`,
+which PostgreSQL delivers when (and only if) the transaction commits; every
+relay listens on it, so an event leaves within a round trip of its
+commit instead of at the next poll. Polling stays, as the fallback for a
+lost notification or a listening connection that died.
+
 Several relays can run at once (one per replica): each locks its own rows,
 and a relay leaves alone the rows of a key that has an earlier row still
 unsent (held by another relay), so the events of one key are published in
@@ -45,17 +51,22 @@ from commercekit.events.catalog import CATALOG, Catalog
 from commercekit.events.envelope import Envelope
 
 try:
-    from sqlalchemy import func, select, update
+    from sqlalchemy import func, select, text, update
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
     from commercekit.events._tables import OutboxMessage
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["Outbox", "OutboxMessage", "OutboxRelay"]
+__all__ = ["OUTBOX_CHANNEL", "Outbox", "OutboxMessage", "OutboxRelay"]
 
 log = logging.getLogger("commercekit.events")
+
+OUTBOX_CHANNEL = "commercekit_outbox"
+"""The PostgreSQL ``NOTIFY`` channel that wakes the relays when events are committed."""
+
+_NOTIFY = text(f"NOTIFY {OUTBOX_CHANNEL}")
 
 
 class Outbox:
@@ -85,6 +96,9 @@ class Outbox:
                 )
             )
         await session.flush()
+        if events and session.get_bind().dialect.name == "postgresql":
+            # Delivered at commit, dropped on rollback; repeats in one transaction fold.
+            await session.execute(_NOTIFY)
 
     async def pending(self, session: AsyncSession) -> int:
         """How many events wait to be sent."""
@@ -105,7 +119,8 @@ class OutboxRelay(AsyncLifecycle):
         bus: where the events go (a started bus).
         catalog: decodes the stored events.
         batch_size: rows per transaction.
-        poll_interval: seconds between looks at an empty outbox (`notify` wakes it sooner).
+        poll_interval: seconds between looks at an empty outbox; `notify`, and on
+            PostgreSQL every commit of an `Outbox.add`, wake it sooner.
         retry: the backoff after a failure (Kafka or the database down).
     """
 
@@ -193,7 +208,67 @@ class OutboxRelay(AsyncLifecycle):
         """Look at the outbox now (call it after committing events)."""
         self._wake.set()
 
+    def _engine(self) -> AsyncEngine | None:
+        bind = self.sessions.kw.get("bind")
+        if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql":
+            return bind
+        return None
+
+    async def _listen(self, engine: AsyncEngine) -> None:
+        """Listen on `OUTBOX_CHANNEL` while the relay runs; reconnect if the connection dies."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._listen_once(engine)
+                failures = 0
+            except Exception as exc:  # any failure: polling goes on meanwhile
+                failures += 1
+                log.debug("outbox relay: cannot listen for commits (%r); polling", exc)
+            if not self._stopping.is_set():
+                await wait_or_stop(self._stopping, self.retry.backoff(max(failures, 1)))
+
+    async def _listen_once(self, engine: AsyncEngine) -> None:
+        """One listening connection, until the relay stops or the connection is lost."""
+        lost = asyncio.Event()
+
+        def wake(*_: object) -> None:
+            self._wake.set()
+
+        def gone(*_: object) -> None:
+            lost.set()
+
+        async with engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            await driver.add_listener(OUTBOX_CHANNEL, wake)
+            driver.add_termination_listener(gone)
+            try:
+                self._wake.set()  # whatever was committed while no one listened
+                waits = {
+                    asyncio.ensure_future(self._stopping.wait()),
+                    asyncio.ensure_future(lost.wait()),
+                }
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+            finally:
+                driver.remove_termination_listener(gone)
+                if not lost.is_set():  # back to the pool without our listener
+                    await driver.remove_listener(OUTBOX_CHANNEL, wake)
+
     async def _run(self) -> None:
+        engine = self._engine()
+        listener = asyncio.create_task(self._listen(engine)) if engine is not None else None
+        try:
+            await self._relay()
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _relay(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()

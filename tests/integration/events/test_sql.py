@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections import defaultdict
@@ -253,3 +254,53 @@ async def test_sql_claims_commit_at_once_and_a_failed_effect_is_released(
     await handle(event)  # the redelivery: the failed claim was released
     await handle(event)  # a duplicate: nothing
     assert sent == [event.id]
+
+
+async def _published(bus: InMemoryEventBus, count: int) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            if len(bus.records("reservations")) >= count:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_committed_event_wakes_a_relay_of_another_engine_at_once(
+    postgres_server: PostgresServer,
+) -> None:
+    # The relay polls every minute; only the commit's NOTIFY can wake it in time.
+    url = fresh_database(postgres_server)
+    await migrate(url)
+    relay_engine, writer_engine = create_async_engine(url), create_async_engine(url)
+    try:
+        bus = InMemoryEventBus()
+        relay = OutboxRelay(async_sessionmaker(relay_engine), bus, poll_interval=60)
+        writer = async_sessionmaker(writer_engine)
+        outbox = Outbox()
+        async with relay:
+            await asyncio.sleep(0.5)  # the first look, at start, found nothing
+            for seq in range(3):
+                async with writer() as session, session.begin():
+                    await outbox.add(session, released("woken", seq))
+                await _published(bus, seq + 1)
+            # A rolled-back transaction's NOTIFY is never delivered, nor its event.
+            with contextlib.suppress(RuntimeError):
+                async with writer() as session, session.begin():
+                    await outbox.add(session, released("woken", 99))
+                    raise RuntimeError("rolled back")
+            await asyncio.sleep(0.5)
+            assert len(bus.records("reservations")) == 3
+            # A listening connection killed by the server is replaced; events still wake it.
+            async with writer_engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                    )
+                )
+            await asyncio.sleep(2)
+            async with writer() as session, session.begin():
+                await outbox.add(session, released("woken", 3))
+            await _published(bus, 4)
+    finally:
+        await relay_engine.dispose()
+        await writer_engine.dispose()
