@@ -1,13 +1,19 @@
-"""Authentication: passwords, JWT access tokens, rotating refresh tokens, the gateway's check.
+"""Authentication: identities, passwords, access and refresh tokens, the gateway's check.
 
 ```python
-from commercekit.auth import AccessTokens, JWTSettings, PasswordHasher, RefreshTokens
+from commercekit.auth import (
+    AccessTokens, JWTSettings, PasswordHasher, PasswordHashingPool, RefreshTokens,
+    normalize_identity,
+)
 
 hasher = PasswordHasher()
+passwords = PasswordHashingPool(hasher)  # bounded, on threads of its own
 tokens = AccessTokens(JWTSettings())
 refresh = RefreshTokens(SqlRefreshTokenStore(engine))
 
-if hasher.verify(user.password_hash, password):
+user = find_user(email_key=normalize_identity(email))  # one key for every comparison
+ok, _ = await passwords.verify_and_update(user.password_hash, password)
+if ok:
     access = tokens.issue(user.id, role=user.role)
     session = await refresh.issue(user.id, role=user.role)
 ```
@@ -20,6 +26,13 @@ They are imported on first use, so the rest works without them.
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
+from commercekit.auth.hashing import (
+    HashingBusy,
+    PasswordHashing,
+    PasswordHashingPool,
+    default_concurrency,
+)
+from commercekit.auth.identity import normalize_identity
 from commercekit.auth.refresh import (
     InMemoryRefreshTokenStore,
     IssuedRefreshToken,
@@ -49,10 +62,13 @@ __all__ = [
     "AccessClaims",
     "AccessTokens",
     "Algorithm",
+    "HashingBusy",
     "InMemoryRefreshTokenStore",
     "IssuedRefreshToken",
     "JWTSettings",
     "PasswordHasher",
+    "PasswordHashing",
+    "PasswordHashingPool",
     "Principal",
     "RefreshFamily",
     "RefreshTokenStore",
@@ -61,7 +77,9 @@ __all__ = [
     "SqlRefreshTokenStore",
     "StoredRefreshToken",
     "bearer_token",
+    "default_concurrency",
     "hash_refresh_token",
+    "normalize_identity",
     "verify",
 ]
 
