@@ -397,7 +397,7 @@ async def payment_path(
     *,
     rate: float,
     duration: float,
-    poll_every: float = 0.005,
+    poll_every: float = 0.01,
     give_up_after: float = 20.0,
 ) -> PaymentResult:
     """Start `rate` payments a second for `duration` seconds; time each to CONFIRMED."""
@@ -781,7 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--accounts", type=int, default=1000, help="shoppers and their tokens")
-    parser.add_argument("--payment-rate", type=float, default=50.0, help="payments/s (0: none)")
+    parser.add_argument("--payment-rate", type=float, default=20.0, help="payments/s (0: none)")
     parser.add_argument(
         "--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES)
     )
