@@ -21,6 +21,9 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> FastAPI:
     """A FastAPI app with the shared error handlers, middleware and probe routes.
 
+    It never redirects (``redirect_slashes=False``): ``/api/v1/products/`` is a
+    404, so no answer points at a host taken from the request.
+
     The `lifespan` wires the service's adapters and sets ``app.state.readiness``
     (name -> async check) for ``/ready``. Each app has its own metrics
     registry, so several apps can live in one process (tests).
@@ -30,6 +33,9 @@ def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> Fast
         description=description,
         version=__version__,
         lifespan=lifespan,
+        # A path with a trailing slash is a 404, not a redirect: behind a proxy
+        # the redirect would name the Host the client sent (an open redirect).
+        redirect_slashes=False,
     )
     app.state.service = name
     app.state.readiness = {}

@@ -183,16 +183,22 @@ def test_request_id_is_echoed_or_generated(client: httpx.Client) -> None:
     assert generated.headers.get_list("x-request-id") == [generated.headers["x-request-id"]]
 
 
-def test_a_service_that_is_down_answers_a_json_502(tmp_path: Path, stack: LocalStack) -> None:
+def test_a_service_that_is_down_answers_a_json_503_with_retry_after(
+    tmp_path: Path, stack: LocalStack
+) -> None:
     user_only = [spec for spec in SERVICES if spec.name == "user"]
     with (
         LocalStack(tmp_path, env=stack.env, services=user_only) as partial,
         httpx.Client(base_url=partial.gateway_url, timeout=10) as client,
     ):
-        assert_json_error(client.get("/api/v1/products"), 502)
+        products = client.get("/api/v1/products")
+        assert_json_error(products, 503, "service_unavailable")
+        assert products.headers["retry-after"] == "1"
         _, login = signup_and_login(client)
         auth = {"Authorization": f"Bearer {login.json()['accessToken']}"}
-        assert_json_error(client.post("/api/v1/inventory", json={}, headers=auth), 502)
+        down = client.post("/api/v1/inventory", json={}, headers=auth)
+        assert_json_error(down, 503, "service_unavailable")
+        assert down.headers["retry-after"] == "1"
         assert_json_error(client.post("/api/v1/inventory", json={}), 401)
         assert_json_error(client.get("/nowhere"), 404)
 

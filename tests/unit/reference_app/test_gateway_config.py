@@ -59,3 +59,48 @@ def test_several_replicas_render_one_upstream(tmp_path: Path) -> None:
     nginx_check(tmp_path / "nginx", variables)
     site = (tmp_path / "nginx" / "site.conf").read_text()
     assert site.count("server 127.0.0.1:") >= 3 + 2
+
+
+def _locations(config: str) -> dict[str, str]:
+    """Each location's name -> its body (the config's locations hold no nested blocks but if)."""
+    found: dict[str, str] = {}
+    for match in re.finditer(r"^    location ([^{]+)\{\n(.*?)^    \}", config, re.M | re.S):
+        found[match.group(1).strip()] = match.group(2)
+    return found
+
+
+def test_no_location_drops_the_servers_headers() -> None:
+    # nginx's rule: an add_header in a location drops every add_header of the
+    # server, so the secure headers are set once, at the server, for all.
+    config = GATEWAY_CONFIG.read_text()
+    locations = _locations(config)
+    assert "@too_many_requests" in locations
+    assert "= /_bad_request" in locations
+    for name, body in locations.items():
+        assert "add_header" not in body, name
+    server_level = config.split("location = /_auth")[0]
+    for header in (
+        "X-Content-Type-Options nosniff",
+        "X-Frame-Options DENY",
+        "Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\"",
+        "Referrer-Policy no-referrer",
+        "Cross-Origin-Resource-Policy same-origin",
+        "Cache-Control $refapp_cache_control",
+        "Retry-After $refapp_retry_after",
+    ):
+        assert f"add_header {header} always;" in server_level, header
+
+
+def test_no_error_of_the_gateway_is_a_502_or_504() -> None:
+    # A service that cannot be reached (or answers too late) is a 503 with
+    # Retry-After, as the docs say; no location of the gateway answers 502/504.
+    config = GATEWAY_CONFIG.read_text()
+    assert "error_page 502 503 504 = @unavailable;" in config
+    assert not re.search(r"return 50[24]\b", config)
+    assert "return 503" in _locations(config)["@unavailable"]
+
+
+def test_the_services_get_a_fixed_host_never_the_clients() -> None:
+    config = GATEWAY_CONFIG.read_text()
+    assert "$host" not in config.replace("$http_", "")
+    assert config.count("proxy_set_header Host $proxy_host") == 2  # the services, the auth check
