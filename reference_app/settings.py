@@ -22,6 +22,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic import model_validator as _model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from commercekit.auth.identity import normalize_identity
 from commercekit.auth.tokens import JWTSettings
 
 __all__ = [
@@ -148,18 +149,29 @@ class UserSettings(ServiceSettings):
             not a well-known default (commercekit's `JWTSettings` rules);
             ``COMMERCEKIT_JWT_*`` variables tune the rest (algorithm, TTL...).
         admin_emails: ``ADMIN_EMAILS``, comma-separated; users who sign up
-            with one of these addresses get the ``admin`` role.
+            with one of these addresses get the ``admin`` role. Addresses
+            are compared as `normalize_identity` keys, as logins and the
+            unique index compare them.
         refresh_token_ttl_seconds: ``REFRESH_TOKEN_TTL_SECONDS``, idle lifetime
             of a sign-in session (14 days).
         verify_cache_seconds: ``VERIFY_CACHE_SECONDS``, how long the gateway
             may keep a token's verify answer (never past the token's ``exp``);
             0: every request is checked by the user service.
+        password_hash_concurrency: ``PASSWORD_HASH_CONCURRENCY``, password
+            checks (login, signup) running at once, on threads of their own;
+            unset: one fewer than the CPUs, at least one, so the token check
+            always has a core.
+        password_hash_queue: ``PASSWORD_HASH_QUEUE``, logins and signups
+            that may wait for such a thread; past it they are answered 503
+            with ``Retry-After`` at once.
     """
 
     jwt_access_secret: SecretStr | None = None
     admin_emails: Annotated[frozenset[str], NoDecode] = frozenset()
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, gt=0)
     verify_cache_seconds: int = Field(default=60, ge=0, le=3600)
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=256)
+    password_hash_queue: int = Field(default=16, ge=0, le=10_000)
 
     @field_validator("admin_emails", mode="before")
     @classmethod
@@ -167,7 +179,8 @@ class UserSettings(ServiceSettings):
         if isinstance(value, str):
             value = value.split(",")
         if isinstance(value, list | tuple | set | frozenset):
-            return frozenset(str(v).strip().lower() for v in value if str(v).strip())
+            keys = (normalize_identity(str(v)) for v in value)
+            return frozenset(key for key in keys if key)
         return value
 
     @_model_validator(mode="after")
@@ -189,8 +202,13 @@ class UserSettings(ServiceSettings):
             raise ValueError(f"JWT_ACCESS_SECRET: {reasons}") from None
 
     def role_for(self, email: str) -> str:
-        """``admin`` for an address listed in ``ADMIN_EMAILS``, else ``user``."""
-        return "admin" if email.strip().lower() in self.admin_emails else "user"
+        """``admin`` for an address listed in ``ADMIN_EMAILS``, else ``user``.
+
+        Both sides are `normalize_identity` keys: an address and its Unicode
+        twins (U+212A KELVIN SIGN for ``k``, ``É`` for ``é``) are one address,
+        as they are one account.
+        """
+        return "admin" if normalize_identity(email) in self.admin_emails else "user"
 
 
 class InventorySettings(ServiceSettings):

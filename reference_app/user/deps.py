@@ -9,13 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from commercekit.auth import AccessTokens, PasswordHasher, RefreshTokens
+from commercekit.auth import AccessTokens, PasswordHasher, PasswordHashingPool, RefreshTokens
 from commercekit.events import Outbox
 from reference_app.settings import UserSettings
 
 __all__ = [
     "HasherDep",
     "OutboxDep",
+    "PasswordsDep",
     "RefreshDep",
     "ServicesDep",
     "SessionDep",
@@ -33,6 +34,7 @@ class UserServices:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hasher: PasswordHasher
+    passwords: PasswordHashingPool
     tokens: AccessTokens
     refresh: RefreshTokens
     outbox: Outbox
@@ -63,6 +65,11 @@ async def get_hasher(services: ServicesDep) -> PasswordHasher:
     return services.hasher
 
 
+async def get_passwords(services: ServicesDep) -> PasswordHashingPool:
+    """The password checks' bounded pool (`HashingBusy` when it is full)."""
+    return services.passwords
+
+
 async def get_tokens(services: ServicesDep) -> AccessTokens:
     """The access-token issuer and verifier."""
     return services.tokens
@@ -81,6 +88,7 @@ async def get_outbox(services: ServicesDep) -> Outbox:
 SettingsDep = Annotated[UserSettings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
+PasswordsDep = Annotated[PasswordHashingPool, Depends(get_passwords)]
 TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
 RefreshDep = Annotated[RefreshTokens, Depends(get_refresh)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]

@@ -7,7 +7,6 @@ $ uvicorn --factory reference_app.user.main:app_from_env --port 8001
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator
@@ -15,9 +14,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from commercekit.auth import AccessTokens, PasswordHasher, RefreshTokens, SqlRefreshTokenStore
+from commercekit.auth import (
+    AccessTokens,
+    PasswordHasher,
+    PasswordHashingPool,
+    RefreshTokens,
+    SqlRefreshTokenStore,
+)
 from commercekit.events import Outbox
 from reference_app.common import configure_logging, service_app
+from reference_app.common.errors import RETRY_AFTER
 from reference_app.common.infra import Infra, connect
 from reference_app.settings import UserSettings
 from reference_app.user.deps import UserServices
@@ -34,21 +40,31 @@ _MAX_SESSION = dt.timedelta(days=90)
 async def wire(app: FastAPI, settings: UserSettings, infra: Infra) -> AsyncIterator[None]:
     """Build the user service's adapters on `infra` (``app.state.user``)."""
     hasher = PasswordHasher()
+    # Password checks run on threads of their own, a bounded number at once,
+    # so a login flood never makes the gateway's token check wait.
+    passwords = PasswordHashingPool(
+        hasher,
+        concurrency=settings.password_hash_concurrency,
+        queue=settings.password_hash_queue,
+        retry_after=RETRY_AFTER,
+    )
     # Compute the dummy hash now, so the first unknown-user login is not slower.
-    await asyncio.to_thread(hasher.verify, None, "warm-up")
+    await passwords.verify(None, "warm-up")
     ttl = dt.timedelta(seconds=settings.refresh_token_ttl_seconds)
     app.state.user = UserServices(
         settings=settings,
         engine=infra.engine,
         sessions=infra.sessions,
         hasher=hasher,
+        passwords=passwords,
         tokens=AccessTokens(settings.jwt),
         refresh=RefreshTokens(
             SqlRefreshTokenStore(infra.engine), ttl=ttl, max_lifetime=max(ttl, _MAX_SESSION)
         ),
         outbox=Outbox(),
     )
-    yield
+    async with passwords:
+        yield
 
 
 def create_app(settings: UserSettings) -> FastAPI:

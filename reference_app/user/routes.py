@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Header, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commercekit.auth import IssuedRefreshToken, verify
+from commercekit.auth import HashingBusy, IssuedRefreshToken, normalize_identity, verify
 from commercekit.errors import (
     InvalidRefreshToken,
     InvalidToken,
@@ -25,8 +24,8 @@ from reference_app.common import ApiError, CurrentUser, error_response, request_
 from reference_app.common.errors import errors
 from reference_app.settings import UserSettings
 from reference_app.user.deps import (
-    HasherDep,
     OutboxDep,
+    PasswordsDep,
     RefreshDep,
     SessionDep,
     SettingsDep,
@@ -56,6 +55,17 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=errors(400, 4
 
 RefreshCookie = Annotated[str | None, Cookie(alias=REFRESH_COOKIE)]
 _BAD_CREDENTIALS = "invalid email/username or password"
+
+
+def _busy(busy: HashingBusy) -> ApiError:
+    """Every password-check slot is taken: a 503 at once, before anything waits."""
+    log.warning("password checks busy: login or signup refused")
+    return ApiError(
+        503,
+        "too many sign-ins at once, retry later",
+        code="password_checks_busy",
+        headers={"Retry-After": str(max(1, round(busy.retry_after)))},
+    )
 
 
 def _set_refresh_cookie(
@@ -95,12 +105,20 @@ async def signup(
     body: SignupRequest,
     *,
     session: SessionDep,
-    hasher: HasherDep,
+    passwords: PasswordsDep,
     outbox: OutboxDep,
     settings: SettingsDep,
 ) -> MessagePublic:
-    """Create a user, and a ``user.created`` event in the same transaction."""
-    password_hash = await asyncio.to_thread(hasher.hash, body.password)
+    """Create a user, and a ``user.created`` event in the same transaction.
+
+    The username and the email are each unique as `normalize_identity`
+    keys (``Élise`` and ``élise`` are one user): a twin is a 409. The role
+    is matched on the same key.
+    """
+    try:
+        password_hash = await passwords.hash(body.password)
+    except HashingBusy as busy:
+        raise _busy(busy) from None
     user = User(
         id=uuid.uuid4(),
         username=body.username,
@@ -130,21 +148,31 @@ async def login(
     response: Response,
     *,
     session: SessionDep,
-    hasher: HasherDep,
+    passwords: PasswordsDep,
     tokens: TokensDep,
     refresh: RefreshDep,
     settings: SettingsDep,
 ) -> LoginResponse:
-    """Check the password; answer an access token and set the refresh cookie."""
+    """Check the password; answer an access token and set the refresh cookie.
+
+    The email or username is looked up by its `normalize_identity` key, so
+    any spelling of it that is the same identity signs in.
+    """
+    if passwords.full:  # refuse before the database is asked anything
+        raise _busy(HashingBusy(passwords.retry_after))
     if body.email:
-        where = func.lower(User.email) == body.email.lower()
+        where = User.email_key == normalize_identity(body.email)
     else:
-        where = func.lower(User.username) == (body.username or "").lower()
+        where = User.username_key == normalize_identity(body.username or "")
     user = await session.scalar(select(User).where(where))
+    await session.commit()  # no connection is held while the password is checked
     # An unknown user costs a dummy verification too: timing does not tell who exists.
-    ok, new_hash = await asyncio.to_thread(
-        hasher.verify_and_update, user.password_hash if user else None, body.password
-    )
+    try:
+        ok, new_hash = await passwords.verify_and_update(
+            user.password_hash if user else None, body.password
+        )
+    except HashingBusy as busy:
+        raise _busy(busy) from None
     if not ok or user is None:
         raise ApiError(401, _BAD_CREDENTIALS, code="invalid_credentials")
     if new_hash is not None:

@@ -6,6 +6,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from commercekit.auth import normalize_identity
+
 __all__ = [
     "AccessTokenPublic",
     "LoginRequest",
@@ -32,6 +34,13 @@ Email = Annotated[
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
+_MAX_KEY_BYTES = 2000
+"""A `normalize_identity` key must fit a PostgreSQL B-tree entry (about 2,700 bytes).
+
+NFKC may make one character eighteen (U+FDFA), so a name within its
+length can still have a key too long for the unique index.
+"""
+
 
 class SignupRequest(BaseModel):
     """``POST /api/v1/auth/signup``."""
@@ -41,6 +50,13 @@ class SignupRequest(BaseModel):
     username: Username
     email: Email
     password: Password
+
+    @model_validator(mode="after")
+    def _keys_fit(self) -> Self:
+        for field in ("username", "email"):
+            if len(normalize_identity(getattr(self, field)).encode()) > _MAX_KEY_BYTES:
+                raise ValueError(f"{field} is too long once normalised")
+        return self
 
 
 class LoginRequest(BaseModel):

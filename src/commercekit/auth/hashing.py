@@ -121,6 +121,11 @@ class PasswordHashingPool:
         """Calls admitted and waiting for a thread."""
         return self._admitted - self._running
 
+    @property
+    def full(self) -> bool:
+        """Whether a call now would be `HashingBusy`: check it to refuse before other work."""
+        return self._admitted >= self.concurrency + self.queue
+
     async def hash(self, password: str) -> str:
         """`PasswordHasher.hash` on the pool; `HashingBusy` when it is full."""
         return await self._run(self.hasher.hash, password)
@@ -146,7 +151,7 @@ class PasswordHashingPool:
         self.close()
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:
-        if self._admitted >= self.concurrency + self.queue:
+        if self.full:
             raise HashingBusy(self.retry_after)
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)

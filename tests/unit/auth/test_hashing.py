@@ -72,12 +72,14 @@ async def test_a_full_queue_is_refused_at_once_and_the_admitted_calls_finish() -
     async with PasswordHashingPool(hasher, concurrency=1, queue=2, retry_after=3) as pool:
         admitted = [asyncio.create_task(pool.hash(f"p{n}")) for n in range(3)]
         await _until(lambda: hasher.running == 1)
+        assert pool.full
         with pytest.raises(HashingBusy) as busy:
             await pool.hash("one too many")
         assert busy.value.retry_after == 3
         assert isinstance(busy.value, AuthError)
         hasher.gate.set()
         assert len(await asyncio.gather(*admitted)) == 3
+        assert not pool.full
         assert await pool.hash("room again") == "hash:room again"
 
 
