@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 
 from reference_app.common import configure_logging, service_app
 from reference_app.common.infra import embedded
+from reference_app.common.runtime import tune_gc
 from reference_app.demo.gateway import InProcessGateway
 from reference_app.email import main as email_main
 from reference_app.inventory import main as inventory_main
@@ -111,4 +112,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = demo_settings()
     configure_logging("demo", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -47,6 +47,7 @@ from commercekit.events import Envelope, EventBus, Handler, ProcessedEventStore,
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
+from reference_app.common.runtime import tune_gc
 from reference_app.settings import EmailSettings
 
 __all__ = [
@@ -258,4 +259,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = EmailSettings()
     configure_logging("email", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -24,6 +24,7 @@ from commercekit.reservations import DurableReservations, RedisReservationStore,
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
+from reference_app.common.runtime import tune_gc
 from reference_app.inventory.deps import InventoryServices, ProductCache
 from reference_app.inventory.routes import router
 from reference_app.settings import InventorySettings
@@ -116,4 +117,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = InventorySettings()
     configure_logging("inventory", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -31,6 +31,7 @@ from reference_app.common import configure_logging, service_app
 from reference_app.common.background import every, track_consumer_lag
 from reference_app.common.infra import Infra, connect
 from reference_app.common.logs import request_id_var
+from reference_app.common.runtime import tune_gc
 from reference_app.payment.deps import PaymentMetrics, PaymentServices
 from reference_app.payment.routes import router
 from reference_app.settings import PaymentSettings
@@ -175,4 +176,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = PaymentSettings()
     configure_logging("payment", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -25,6 +25,7 @@ from commercekit.events import Outbox
 from reference_app.common import configure_logging, service_app
 from reference_app.common.errors import RETRY_AFTER
 from reference_app.common.infra import Infra, connect
+from reference_app.common.runtime import tune_gc
 from reference_app.settings import UserSettings
 from reference_app.user.deps import UserServices
 from reference_app.user.routes import router
@@ -91,4 +92,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = UserSettings()
     configure_logging("user", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -33,6 +33,7 @@ from commercekit.reservations import DurableReservations, ExpirySweeper, Reserva
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import every
 from reference_app.common.infra import Infra, connect
+from reference_app.common.runtime import tune_gc
 from reference_app.inventory.main import reservations_of
 from reference_app.settings import WorkerSettings
 
@@ -154,4 +155,6 @@ def app_from_env() -> FastAPI:
     """``uvicorn --factory`` entry point: settings from the environment, JSON logs."""
     settings = WorkerSettings()
     configure_logging("worker", settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_gc()  # after the imports and the app are made: they are never garbage
+    return app

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import subprocess
+import sys
 from collections.abc import Iterator
 
+import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
@@ -41,3 +45,28 @@ def test_services_run_on_uvloop_and_httptools() -> None:
     args = uvicorn_args("reference_app.user.main:app_from_env", "127.0.0.1", 8001)
     assert args[args.index("--loop") + 1] == "uvloop"
     assert args[args.index("--http") + 1] == "httptools"
+
+
+def test_the_collector_is_tuned_in_a_service_process() -> None:
+    # In a process of its own: freezing this test process would keep its garbage.
+    code = (
+        "import gc; from reference_app.common.runtime import GC_THRESHOLDS, tune_gc; "
+        "tune_gc(); assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold(); "
+        "assert gc.get_freeze_count() > 10_000, gc.get_freeze_count(); print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+@pytest.mark.parametrize("service", ["user", "inventory", "payment", "email", "worker", "demo"])
+def test_every_entry_point_tunes_the_collector_once_the_app_is_made(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module(f"reference_app.{service}.main")
+    calls: list[str] = []
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setattr(module, "configure_logging", lambda *args: calls.append("logging"))
+    monkeypatch.setattr(module, "create_app", lambda *args, **kwargs: calls.append("app"))
+    monkeypatch.setattr(module, "tune_gc", lambda: calls.append("gc"))
+    module.app_from_env()
+    assert calls == ["logging", "app", "gc"]
