@@ -7,6 +7,7 @@ normalise it first).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,7 +23,12 @@ import pytest
 from reference_app.launch import SERVICES, LocalStack, ServiceSpec
 
 from tests.e2e.conftest import ADMIN_EMAIL
-from tests.e2e.gateway import assert_json_error, gateway_client, refresh_cookie
+from tests.e2e.gateway import (
+    assert_json_error,
+    gateway_client,
+    loopback_address,
+    refresh_cookie,
+)
 from tests.e2e.reliability.conftest import Tried
 
 PASSWORD = "correct horse battery staple"
@@ -378,3 +384,75 @@ def test_a_service_or_token_check_that_is_down_is_a_json_503_with_retry_after(
             "fault survived",
             "user service down: token checks and logins 503 with Retry-After, products served",
         )
+
+
+# ------------------------------------------------------------------ 10: a login flood
+FLOOD_ADDRESSES = 50
+FLOOD_PER_ADDRESS = 10  # inside each address's own limit (burst 10)
+GLOBAL_RATE, GLOBAL_BURST = 10, 20  # nginx.conf: zone refapp_password
+
+
+async def test_a_login_flood_from_many_addresses_is_refused_at_the_gateway(
+    stack: LocalStack, product: dict[str, str], tried: Tried
+) -> None:
+    with gateway_client(stack) as http:
+        victim, _ = sign_in(http)
+        _, bystander = sign_in(http)  # its token is not checked yet: no cached verify
+    email = victim.json()["user"]["email"]
+
+    async def attacker(n: int) -> list[httpx.Response]:
+        transport = httpx.AsyncHTTPTransport(local_address=loopback_address())
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, transport=transport, timeout=30
+        ) as client:
+            guesses = (
+                client.post(
+                    "/api/v1/auth/login", json={"email": email, "password": f"guess-{n}-{i}"}
+                )
+                for i in range(FLOOD_PER_ADDRESS)
+            )
+            return list(await asyncio.gather(*guesses))
+
+    async def shopper() -> httpx.Response:
+        await asyncio.sleep(0.3)  # while the flood is on
+        transport = httpx.AsyncHTTPTransport(local_address=loopback_address())
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, transport=transport, timeout=30
+        ) as client:
+            return await client.post(
+                "/api/v1/inventory/reserve",
+                json={"productId": product["id"], "quantity": 1},
+                headers=bearer(bystander),
+            )
+
+    started = time.monotonic()
+    *floods, reserve = await asyncio.gather(
+        *(attacker(n) for n in range(FLOOD_ADDRESSES)), shopper()
+    )
+    took = time.monotonic() - started
+    answers = [answer for flood in floods for answer in flood]
+    codes = [answer.status_code for answer in answers]
+    assert set(codes) <= {401, 429, 503}, sorted(set(codes))
+    for answer in answers:
+        if answer.status_code != 401:
+            assert_json_error(answer, answer.status_code)
+            assert int(answer.headers["retry-after"]) >= 1
+    # Only the global bucket's worth reached the user service (401, or its own 503).
+    reached = codes.count(401) + codes.count(503)
+    assert reached <= GLOBAL_BURST + GLOBAL_RATE * took + 2, (reached, took)
+    assert codes.count(429) >= len(codes) // 2, codes.count(429)
+    # The bystander's token check was never a 500: served, or a 503 to retry.
+    assert reserve.status_code in (201, 503), (reserve.status_code, reserve.text)
+    if reserve.status_code == 503:
+        assert reserve.headers["retry-after"]
+    # The bucket refills: later clients are not refused.
+    await asyncio.sleep(GLOBAL_BURST / GLOBAL_RATE + 1)
+    with gateway_client(stack) as http:
+        again = http.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert again.status_code == 200, again.text
+    tried(
+        "attack rejected",
+        f"{len(codes)} logins from {FLOOD_ADDRESSES} addresses, each inside its own limit: "
+        f"{codes.count(429)} x 429 JSON at the gateway (one bucket for all), {reached} reached "
+        f"the user service; a shopper's token check meanwhile: {reserve.status_code}",
+    )
