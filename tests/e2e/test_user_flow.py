@@ -235,3 +235,26 @@ async def test_signup_writes_user_created_to_the_outbox(
         await conn.close()
     assert [row["event_type"] for row in rows] == ["user.created"]
     assert user_id in rows[0]["body"]
+
+
+def test_a_non_ascii_capital_signs_in_in_any_case_and_its_twins_are_409(
+    client: httpx.Client,
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    user = {"username": f"Élise_{tag}", "email": f"Élise.{tag}@example.com", "password": PASSWORD}
+    assert client.post("/api/v1/auth/signup", json=user).status_code == 201
+    for identifier in (
+        {"email": f"élise.{tag}@example.com"},
+        {"email": f"ÉLISE.{tag}@EXAMPLE.COM"},
+        {"username": f"élise_{tag}"},
+    ):
+        login = client.post("/api/v1/auth/login", json={**identifier, "password": PASSWORD})
+        assert login.status_code == 200, (identifier, login.text)
+        shown = login.json()["user"]
+        assert (shown["username"], shown["email"]) == (user["username"], user["email"])
+    for twin in (
+        {**new_user(), "email": f"élise.{tag}@example.com"},
+        {**new_user(), "email": f"E\u0301lise.{tag}@example.com"},  # É decomposed
+        {**new_user(), "username": f"élise_{tag}"},
+    ):
+        assert assert_json_error(client.post("/api/v1/auth/signup", json=twin), 409)

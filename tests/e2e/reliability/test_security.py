@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from reference_app.launch import LocalStack, UvicornServer
+from reference_app.launch import SERVICES, LocalStack, UvicornServer
 
 from commercekit.auth.tokens import DEVELOPMENT_SECRET
 from commercekit.testing.servers import ServerStartError
@@ -493,6 +493,110 @@ async def test_login_brute_force_hits_the_rate_limit_and_spares_others(
         "attack rejected",
         f"40 concurrent password guesses with spoofed X-Forwarded-For: "
         f"{len(limited)} x 429 JSON with Retry-After, other clients unaffected",
+    )
+
+
+# ------------------------------------------------------------------ Unicode twins
+KELVIN = "\N{KELVIN SIGN}"
+
+
+def test_a_unicode_twin_of_an_admin_address_is_409_never_an_admin(
+    stack: LocalStack, tmp_path: Path, tried: Tried
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    admin_email = f"kate.{tag}@example.com"  # a k, so it has a KELVIN SIGN twin
+    user_only = [spec for spec in SERVICES if spec.name == "user"]
+    env = {**stack.env, "ADMIN_EMAILS": admin_email.upper()}
+    with LocalStack(tmp_path, env=env, services=user_only) as shop:
+
+        def client() -> httpx.Client:  # each from its own address: its own rate-limit bucket
+            transport = httpx.HTTPTransport(local_address=loopback_address())
+            return httpx.Client(base_url=shop.gateway_url, transport=transport, timeout=10)
+
+        with client() as http:
+            body = {"username": f"kate_{tag}", "email": admin_email, "password": PASSWORD}
+            assert http.post("/api/v1/auth/signup", json=body).status_code == 201
+            admin = _login(http, admin_email)
+            me = http.get("/api/v1/auth/me", headers=_bearer(admin.json()["accessToken"]))
+            assert me.json()["role"] == "admin"
+            kelvin_name = {"username": f"{KELVIN}ate_{tag}", "email": f"o.{tag}@example.com"}
+            taken = http.post("/api/v1/auth/signup", json={**kelvin_name, "password": PASSWORD})
+            assert_json_error(taken, 409, "user_exists")
+        twins = {
+            "KELVIN SIGN for k": f"{KELVIN}ate.{tag}@example.com",
+            "KELVIN SIGN, capitals": f"{KELVIN}ATE.{tag}@EXAMPLE.COM",
+            "full-width letters": f"ｋａｔｅ.{tag}@example.com",  # noqa: RUF001
+            "a ZERO WIDTH SPACE inside": f"ka\u200bte.{tag}@example.com",
+            "a SOFT HYPHEN inside": f"ka\u00adte.{tag}@example.com",
+        }
+        for name, twin in twins.items():
+            with client() as http:
+                attempt = {"username": f"t{uuid.uuid4().hex[:12]}", "email": twin}
+                answer = http.post("/api/v1/auth/signup", json={**attempt, "password": "x" * 12})
+                assert_json_error(answer, 409, "user_exists")
+                # Signing in with the twin's spelling is the admin's own account (its password).
+                same = _login(http, twin)
+                assert same.json()["user"]["id"] == admin.json()["user"]["id"]
+            tried("attack rejected", f"signup with a twin of an admin address ({name}): 409")
+    tried("attack rejected", "signup with the KELVIN SIGN twin of a taken username: 409")
+
+
+# ------------------------------------------------------------------ login flood
+async def test_a_login_flood_never_starves_the_token_check(stack: LocalStack, tried: Tried) -> None:
+    secret = stack.env["JWT_ACCESS_SECRET"]
+    with gateway_client(stack) as http:
+        accounts = [_signup(http)["email"] for _ in range(5)]
+    addresses = [loopback_address() for _ in range(20)]
+    clients = [
+        httpx.AsyncClient(
+            base_url=stack.gateway_url,
+            transport=httpx.AsyncHTTPTransport(local_address=address),
+            timeout=30,
+        )
+        for address in addresses
+    ]
+    bystander = httpx.AsyncClient(
+        base_url=stack.gateway_url,
+        transport=httpx.AsyncHTTPTransport(local_address=loopback_address()),
+        timeout=30,
+    )
+    try:
+
+        async def log_in(n: int) -> httpx.Response:
+            # 10 logins from each of 20 addresses: each inside its own rate limit.
+            body = {"email": accounts[n % len(accounts)], "password": PASSWORD}
+            return await clients[n % len(clients)].post("/api/v1/auth/login", json=body)
+
+        logins = [asyncio.create_task(log_in(n)) for n in range(200)]
+        checks: list[float] = []
+        while not all(task.done() for task in logins):
+            # A fresh token each time: nginx has no cached answer, the user service checks it.
+            token = _mint(secret)
+            started = time.monotonic()
+            me = await bystander.get("/api/v1/auth/me", headers=_bearer(token))
+            checks.append(time.monotonic() - started)
+            assert me.status_code == 200, me.text
+            await asyncio.sleep(0.02)
+        answers = await asyncio.gather(*logins)
+    finally:
+        for client in [*clients, bystander]:
+            await client.aclose()
+    codes = [answer.status_code for answer in answers]
+    assert set(codes) <= {200, 429, 503}, codes
+    assert 200 in codes, codes
+    for answer in answers:
+        if answer.status_code != 200:
+            assert_json_error(answer, answer.status_code)
+            assert int(answer.headers["retry-after"]) >= 1
+    assert len(checks) >= 5, checks
+    # Far below the gateway's 5 s timeout for the check, generous for a loaded 2-core machine.
+    assert max(checks) < 1.0, sorted(checks)[-5:]
+    tried(
+        "fault survived",
+        f"200 concurrent logins from 20 addresses: {codes.count(200)} x 200, "
+        f"{codes.count(429)} x 429 and {codes.count(503)} x 503 JSON with Retry-After, never "
+        f"a 5xx; {len(checks)} token checks meanwhile, each within 1 s "
+        f"(slowest {max(checks):.2f} s)",
     )
 
 
