@@ -8,6 +8,11 @@ Kafka come from the environment (``DATABASE_URL`` or ``POSTGRES_*``,
 ``--with-servers``, from commercekit's test harness. Ctrl-C or SIGTERM
 stops everything.
 
+Access tokens are signed with ``JWT_ACCESS_SECRET`` from the environment,
+or, without one, with a random secret made for this launch (tokens die
+with it): never with commercekit's development secret, which anyone who
+has read the source knows (a warning says so if it is the one given).
+
 In Python (the e2e tests do this)::
 
     with LocalStack(workdir, env={"DATABASE_URL": ...}) as stack:
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -30,6 +37,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Self
 
+from commercekit.auth.tokens import DEVELOPMENT_SECRET
 from commercekit.testing.servers import NginxServer, Server, ServiceStack, free_port
 
 __all__ = [
@@ -38,9 +46,12 @@ __all__ = [
     "LocalStack",
     "ServiceSpec",
     "UvicornServer",
+    "jwt_secret_env",
     "main",
     "uvicorn_args",
 ]
+
+log = logging.getLogger("reference_app.launch")
 
 ROOT = Path(__file__).resolve().parent.parent
 GATEWAY_CONFIG = Path(__file__).resolve().parent / "gateway" / "nginx.conf"
@@ -300,6 +311,33 @@ def _replicas(values: Iterable[str]) -> dict[str, int]:
     return counts
 
 
+SECRET_VARIABLES = ("JWT_ACCESS_SECRET", "COMMERCEKIT_JWT_SECRET")
+"""Where the user service takes its JWT secret from (either one gives it)."""
+
+
+def jwt_secret_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a launch adds to `environ` for the JWT secret: a random one unless one is given.
+
+    A given secret is kept (tokens then outlive the launch); if it is
+    commercekit's well-known development secret, a warning says that anyone
+    can mint tokens, admin ones included, for this stack.
+    """
+    given = [environ[name] for name in SECRET_VARIABLES if environ.get(name)]
+    if any(secret == DEVELOPMENT_SECRET for secret in given):
+        log.warning(
+            "the JWT secret is commercekit's development secret, which stands in the "
+            "source: anyone can mint tokens (admin ones too) for this stack; unset it "
+            "for a random secret per launch, or set a random one"
+        )
+    if given:
+        return {}
+    log.info(
+        "JWT_ACCESS_SECRET is not set: tokens are signed with a random secret made for "
+        "this launch (they stop working when it ends)"
+    )
+    return {"JWT_ACCESS_SECRET": secrets.token_urlsafe(48)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stack until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m reference_app.launch", description=__doc__)
@@ -323,7 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ServiceSpec(s.name, s.factory, s.placeholder, counts.get(s.name, s.replicas), s.env)
         for s in SERVICES
     ]
-    env = {"ENVIRONMENT": os.environ.get("ENVIRONMENT", "development")}
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    env = {
+        "ENVIRONMENT": os.environ.get("ENVIRONMENT", "development"),
+        **jwt_secret_env(os.environ),
+    }
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
