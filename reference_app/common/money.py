@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, PlainSerializer
 __all__ = ["MAX_AMOUNT", "Amount", "ShownAmount"]
 
 MAX_AMOUNT = Decimal("1000000.00")
-"""The largest price, or payment, the services accept."""
+"""The largest price, or payment, the services accept; a cart totalling more is refused."""
 
 _CENT = Decimal("0.01")
 

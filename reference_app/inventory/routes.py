@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
@@ -20,9 +22,11 @@ from commercekit.errors import (
 from commercekit.reservations import Reservation
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
+from reference_app.common.money import MAX_AMOUNT
 from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
 from reference_app.inventory.models import Product
 from reference_app.inventory.schemas import (
+    MAX_IDEMPOTENCY_KEY,
     ProductCreate,
     ProductPublic,
     ReservationPublic,
@@ -41,13 +45,23 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY,
         pattern=r"^[\x21-\x7e]+$",
         description="Repeat a reserve safely: the same key returns the same reservation.",
     ),
 ]
 
 ReservationId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _scoped_key(user_id: str, key: str) -> str:
+    """The store's idempotency key: the client's, scoped to the caller, of one fixed length.
+
+    A digest, so a key of any length the header allows (`MAX_IDEMPOTENCY_KEY`)
+    fits the store's limit, and another user's key never names this caller's
+    reservation.
+    """
+    return "idem:" + hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
 
 
 def _public(product: Product | ProductInfo, available: int, currency: str) -> ProductPublic:
@@ -158,7 +172,12 @@ async def restock(
     status_code=status.HTTP_201_CREATED,
     tags=["reservations"],
     responses=errors(
-        401, 404, 409, s409="not enough stock for some line (nothing held), or a reused key"
+        401,
+        404,
+        409,
+        422,
+        s409="not enough stock for some line (nothing held), or a reused key",
+        s422="invalid body, or a cart totalling more than the largest payable amount",
     ),
 )
 async def reserve(
@@ -173,15 +192,23 @@ async def reserve(
     missing = sorted(str(line.productId) for line in lines if line.productId not in products)
     if missing:
         raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
+    # A cart no single payment could cover would be held, then never paid.
+    total = sum((products[line.productId].price * line.quantity for line in lines), Decimal(0))
+    if total > MAX_AMOUNT:
+        raise ApiError(
+            422,
+            f"the cart totals {total}, more than the largest payable amount, {MAX_AMOUNT}",
+            code="cart_total_too_large",
+            details={"total": str(total), "maximum": str(MAX_AMOUNT)},
+        )
     try:
         reservation = await services.reservations.reserve(
             [(products[line.productId].sku, line.quantity) for line in lines],
             ttl=services.settings.reservation_ttl_seconds,
             owner=user.user_id,
-            # Scoped to the caller: another user's key never names this reservation.
             idempotency_key=None
             if idempotency_key is None
-            else f"{user.user_id}:{idempotency_key}",
+            else _scoped_key(user.user_id, idempotency_key),
         )
     except OutOfStock as exc:
         services.outcomes.labels("out_of_stock").inc()
