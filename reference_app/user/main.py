@@ -28,6 +28,7 @@ from reference_app.common.infra import Infra, connect
 from reference_app.common.runtime import tune_gc
 from reference_app.settings import UserSettings
 from reference_app.user.deps import UserServices
+from reference_app.user.metrics import PasswordCheckMetrics
 from reference_app.user.routes import router
 
 __all__ = ["app_from_env", "create_app", "wire"]
@@ -64,8 +65,14 @@ async def wire(app: FastAPI, settings: UserSettings, infra: Infra) -> AsyncItera
         ),
         outbox=Outbox(),
     )
-    async with passwords:
-        yield
+    registry = app.state.metrics_registry
+    metrics = PasswordCheckMetrics(passwords)
+    registry.register(metrics)
+    try:
+        async with passwords:
+            yield
+    finally:
+        registry.unregister(metrics)
 
 
 def create_app(settings: UserSettings) -> FastAPI:

@@ -158,8 +158,10 @@ async def login(
     The email or username is looked up by its `normalize_identity` key, so
     any spelling of it that is the same identity signs in.
     """
-    if passwords.full:  # refuse before the database is asked anything
-        raise _busy(HashingBusy(passwords.retry_after))
+    try:
+        passwords.ensure_room()  # refuse before the database is asked anything
+    except HashingBusy as busy:
+        raise _busy(busy) from None
     if body.email:
         where = User.email_key == normalize_identity(body.email)
     else:

@@ -110,6 +110,7 @@ class PasswordHashingPool:
         self._slots: asyncio.Semaphore | None = None
         self._admitted = 0
         self._running = 0
+        self._refused = 0
 
     @property
     def running(self) -> int:
@@ -122,9 +123,25 @@ class PasswordHashingPool:
         return self._admitted - self._running
 
     @property
+    def refused(self) -> int:
+        """Calls refused with `HashingBusy` so far (a counter, for metrics)."""
+        return self._refused
+
+    @property
     def full(self) -> bool:
-        """Whether a call now would be `HashingBusy`: check it to refuse before other work."""
+        """Whether a call now would be `HashingBusy`."""
         return self._admitted >= self.concurrency + self.queue
+
+    def ensure_room(self) -> None:
+        """Raise `HashingBusy` now if a call would be refused: refuse before other work.
+
+        A login can call it before it looks the user up, so a flood it sheds
+        costs no database query. There is room for nobody in particular: the
+        call that follows may still be refused.
+        """
+        if self.full:
+            self._refused += 1
+            raise HashingBusy(self.retry_after)
 
     async def hash(self, password: str) -> str:
         """`PasswordHasher.hash` on the pool; `HashingBusy` when it is full."""
@@ -151,8 +168,7 @@ class PasswordHashingPool:
         self.close()
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:
-        if self.full:
-            raise HashingBusy(self.retry_after)
+        self.ensure_room()
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         slots = self._slots

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import time
 import uuid
@@ -154,6 +155,7 @@ async def test_a_login_flood_never_makes_the_token_check_wait(
             assert verified.status_code == 200, verified.text
             await asyncio.sleep(0.02)
         answers = await asyncio.gather(*logins)
+        metrics = (await gateway.get("/metrics")).text
     codes = [a.status_code for a in answers]
     assert set(codes) <= {200, 503}, codes
     assert codes.count(200) >= 1, codes
@@ -166,6 +168,10 @@ async def test_a_login_flood_never_makes_the_token_check_wait(
     assert len(checks) >= 10, checks  # the checks ran during the flood
     # Far below the gateway's 5 s timeout, generous for a loaded 2-core machine.
     assert max(checks) < 1.0, sorted(checks)[-5:]
+    refused = re.search(r"^refapp_password_checks_refused_total (\S+)$", metrics, re.MULTILINE)
+    assert refused is not None, metrics
+    assert float(refused.group(1)) >= codes.count(503)
+    assert "refapp_password_checks_waiting 0.0" in metrics
     # Once the flood is over, every account signs in.
     for email in accounts:
         assert _login(http, email=email).status_code == 200

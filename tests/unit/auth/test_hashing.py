@@ -76,10 +76,15 @@ async def test_a_full_queue_is_refused_at_once_and_the_admitted_calls_finish() -
         with pytest.raises(HashingBusy) as busy:
             await pool.hash("one too many")
         assert busy.value.retry_after == 3
+        with pytest.raises(HashingBusy):
+            pool.ensure_room()
+        assert pool.refused == 2
         assert isinstance(busy.value, AuthError)
         hasher.gate.set()
         assert len(await asyncio.gather(*admitted)) == 3
         assert not pool.full
+        pool.ensure_room()
+        assert pool.refused == 2
         assert await pool.hash("room again") == "hash:room again"
 
 
