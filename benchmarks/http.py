@@ -301,33 +301,29 @@ def _print_result(result: HttpResult) -> None:
 
 # ---------------------------------------------------------------- the shop's data
 async def _create_accounts(database_url: str, count: int) -> list[str]:
-    """`count` user rows (with a throw-away password hash); their ids."""
-    from sqlalchemy import text  # noqa: PLC0415
-    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+    """`count` users (rows of the user service's model, with no usable password); their ids."""
+    from reference_app.user.models import User  # noqa: PLC0415
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine  # noqa: PLC0415
 
     run = uuid.uuid4().hex[:8]
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "username": f"bench-{run}-{i}",
-            "email": f"bench-{run}-{i}@example.com",
-            "password_hash": "!benchmark-account-no-login",
-        }
+    ids = [uuid.uuid4() for _ in range(count)]
+    users = [
+        User(
+            id=ids[i],
+            username=f"bench-{run}-{i}",
+            email=f"bench-{run}-{i}@example.com",
+            password_hash="!benchmark-account-no-login",  # noqa: S106 (matches no password)
+            role="user",
+        )
         for i in range(count)
     ]
     engine = create_async_engine(database_url)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO users (id, username, email, password_hash, role) "
-                    "VALUES (:id, :username, :email, :password_hash, 'user')"
-                ),
-                rows,
-            )
+        async with async_sessionmaker(engine)() as session, session.begin():
+            session.add_all(users)
     finally:
         await engine.dispose()
-    return [str(row["id"]) for row in rows]
+    return [str(i) for i in ids]
 
 
 def _tokens(env: Mapping[str, str], user_ids: Sequence[str]) -> list[str]:
