@@ -19,6 +19,9 @@ from tests.e2e.gateway import gateway_client
 
 ADMIN_EMAIL = "boss@example.com"
 SHOPKEEPER_EMAIL = "shopkeeper@example.com"
+SHARED_ADMIN_EMAIL = "someone@example.com"
+"""The stack's third admin address, shared by the reliability tests: they sign it up
+tolerating a 409. The user and shop flows sign the other two up once and expect 201."""
 RESERVATION_TTL_SECONDS = 20
 REPLICAS = {"inventory": 2, "worker": 2}
 
@@ -37,7 +40,7 @@ def stack(
     env = {
         "ENVIRONMENT": "production",
         "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
-        "ADMIN_EMAILS": f"someone@example.com, {ADMIN_EMAIL.upper()}, {SHOPKEEPER_EMAIL}",
+        "ADMIN_EMAILS": f"{SHARED_ADMIN_EMAIL}, {ADMIN_EMAIL.upper()}, {SHOPKEEPER_EMAIL}",
         "DATABASE_URL": postgres_server.url,
         "REDIS_URL": redis_server.url,
         "KAFKA_BROKER": kafka_server.bootstrap_servers,

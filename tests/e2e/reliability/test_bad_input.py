@@ -37,6 +37,7 @@ from schemathesis.core.result import Ok
 
 from commercekit.events import DeadLetter, TopicNames
 from commercekit.testing.servers import KafkaServer
+from tests.e2e.conftest import SHARED_ADMIN_EMAIL
 from tests.e2e.gateway import assert_json_error, gateway_client
 from tests.e2e.reliability.conftest import Tried
 from tests.e2e.test_shop_flow import (
@@ -48,8 +49,7 @@ from tests.e2e.test_shop_flow import (
     stock_of,
 )
 
-ADMIN = "someone@example.com"
-"""An address of the stack's ADMIN_EMAILS no other e2e module signs up."""
+ADMIN = SHARED_ADMIN_EMAIL
 
 FUZZ_EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "8"))
 """Generated requests per operation and mode; raise it for a deeper, randomised sweep."""

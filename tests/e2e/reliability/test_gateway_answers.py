@@ -22,6 +22,7 @@ import httpx
 import pytest
 from reference_app.launch import SERVICES, LocalStack, ServiceSpec
 
+from tests.e2e.conftest import SHARED_ADMIN_EMAIL
 from tests.e2e.gateway import (
     assert_json_error,
     gateway_client,
@@ -111,11 +112,6 @@ def sign_in(http: httpx.Client, email: str | None = None) -> tuple[httpx.Respons
     return login, login.json()["accessToken"]
 
 
-SHARED_ADMIN = "someone@example.com"
-"""The e2e stack's admin address that the reliability tests share (sign-up tolerates 409);
-the user-flow tests sign the other two up themselves."""
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -123,7 +119,7 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def admin_token(stack: LocalStack) -> str:
     with gateway_client(stack) as http:
-        return sign_in(http, SHARED_ADMIN)[1]
+        return sign_in(http, SHARED_ADMIN_EMAIL)[1]
 
 
 @pytest.fixture(scope="module")

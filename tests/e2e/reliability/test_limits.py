@@ -13,7 +13,7 @@ from reference_app.common.money import MAX_AMOUNT
 from reference_app.inventory.schemas import MAX_IDEMPOTENCY_KEY, MAX_UNITS
 from reference_app.launch import LocalStack
 
-from tests.e2e.conftest import ADMIN_EMAIL
+from tests.e2e.conftest import SHARED_ADMIN_EMAIL
 from tests.e2e.gateway import assert_json_error, gateway_client
 from tests.e2e.reliability.conftest import Tried
 
@@ -38,7 +38,7 @@ def http(stack: LocalStack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def admin(http: httpx.Client) -> dict[str, str]:
-    return _sign_in(http, ADMIN_EMAIL)
+    return _sign_in(http, SHARED_ADMIN_EMAIL)
 
 
 def _product(http: httpx.Client, admin: dict[str, str], price: Decimal, stock: int) -> Any:
