@@ -58,7 +58,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 BACKENDS = {
     "user": {"postgres"},
     "inventory": {"postgres", "redis", "kafka"},
-    "payment": {"postgres", "kafka"},
+    "payment": {"postgres", "redis", "kafka"},  # redis: it pins the hold it charges for
     "email": {"postgres", "kafka"},
     "worker": {"postgres", "redis", "kafka"},
 }
