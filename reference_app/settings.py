@@ -60,6 +60,10 @@ class ServiceSettings(BaseSettings):
         postgres_port: ``POSTGRES_PORT``, its port.
         database_url: ``DATABASE_URL``, replaces the five ``POSTGRES_*``
             pieces (``postgresql://`` gets the asyncpg driver).
+        database_pool_size: ``DATABASE_POOL_SIZE``, the connections a process
+            keeps open; a request finding them all busy waits for one rather
+            than opening (and closing) another, which costs PostgreSQL a new
+            backend process each time.
         redis_host: ``REDIS_HOST``, where Redis is.
         redis_port: ``REDIS_PORT``, its port.
         redis_url: ``REDIS_URL``, replaces ``REDIS_HOST`` and ``REDIS_PORT``.
@@ -84,6 +88,7 @@ class ServiceSettings(BaseSettings):
     postgres_host: str = "localhost"
     postgres_port: int = Field(default=5432, gt=0, lt=65536)
     database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=500)
 
     redis_host: str = "localhost"
     redis_port: int = Field(default=6379, gt=0, lt=65536)

@@ -157,7 +157,9 @@ async def connect(
         # No pre-ping (a round trip before every checkout): a connection that
         # died with its server fails its request (503) and invalidates the
         # pool, so the next checkout opens fresh connections.
-        engine = create_async_engine(settings.database_dsn)
+        engine = create_async_engine(
+            settings.database_dsn, pool_size=settings.database_pool_size, max_overflow=0
+        )
         stack.push_async_callback(engine.dispose)
         await _when_up("PostgreSQL", lambda: migrate(engine))
         infra = Infra(engine, async_sessionmaker(engine, expire_on_commit=False))

@@ -64,6 +64,10 @@ def _scoped_key(user_id: str, key: str) -> str:
     return "idem:" + hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
 
 
+_LISTED = (Product.id, Product.sku, Product.name, Product.price)
+"""The columns a product list needs (plain rows: no ORM objects to build)."""
+
+
 def _public(product: Product | ProductInfo, available: int, currency: str) -> ProductPublic:
     return ProductPublic(
         id=product.id,
@@ -100,13 +104,20 @@ async def list_products(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ProductPublic]:
     """Products, oldest first, with the units available now; ``X-Total-Count`` has the total."""
+    page = (
+        select(*_LISTED, func.count().over().label("total"))
+        .order_by(Product.created_at, Product.id)
+        .limit(limit)
+        .offset(offset)
+    )
     async with services.sessions() as session:
-        total = await session.scalar(select(func.count()).select_from(Product))
-        products = list(
-            await session.scalars(
-                select(Product).order_by(Product.created_at, Product.id).limit(limit).offset(offset)
-            )
-        )
+        # One round trip: the page's rows, each with the count of all products.
+        rows = (await session.execute(page)).all()
+        if rows:
+            total = rows[0].total
+        else:  # a page past the end has no row to carry the count
+            total = await session.scalar(select(func.count()).select_from(Product))
+    products = [ProductInfo(id=r.id, sku=r.sku, name=r.name, price=r.price) for r in rows]
     available = await services.reservations.available([p.sku for p in products])
     response.headers["X-Total-Count"] = str(total or 0)
     currency = services.settings.currency

@@ -100,6 +100,21 @@ async def test_products_are_created_by_admins_only_and_listed_with_their_stock(
     assert again.json()["error"]["code"] == "sku_taken"
 
 
+async def test_the_product_list_pages_oldest_first_and_always_counts_them_all(
+    inventory: Inventory,
+) -> None:
+    ids = [await inventory.product(stock=n + 1) for n in range(5)]
+    pages = [
+        await inventory.http.get("/api/v1/products", params={"limit": 2, "offset": offset})
+        for offset in (0, 2, 4, 5, 50)
+    ]
+    assert [page.headers["X-Total-Count"] for page in pages] == ["5"] * 5
+    listed = [product for page in pages for product in page.json()]
+    assert [p["id"] for p in listed] == ids
+    assert [p["stock"] for p in listed] == [1, 2, 3, 4, 5]
+    assert pages[3].json() == pages[4].json() == []
+
+
 async def test_a_cart_is_held_all_or_nothing_and_same_product_lines_are_summed(
     inventory: Inventory,
 ) -> None:
