@@ -185,16 +185,9 @@ def _unavailable(exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_maybe_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    # A database, Redis or Kafka error: a 503 if it is transient, a 500 (a bug) if not.
-    if is_transient(exc):
-        return _unavailable(exc)
-    log.error("unhandled error", exc_info=exc)
-    return error_response(500, "internal error")
-
-
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-    if is_transient(exc):  # raised from a transient failure (a wrapper, an ExceptionGroup)
+    # A 503 if transient (a backend refusing, or anything raised from that), else a 500.
+    if is_transient(exc):
         return _unavailable(exc)
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal error")
@@ -206,6 +199,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(InvalidRequest, _on_invalid_request)
+    # Registered by class too, so their answer is made inside the request
+    # middleware (request id, access line, metrics) like any other error's.
     for maybe_transient in _MAYBE_TRANSIENT:
-        app.add_exception_handler(maybe_transient, _on_maybe_unavailable)
+        app.add_exception_handler(maybe_transient, _on_unexpected)
     app.add_exception_handler(Exception, _on_unexpected)

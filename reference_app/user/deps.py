@@ -9,12 +9,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from commercekit.auth import AccessTokens, PasswordHasher, PasswordHashingPool, RefreshTokens
+from commercekit.auth import AccessTokens, PasswordHashingPool, RefreshTokens
 from commercekit.events import Outbox
 from reference_app.settings import UserSettings
 
 __all__ = [
-    "HasherDep",
     "OutboxDep",
     "PasswordsDep",
     "RefreshDep",
@@ -33,7 +32,6 @@ class UserServices:
     settings: UserSettings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    hasher: PasswordHasher
     passwords: PasswordHashingPool
     tokens: AccessTokens
     refresh: RefreshTokens
@@ -60,11 +58,6 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def get_hasher(services: ServicesDep) -> PasswordHasher:
-    """The password hasher."""
-    return services.hasher
-
-
 async def get_passwords(services: ServicesDep) -> PasswordHashingPool:
     """The password checks' bounded pool (`HashingBusy` when it is full)."""
     return services.passwords
@@ -87,7 +80,6 @@ async def get_outbox(services: ServicesDep) -> Outbox:
 
 SettingsDep = Annotated[UserSettings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-HasherDep = Annotated[PasswordHasher, Depends(get_hasher)]
 PasswordsDep = Annotated[PasswordHashingPool, Depends(get_passwords)]
 TokensDep = Annotated[AccessTokens, Depends(get_tokens)]
 RefreshDep = Annotated[RefreshTokens, Depends(get_refresh)]

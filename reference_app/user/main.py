@@ -57,7 +57,6 @@ async def wire(app: FastAPI, settings: UserSettings, infra: Infra) -> AsyncItera
         settings=settings,
         engine=infra.engine,
         sessions=infra.sessions,
-        hasher=hasher,
         passwords=passwords,
         tokens=AccessTokens(settings.jwt),
         refresh=RefreshTokens(
