@@ -57,6 +57,10 @@ from typing import Any
 import httpx
 from reference_app.launch import SERVICES, LocalStack, ServiceSpec
 
+from benchmarks.runner import Runner, percentile
+from benchmarks.scenarios import SCENARIOS
+from benchmarks.systems import SYSTEMS, Urls
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 PLOT = ROOT / "docs" / "benchmarks" / "http.png"
@@ -378,14 +382,6 @@ class PaymentResult:
     error_samples: list[str] = field(default_factory=list)
 
 
-def _percentile(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
-
-
 async def payment_path(
     base_url: str,
     tokens: Sequence[str],
@@ -447,8 +443,8 @@ async def payment_path(
         payments=count,
         confirmed=len(latencies),
         errors=len(errors),
-        p50_ms=round(_percentile(latencies, 50), 2),
-        p99_ms=round(_percentile(latencies, 99), 2),
+        p50_ms=round(percentile(sorted(latencies), 50), 2),
+        p99_ms=round(percentile(sorted(latencies), 99), 2),
         error_samples=errors[:3],
     )
 
@@ -460,10 +456,6 @@ def durable_path(backing: Any, *, clients: int, duration: float) -> dict[str, An
     A database and a Redis database of its own: the benchmark truncates and
     flushes what it uses, never the shop's data.
     """
-    from benchmarks.runner import Runner  # noqa: PLC0415
-    from benchmarks.scenarios import SCENARIOS  # noqa: PLC0415
-    from benchmarks.systems import SYSTEMS, Urls  # noqa: PLC0415
-
     database = backing.postgres.create_database(f"bench_durable_{uuid.uuid4().hex[:8]}")
     urls = Urls(backing.redis.url.rsplit("/", 1)[0] + "/9", database)
 
