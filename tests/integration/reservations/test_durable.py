@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,26 +23,9 @@ from commercekit.reservations import (
     ReservationLedger,
     ReservationStatus,
 )
-from commercekit.sql import migrate
 from commercekit.testing.contracts import assert_conserved
-from commercekit.testing.servers import PostgresServer, RedisServer, free_port
+from commercekit.testing.servers import RedisServer, free_port
 from tests.unit.plugins.test_plugins import Recorder
-
-
-@pytest.fixture
-async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    url = postgres_server.create_database(f"ledger_{uuid.uuid4().hex[:10]}")
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(params=[1, 4], ids=["one-shard", "four-shards"])

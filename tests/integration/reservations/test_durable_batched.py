@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commercekit.errors import BackendUnavailable, OutOfStock
 from commercekit.reservations import (
@@ -18,17 +18,7 @@ from commercekit.reservations import (
     Reservation,
     ReservationLedger,
 )
-from commercekit.sql import migrate
-from commercekit.testing.servers import PostgresServer, RedisServer
-
-
-@pytest.fixture
-async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    url = postgres_server.create_database(f"batch_{uuid.uuid4().hex[:10]}")
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+from commercekit.testing.servers import RedisServer
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commercekit.errors import IdempotencyConflict
 from commercekit.reservations import (
@@ -25,24 +25,6 @@ from commercekit.reservations import (
     ReservationLedger,
     ReservationStatus,
 )
-from commercekit.sql import migrate
-from commercekit.testing.servers import PostgresServer, RedisServer
-
-
-@pytest.fixture
-async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    url = postgres_server.create_database(f"idem_{uuid.uuid4().hex[:10]}")
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(params=[1, 4], ids=["one-shard", "four-shards"])

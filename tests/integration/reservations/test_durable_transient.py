@@ -15,7 +15,7 @@ import asyncpg.exceptions as pg
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import exc as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commercekit.errors import BackendUnavailable
 from commercekit.reservations import (
@@ -24,17 +24,7 @@ from commercekit.reservations import (
     Reservation,
     ReservationLedger,
 )
-from commercekit.sql import migrate
-from commercekit.testing.servers import PostgresServer, RedisServer
-
-
-@pytest.fixture
-async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    url = postgres_server.create_database(f"durt_{uuid.uuid4().hex[:10]}")
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+from commercekit.testing.servers import RedisServer
 
 
 @pytest.fixture
