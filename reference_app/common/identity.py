@@ -8,6 +8,7 @@ so they must only be reachable through the gateway.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from fastapi import Depends, Header
@@ -15,9 +16,29 @@ from fastapi import Depends, Header
 from commercekit.auth import USER_ID_HEADER, USER_ROLE_HEADER, Principal
 from reference_app.common.errors import ApiError
 
-__all__ = ["AdminUser", "CurrentUser", "admin_user", "current_user"]
+__all__ = [
+    "MAX_IDEMPOTENCY_KEY",
+    "AdminUser",
+    "CurrentUser",
+    "admin_user",
+    "current_user",
+    "scoped_key",
+]
 
 _MAX_ID = 200
+
+MAX_IDEMPOTENCY_KEY = 200
+"""The longest ``Idempotency-Key`` a reserve or a payment accepts, in characters."""
+
+
+def scoped_key(user_id: str, key: str) -> str:
+    """A client's ``Idempotency-Key`` scoped to the caller, as one fixed-length digest.
+
+    Another user's key never names this caller's reservation or payment, and
+    a key of any length the header allows (`MAX_IDEMPOTENCY_KEY`) fits the
+    stores' limits.
+    """
+    return "idem:" + hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
 
 
 async def current_user(

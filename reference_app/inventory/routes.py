@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from decimal import Decimal
@@ -22,11 +21,11 @@ from commercekit.errors import (
 from commercekit.reservations import Reservation
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
+from reference_app.common.identity import MAX_IDEMPOTENCY_KEY, scoped_key
 from reference_app.common.money import MAX_AMOUNT
 from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
 from reference_app.inventory.models import Product
 from reference_app.inventory.schemas import (
-    MAX_IDEMPOTENCY_KEY,
     ProductCreate,
     ProductPublic,
     ReservationPublic,
@@ -52,16 +51,6 @@ IdempotencyKey = Annotated[
 ]
 
 ReservationId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-def _scoped_key(user_id: str, key: str) -> str:
-    """The store's idempotency key: the client's, scoped to the caller, of one fixed length.
-
-    A digest, so a key of any length the header allows (`MAX_IDEMPOTENCY_KEY`)
-    fits the store's limit, and another user's key never names this caller's
-    reservation.
-    """
-    return "idem:" + hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
 
 
 _LISTED = (Product.id, Product.sku, Product.name, Product.price)
@@ -219,7 +208,7 @@ async def reserve(
             owner=user.user_id,
             idempotency_key=None
             if idempotency_key is None
-            else _scoped_key(user.user_id, idempotency_key),
+            else scoped_key(user.user_id, idempotency_key),
         )
     except OutOfStock as exc:
         services.outcomes.labels("out_of_stock").inc()

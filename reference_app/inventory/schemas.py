@@ -31,8 +31,6 @@ __all__ = [
 
 MAX_UNITS = 1_000_000
 MAX_LINES = 50
-MAX_IDEMPOTENCY_KEY = 200
-"""The longest ``Idempotency-Key`` a reserve (and a payment) accepts, in characters."""
 
 Units = Annotated[int, Field(gt=0, le=MAX_UNITS, strict=True)]
 Name = Annotated[

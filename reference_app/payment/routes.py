@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Annotated, Literal
@@ -21,6 +20,7 @@ from commercekit.payments import (
 from commercekit.reservations import Reservation, ReservationLedger
 from reference_app.common import ApiError, CurrentUser, request_id
 from reference_app.common.errors import errors
+from reference_app.common.identity import MAX_IDEMPOTENCY_KEY, scoped_key
 from reference_app.payment.deps import (
     LedgerDep,
     MetricsDep,
@@ -49,7 +49,7 @@ IdempotencyKey = Annotated[
     Header(
         alias=IDEMPOTENCY_HEADER,
         min_length=1,
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY,
         pattern=r"^[\x21-\x7e]+$",
         description="One per intended payment: a retry with it is answered, not charged again.",
     ),
@@ -71,10 +71,7 @@ async def _owned(ledger: ReservationLedger, reservation_id: str, user_id: str) -
 
 def _intent_key(user_id: str, key: str | None) -> str:
     """The processor's idempotency key: the client's, scoped to the caller, or a fresh one."""
-    if key is None:
-        return f"pay:{uuid.uuid4()}"
-    digest = hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
-    return f"idem:{digest}"
+    return f"pay:{uuid.uuid4()}" if key is None else scoped_key(user_id, key)
 
 
 @router.post(

@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from reference_app.common.identity import MAX_IDEMPOTENCY_KEY
 from reference_app.common.money import MAX_AMOUNT
-from reference_app.inventory.schemas import MAX_IDEMPOTENCY_KEY, MAX_UNITS
+from reference_app.inventory.schemas import MAX_UNITS
 from reference_app.launch import LocalStack
 
 from tests.e2e.conftest import SHARED_ADMIN_EMAIL
