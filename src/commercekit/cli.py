@@ -1,30 +1,91 @@
-"""The ``commercekit`` command line.
+"""The ``commercekit`` command line, and the entry point other distributions add commands at.
 
 ```
 commercekit --version
 commercekit services up [--only redis,postgres,kafka] [--workdir DIR] [--env-file FILE]
 commercekit sweep --redis-url URL [--database-url URL] [--prefix P] [--interval S] [--once]
 commercekit events schema [--out DIR] [--format json|yaml] [--prefix P]
-commercekit demo [--port 8000] [--host 127.0.0.1] [--no-walk]
+commercekit demo [--port 8000] [--host 127.0.0.1] [--no-walk]   (the reference app's)
 ```
+
+Every other command comes from an installed distribution: a `Command`
+published under the ``commercekit.commands`` entry-point group
+(`COMMANDS_GROUP`), named by the entry point. The reference app
+(``commercekit-reference-app``) adds ``demo`` that way; the library itself
+never imports the app.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
+import os
+import shlex
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import Distribution, PackageNotFoundError, distribution, entry_points
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from commercekit._version import __version__
 from commercekit.events._cli import add_commands as event_commands
 from commercekit.reservations._cli import add_commands as reservation_commands
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS_GROUP", "REFERENCE_APP", "Command", "build_parser", "main"]
+
+COMMANDS_GROUP = "commercekit.commands"
+"""The entry-point group ``commercekit`` finds the commands of other distributions in."""
+
+REFERENCE_APP = "commercekit-reference-app"
+"""The distribution of the reference app, which adds ``commercekit demo``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """A ``commercekit`` subcommand that an installed distribution adds.
+
+    Publish it under the ``commercekit.commands`` entry-point group; the
+    entry point's name is the command's name::
+
+        # pyproject.toml of the package commercekit-hello
+        [project.entry-points."commercekit.commands"]
+        hello = "commercekit_hello:hello"
+
+        # commercekit_hello.py
+        from commercekit.cli import Command
+
+        def arguments(parser):
+            parser.add_argument("--name", default="world")
+
+        def run(args):
+            print(f"hello {args.name}")
+            return 0
+
+        hello = Command(help="say hello", arguments=arguments, run=run)
+
+    ``commercekit --help`` loads every such entry point, so keep the module
+    it names light and import what `run` needs inside `run`. A name taken by
+    a built-in command, or by a distribution found first, is skipped with a
+    warning. An entry point that fails to load, and a `run` that raises
+    `ModuleNotFoundError`, make the command print the pip command that
+    reinstalls its distribution, from where it was installed.
+
+    Attributes:
+        help: one line, shown by ``commercekit --help``.
+        run: runs the command with the parsed arguments; returns the exit status.
+        arguments: adds the command's options to its `argparse` parser.
+        description: the text above the options of ``commercekit NAME --help``
+            (default: `help`).
+    """
+
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,34 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     reservation_commands(commands)
     event_commands(commands)
 
-    demo = commands.add_parser(
-        "demo",
-        help="run the reference app in this process (no servers needed) and walk through it",
-        description=(
-            "Serve the whole reference app on one local port, on embedded backends "
-            "(SQLite, fakeredis, an in-memory event bus), play a guided walk against it, "
-            "and keep serving until Ctrl-C. Environment knobs: RESERVATION_TTL_SECONDS, "
-            "SWEEP_INTERVAL_SECONDS, PAYMENT_SUCCESS_RATE, ADMIN_EMAILS, LOG_LEVEL."
-        ),
-    )
-    demo.add_argument(
-        "--port",
-        type=_port,
-        default=8000,
-        help="port to listen on; 0 picks a free one (default: %(default)s)",
-    )
-    demo.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    demo.add_argument("--no-walk", action="store_true", help="serve only; skip the guided walk")
-    demo.set_defaults(handler=_demo)
+    _add_installed_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -116,55 +159,146 @@ def _services_up(args: argparse.Namespace) -> int:
     return 0
 
 
-_DEMO_MODULES = (
-    "reference_app",
-    "fastapi",
-    "uvicorn",
-    "httpx",
-    "prometheus_client",
-    "sqlalchemy",
-    "alembic",
-    "aiosqlite",
-    "fakeredis",
-    "lupa",
-    "redis",
-    "argon2",
-    "jwt",
-)
-"""What ``commercekit demo`` imports: the reference app and the app and embedded extras."""
-
-_DEMO_INSTALL = 'pip install "commercekit[demo]"'
+# ------------------------------------------------------------ installed commands
+_Subcommands = argparse._SubParsersAction  # the type `add_subparsers` returns
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}")
-    return port
-
-
-def _demo(args: argparse.Namespace) -> int:
-    missing = [name for name in _DEMO_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        print(
-            f"commercekit demo needs the reference app and its extras ({', '.join(missing)} "
-            f"missing): {_DEMO_INSTALL}",
-            file=sys.stderr,
+def _add_installed_commands(commands: _Subcommands[argparse.ArgumentParser]) -> None:
+    """Add every `Command` of the `COMMANDS_GROUP` entry points, and ``demo`` in any case."""
+    for entry in entry_points(group=COMMANDS_GROUP):
+        owner = entry.dist.name if entry.dist is not None else entry.value
+        if entry.name in commands.choices:
+            print(
+                f"commercekit: {owner} adds a command {entry.name!r}, which exists; skipped",
+                file=sys.stderr,
+            )
+            continue
+        try:
+            command = entry.load()
+            if not isinstance(command, Command):
+                raise TypeError(f"{entry.value} is not a commercekit.cli.Command")
+        except Exception as exc:
+            _add_unavailable(
+                commands,
+                entry.name,
+                f"{owner} failed to load it ({type(exc).__name__}: {exc}); "
+                f"reinstall it: {_install_command(entry.dist, owner)}",
+            )
+            continue
+        parser = commands.add_parser(
+            entry.name, help=command.help, description=command.description or command.help
         )
+        if command.arguments is not None:
+            command.arguments(parser)
+        parser.set_defaults(handler=_guarded(entry.name, command.run, entry.dist, owner))
+    if "demo" not in commands.choices:
+        _add_unavailable(
+            commands,
+            "demo",
+            "comes with the reference app, which is not installed; install it with: "
+            + _reference_app_install(Path.cwd(), _installed_from(_distribution("commercekit"))),
+            help="run the reference app in one process (install the reference app first)",
+        )
+
+
+def _add_unavailable(
+    commands: _Subcommands[argparse.ArgumentParser],
+    name: str,
+    problem: str,
+    help: str | None = None,
+) -> None:
+    """A command that only says why it cannot run, whatever its arguments."""
+
+    def report(_: argparse.Namespace) -> int:
+        print(f"commercekit {name}: {problem}", file=sys.stderr)
         return 1
+
+    parser = commands.add_parser(
+        name, help=help or "(unavailable, run it to see why)", add_help=False
+    )
+    parser.set_defaults(handler=report, any_arguments=True)
+
+
+def _guarded(
+    name: str, run: Callable[[argparse.Namespace], int], dist: Distribution | None, owner: str
+) -> Callable[[argparse.Namespace], int]:
+    """`run`, which reports a missing module with the command that reinstalls `dist`."""
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ModuleNotFoundError as exc:
+            print(
+                f"commercekit {name}: {exc}; reinstall {owner} with its dependencies: "
+                f"{_install_command(dist, owner)}",
+                file=sys.stderr,
+            )
+            return 1
+
+    return handler
+
+
+def _distribution(name: str) -> Distribution | None:
     try:
-        from reference_app.demo.run import run_demo  # noqa: PLC0415 (optional extras)
-    except ImportError as exc:
-        print(f"commercekit demo: {exc}; {_DEMO_INSTALL}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C while the app is still being imported
-        print("commercekit demo: stopped", file=sys.stderr)
-        return 0
-    status: int = run_demo(host=args.host, port=args.port, walk_first=not args.no_walk)
-    return status
+        return distribution(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _installed_from(dist: Distribution | None) -> tuple[Path, bool] | None:
+    """The local folder or archive `dist` was installed from (PEP 610), and if editable."""
+    text = dist.read_text("direct_url.json") if dist is not None else None
+    if not text:
+        return None
+    try:
+        origin = json.loads(text)
+        url = urlsplit(origin["url"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    path = Path(unquote(url.path))
+    if url.scheme != "file" or not path.exists():
+        return None
+    return path, bool(origin.get("dir_info", {}).get("editable", False))
+
+
+def _shown(path: Path, cwd: Path) -> str:
+    """`path` as a user at `cwd` types it: ``./x`` below `cwd`, else absolute."""
+    try:
+        relative = path.relative_to(cwd)
+    except ValueError:
+        return shlex.quote(str(path))
+    return shlex.quote(f".{os.sep}{relative}") if relative.parts else "."
+
+
+def _install_command(dist: Distribution | None, name: str) -> str:
+    """The pip command that (re)installs `dist`: from where it came if local, else by name."""
+    source = _installed_from(dist)
+    if source is None:
+        return f"pip install {shlex.quote(name)}"
+    path, editable = source
+    return f"pip install {'-e ' if editable else ''}{_shown(path, Path.cwd())}"
+
+
+def _is_clone(folder: Path) -> bool:
+    return (folder / "reference_app" / "pyproject.toml").is_file() and (
+        folder / "src" / "commercekit"
+    ).is_dir()
+
+
+def _reference_app_install(cwd: Path, library: tuple[Path, bool] | None) -> str:
+    """The pip command that installs the reference app, from where the user is.
+
+    In a clone of the repository (`cwd` or a folder above it, else the
+    folder the library was installed from), its ``reference_app`` folder,
+    editable if the library is; elsewhere the published distribution.
+    """
+    clone = next((folder for folder in (cwd, *cwd.parents) if _is_clone(folder)), None)
+    if clone is None and library is not None and _is_clone(library[0]):
+        clone = library[0]
+    if clone is None:
+        return f"pip install {REFERENCE_APP}"
+    editable = library is not None and library[1]
+    return f"pip install {'-e ' if editable else ''}{_shown(clone / 'reference_app', cwd)}"
 
 
 if __name__ == "__main__":  # pragma: no cover
