@@ -30,12 +30,7 @@ from commercekit.payments.models import (
     RefundReason,
     RefundStatus,
 )
-from commercekit.payments.policy import (
-    DefaultRefundPlugin,
-    DefaultRefundPolicy,
-    PluginRefundPolicy,
-    RefundPolicy,
-)
+from commercekit.payments.policy import DefaultRefundPolicy, RefundPolicy, RefundPolicyPlugin
 from commercekit.payments.processor import PaymentProcessor
 from commercekit.payments.simulated import TEST_TOKENS, SimulatedProcessor
 
@@ -54,7 +49,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TEST_TOKENS",
-    "DefaultRefundPlugin",
     "DefaultRefundPolicy",
     "Money",
     "Payment",
@@ -65,13 +59,13 @@ __all__ = [
     "PaymentService",
     "PaymentSettlement",
     "PaymentStatus",
-    "PluginRefundPolicy",
     "PriceLookup",
     "ProcessorRefund",
     "Refund",
     "RefundAction",
     "RefundDecision",
     "RefundPolicy",
+    "RefundPolicyPlugin",
     "RefundReason",
     "RefundService",
     "RefundStatus",

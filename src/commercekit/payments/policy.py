@@ -6,8 +6,19 @@ decision = policy.decide(PaymentCase(payment=payment, issue=PaymentIssue.RESERVA
 decision.action  # RefundAction.REFUND_ALL: a late payment is refunded
 ```
 
-To change a decision, write a plugin (it wins over the default, which is
-registered ``trylast``) and give the `PluginManager` to `PaymentSettlement`:
+`PaymentSettlement` asks the ``commercekit_refund_decision`` hook about
+every case, and the first answer wins, in this order:
+
+1. your plugins (the last registered first), registered in the
+   `PluginManager` you give the settlement;
+2. the `RefundPolicy` you give as ``policy=`` (the settlement registers it
+   as a `RefundPolicyPlugin`);
+3. `DefaultRefundPolicy`, registered ``trylast`` by every `PluginManager`
+   from this module's `commercekit_refund_decision` (see
+   `commercekit.plugins.manager.DEFAULT_PLUGINS`).
+
+To change a decision, write a plugin and return None for the cases you
+leave to the rest:
 
 ```python
 class KeepSmallOverpayments:
@@ -15,13 +26,13 @@ class KeepSmallOverpayments:
     def commercekit_refund_decision(self, case):
         if case.issue is PaymentIssue.AMOUNT_MISMATCH and ...:
             return RefundDecision(action=RefundAction.ACCEPT, reason=RefundReason.OTHER, text="tip")
-        return None  # the next plugin, then the default, decides
+        return None  # the next plugin, the policy, then the default decides
 ```
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from commercekit.payments.models import (
     PaymentCase,
@@ -32,10 +43,7 @@ from commercekit.payments.models import (
 )
 from commercekit.plugins.hookspecs import hookimpl
 
-if TYPE_CHECKING:
-    from commercekit.plugins.manager import PluginManager
-
-__all__ = ["DefaultRefundPlugin", "DefaultRefundPolicy", "PluginRefundPolicy", "RefundPolicy"]
+__all__ = ["DefaultRefundPolicy", "RefundPolicy", "RefundPolicyPlugin"]
 
 
 @runtime_checkable
@@ -103,33 +111,37 @@ def _amount_mismatch(case: PaymentCase) -> RefundDecision:
     return _refund_all(RefundReason.UNDERPAYMENT, f"paid {paid}, expected {expected}")
 
 
-class DefaultRefundPlugin:
-    """`DefaultRefundPolicy` as a ``trylast`` hook implementation.
+@hookimpl(trylast=True)
+def commercekit_refund_decision(case: PaymentCase) -> RefundDecision:
+    """Decide as `DefaultRefundPolicy` does: the default, asked last.
 
-    `PluginManager` registers it under `NAME`, so a plugin's
-    `commercekit_refund_decision` that returns a decision wins.
+    `PluginManager` registers this module (it is in
+    `commercekit.plugins.manager.DEFAULT_PLUGINS`), ``trylast``: every
+    plugin, and a settlement's own policy, decide before it.
+    """
+    return _DEFAULT.decide(case)
+
+
+_DEFAULT = DefaultRefundPolicy()
+
+
+class RefundPolicyPlugin:
+    """A `RefundPolicy` as a ``commercekit_refund_decision`` hook implementation.
+
+    `PaymentSettlement` registers its ``policy=`` this way, with
+    `PluginManager.register_refund_policy`, under `NAME`: ``trylast``, and
+    ahead of commercekit's default. Your plugins decide before it.
+
+    Args:
+        policy: decides every case it is asked about.
     """
 
-    NAME: ClassVar[str] = "commercekit-default-refund-policy"
+    NAME: ClassVar[str] = "commercekit-refund-policy"
 
-    def __init__(self, policy: RefundPolicy | None = None) -> None:
-        self.policy = policy or DefaultRefundPolicy()
+    def __init__(self, policy: RefundPolicy) -> None:
+        self.policy = policy
 
     @hookimpl(trylast=True)
     def commercekit_refund_decision(self, case: PaymentCase) -> RefundDecision:
-        """Decide with the default policy."""
+        """Decide with the policy."""
         return self.policy.decide(case)
-
-
-class PluginRefundPolicy:
-    """A `RefundPolicy` that asks the ``commercekit_refund_decision`` hook.
-
-    The first plugin to return a decision wins; the default decides last.
-    """
-
-    def __init__(self, plugins: PluginManager) -> None:
-        self.plugins = plugins
-
-    def decide(self, case: PaymentCase) -> RefundDecision:
-        """See `RefundPolicy.decide`."""
-        return self.plugins.refund_decision(case)

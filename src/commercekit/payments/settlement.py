@@ -9,8 +9,10 @@ For ``payment.confirmed`` it confirms the reservation; for
 ``payment.failed`` it releases it (the stock goes back, as the original
 system did). When the payment cannot simply confirm its reservation (the
 hold expired, was released, is unknown, was already paid by another
-payment, or the amount differs from the expected total) it asks the refund
-policy and hands the refund to `RefundService`.
+payment, or the amount differs from the expected total) it asks the
+``commercekit_refund_decision`` hook (your plugins, then the ``policy=`` you
+gave, then `DefaultRefundPolicy`: see `commercekit.payments.policy`) and
+hands the refund to `RefundService`.
 
 **The expected total.** Reservations carry SKUs and quantities, not prices:
 you know the prices. Pass ``prices=``, a `PriceLookup` called with the
@@ -56,7 +58,7 @@ from commercekit.payments.models import (
     Refund,
     RefundDecision,
 )
-from commercekit.payments.policy import DefaultRefundPolicy, PluginRefundPolicy, RefundPolicy
+from commercekit.payments.policy import RefundPolicy
 from commercekit.payments.refunds import RefundService
 from commercekit.plugins.manager import PluginManager
 from commercekit.reservations.models import Reservation, ReservationStatus
@@ -127,9 +129,14 @@ class PaymentSettlement:
         reservations: the reservation store (`DurableReservations` in production).
         refunds: records and makes the refunds.
         sessions: makes the database sessions (by default the refund service's).
-        policy: decides refunds; by default the plugins' hook (when `plugins`
-            is given, with the default deciding last), else `DefaultRefundPolicy`.
-        plugins: called with `commercekit_payment_outcome` once per settled event.
+        policy: decides the refunds no plugin decides (by default
+            `DefaultRefundPolicy`). It is registered in `plugins` (see
+            `PluginManager.register_refund_policy`), so every user of that
+            manager decides with it.
+        plugins: asked `commercekit_refund_decision` for each payment with an
+            issue, and called with `commercekit_payment_outcome` once per
+            settled event (by default a manager of commercekit's own plugins,
+            without the installed ones).
         prices: the reservation's expected total (see the module docs).
         consumer: the name the processed events are recorded under.
         release_on_failure: release the reservation when a payment fails.
@@ -150,10 +157,9 @@ class PaymentSettlement:
         self.reservations = reservations
         self.refunds = refunds
         self.sessions = sessions or refunds.sessions
-        if policy is None:
-            policy = PluginRefundPolicy(plugins) if plugins else DefaultRefundPolicy()
-        self.policy = policy
-        self.plugins = plugins
+        self.plugins = PluginManager(load_entrypoints=False) if plugins is None else plugins
+        if policy is not None:
+            self.plugins.register_refund_policy(policy)
         self.prices = prices
         self.consumer = consumer
         self.release_on_failure = release_on_failure
@@ -203,7 +209,7 @@ class PaymentSettlement:
                     reservation=reservation,
                     expected=total,
                 )
-                decision = self.policy.decide(case)
+                decision = self.plugins.refund_decision(case)
             if case is None or (decision is not None and decision.confirms(case)):
                 try:
                     reservation = await self.reservations.confirm(payment.reservation_id)
@@ -216,7 +222,7 @@ class PaymentSettlement:
                     # else: this payment confirmed it before a crash; the redelivery goes on
         if issue is not None:
             case = PaymentCase(payment=payment, issue=issue, reservation=reservation)
-            decision = self.policy.decide(case)
+            decision = self.plugins.refund_decision(case)
         return await self._record(event, payment, reservation, case, decision)
 
     # ----------------------------------------------------------------- steps
@@ -311,8 +317,7 @@ class PaymentSettlement:
                 refund = await self.refunds.complete(refund.id)
             except RefundError:
                 log.warning("refund %s left REQUESTED; retry_pending completes it", refund.id)
-        if self.plugins is not None:
-            self.plugins.payment_outcome(payment)
+        self.plugins.payment_outcome(payment)
         issue = case.issue if case else None
         return SettlementResult(payment, outcome, issue, decision, refund, reservation)
 

@@ -89,8 +89,9 @@ def commercekit_refund_decision(case: PaymentCase) -> RefundDecision | None:
     is unknown, was already paid, or the amount differs from
     `case.expected`); `case.reservation` is its current state (None when
     unknown). Return a `RefundDecision` with a reason, or None to leave the
-    case to the next plugin. commercekit's `DefaultRefundPolicy` is
-    registered ``trylast``, so your plugin wins.
+    case to the next plugin. Your plugins decide first, then the policy a
+    `PaymentSettlement` was given (``policy=``), then commercekit's
+    `DefaultRefundPolicy`, registered ``trylast``.
     """
 
 

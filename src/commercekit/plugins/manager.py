@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from commercekit.errors import ConfigurationError
 from commercekit.plugins import hookspecs
 
 if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
     from commercekit.events.envelope import Envelope
     from commercekit.payments.models import Payment, PaymentCase, RefundDecision
+    from commercekit.payments.policy import RefundPolicy
     from commercekit.reservations.models import Reservation
 
-__all__ = ["PluginManager"]
+__all__ = ["DEFAULT_PLUGINS", "PluginManager"]
 
 logger = logging.getLogger("commercekit.plugins")
+
+DEFAULT_PLUGINS: tuple[str, ...] = ("commercekit.payments.policy",)
+"""The modules of commercekit's own hook implementations, each registered under its name.
+
+Every `PluginManager` registers them first; their hooks are ``trylast``,
+so your plugins decide before them (``commercekit.payments.policy``: the
+default refund decision).
+"""
 
 
 class PluginManager:
@@ -45,10 +56,9 @@ class PluginManager:
         self._pm.check_pending()
 
     def _register_defaults(self) -> None:
-        """Register commercekit's own decision hooks (``trylast``: plugins win)."""
-        from commercekit.payments.policy import DefaultRefundPlugin  # noqa: PLC0415 - no cycle
-
-        self._pm.register(DefaultRefundPlugin(), name=DefaultRefundPlugin.NAME)
+        """Register `DEFAULT_PLUGINS` (imported here: they import this package)."""
+        for name in DEFAULT_PLUGINS:
+            self._pm.register(importlib.import_module(name), name=name)
 
     @property
     def pluggy(self) -> pluggy.PluginManager:
@@ -59,6 +69,35 @@ class PluginManager:
         """Register one more plugin; its hooks must all be known."""
         self._pm.register(plugin, name=name)
         self._pm.check_pending()
+
+    def register_refund_policy(self, policy: RefundPolicy) -> None:
+        """Decide refunds with `policy` after every plugin, before commercekit's default.
+
+        `policy` is registered as a `RefundPolicyPlugin` under its `NAME`;
+        the defaults are registered again after it, so they still decide
+        last. `PaymentSettlement` calls this with its ``policy=``; every
+        user of this manager then decides with it. Registering the same
+        policy again does nothing.
+
+        Raises:
+            ConfigurationError: this manager has another refund policy.
+        """
+        from commercekit.payments.policy import RefundPolicyPlugin  # noqa: PLC0415 - no cycle
+
+        known = self._pm.get_plugin(RefundPolicyPlugin.NAME)
+        if isinstance(known, RefundPolicyPlugin) and known.policy is policy:
+            return
+        if known is not None:
+            raise ConfigurationError(
+                f"this plugin manager decides refunds with {known!r} already; "
+                "give each refund policy its own PluginManager"
+            )
+        defaults = [(n, p) for n in DEFAULT_PLUGINS if (p := self._pm.get_plugin(n)) is not None]
+        for _, plugin in defaults:
+            self._pm.unregister(plugin)
+        self._pm.register(RefundPolicyPlugin(policy), name=RefundPolicyPlugin.NAME)
+        for name, plugin in defaults:
+            self._pm.register(plugin, name=name)
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin."""
@@ -97,7 +136,10 @@ class PluginManager:
         self._notify("commercekit_payment_outcome", payment=payment)
 
     def refund_decision(self, case: PaymentCase) -> RefundDecision:
-        """Ask `commercekit_refund_decision`: the first plugin's answer, else the default's."""
+        """Ask `commercekit_refund_decision`: the plugins, then a policy, then the default.
+
+        The first answer wins; see `commercekit.payments.policy` for the order.
+        """
         result: RefundDecision | None = self._pm.hook.commercekit_refund_decision(case=case)
         if result is None:  # the default was unregistered and no plugin answered
             from commercekit.payments.policy import DefaultRefundPolicy  # noqa: PLC0415

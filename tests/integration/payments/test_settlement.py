@@ -275,6 +275,41 @@ async def test_a_plugin_refund_decision_overrides_the_default(
     assert (await settlement.settle(unknown)).outcome is SettlementOutcome.REFUNDED
 
 
+class RefundWithANote:
+    """A shop's own policy object: refunds everything, saying so."""
+
+    def decide(self, case: PaymentCase) -> RefundDecision:
+        return RefundDecision(
+            action=RefundAction.REFUND_ALL, reason=RefundReason.OTHER, text="the shop's policy"
+        )
+
+
+async def test_a_plugin_decides_before_the_policy_given_and_the_policy_before_the_default(
+    sessions: Sessions,
+    reservations: DurableReservations,
+    processor: SimulatedProcessor,
+    refunds: RefundService,
+) -> None:
+    plugins = PluginManager([Goodwill()], load_entrypoints=False)
+    settlement = PaymentSettlement(reservations, refunds, plugins=plugins, policy=RefundWithANote())
+    reservation = await expired_hold(reservations)
+    _, late = await pay(processor, reservation.id)
+    kept = await settlement.settle(late)
+    assert kept.outcome is SettlementOutcome.ACCEPTED  # the plugin's decision
+    assert kept.decision is not None
+    assert kept.decision.text == "shipped anyway"
+
+    _, unknown = await pay(processor, "nope")  # the plugin returns None: the policy decides
+    refunded = await settlement.settle(unknown)
+    assert refunded.outcome is SettlementOutcome.REFUNDED
+    assert refunded.decision is not None
+    assert (refunded.decision.reason, refunded.decision.text) == (
+        RefundReason.OTHER,
+        "the shop's policy",
+    )
+    assert [(r[1], r[5]) for r in await refund_rows(sessions)] == [("OTHER", "the shop's policy")]
+
+
 async def test_a_crash_after_confirming_is_not_mistaken_for_a_double_payment(
     sessions: Sessions,
     reservations: DurableReservations,

@@ -1,4 +1,4 @@
-"""The default refund policy, and a plugin's decision overriding it."""
+"""The default refund policy, and who decides first: plugins, a policy given, the default."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from commercekit.errors import ConfigurationError
 from commercekit.payments import (
     DefaultRefundPolicy,
     Money,
@@ -14,12 +15,13 @@ from commercekit.payments import (
     PaymentCase,
     PaymentIssue,
     PaymentStatus,
-    PluginRefundPolicy,
     RefundAction,
     RefundDecision,
+    RefundPolicyPlugin,
     RefundReason,
 )
 from commercekit.plugins import PluginManager, hookimpl
+from commercekit.plugins.manager import DEFAULT_PLUGINS
 from commercekit.reservations import Reservation, ReservationLine, ReservationStatus
 
 
@@ -125,23 +127,76 @@ def test_a_plugin_decision_overrides_the_default_and_none_falls_through() -> Non
     plugins = PluginManager([plugin], load_entrypoints=False)
     late = plugins.refund_decision(case(PaymentIssue.RESERVATION_EXPIRED))
     assert (late.action, late.text) == (RefundAction.ACCEPT, "loyal")
-    double = PluginRefundPolicy(plugins).decide(case(PaymentIssue.ALREADY_PAID))
+    double = plugins.refund_decision(case(PaymentIssue.ALREADY_PAID))
     assert double.reason is RefundReason.DOUBLE_PAYMENT  # the default decided
     assert plugin.asked == [PaymentIssue.RESERVATION_EXPIRED, PaymentIssue.ALREADY_PAID]
 
 
 def test_without_plugins_the_default_decides() -> None:
     plugins = PluginManager(load_entrypoints=False)
-    assert "commercekit-default-refund-policy" in plugins.names()
+    assert plugins.names() == sorted(DEFAULT_PLUGINS)
+    assert "commercekit.payments.policy" in DEFAULT_PLUGINS
     decision = plugins.refund_decision(case(PaymentIssue.RESERVATION_EXPIRED))
     assert decision.reason is RefundReason.LATE_PAYMENT
 
 
 def test_the_default_still_decides_if_it_was_unregistered() -> None:
     plugins = PluginManager(load_entrypoints=False)
-    plugins.pluggy.unregister(name="commercekit-default-refund-policy")
+    plugins.pluggy.unregister(name="commercekit.payments.policy")
     decision = plugins.refund_decision(case(PaymentIssue.RESERVATION_UNKNOWN))
     assert decision.reason is RefundReason.UNKNOWN_RESERVATION
+
+
+class RefundWithANote:
+    """A shop's own policy object: refunds everything, saying so."""
+
+    def decide(self, case: PaymentCase) -> RefundDecision:
+        return RefundDecision(
+            action=RefundAction.REFUND_ALL, reason=RefundReason.OTHER, text="the shop's policy"
+        )
+
+
+class Lenient:
+    """A plugin that keeps double payments."""
+
+    @hookimpl
+    def commercekit_refund_decision(self, case: PaymentCase) -> RefundDecision | None:
+        if case.issue is not PaymentIssue.ALREADY_PAID:
+            return None
+        return RefundDecision(action=RefundAction.ACCEPT, reason=RefundReason.OTHER, text="kept")
+
+
+def test_plugins_decide_first_then_the_policy_then_the_default() -> None:
+    plugins = PluginManager([Goodwill()], load_entrypoints=False)
+    plugins.register_refund_policy(RefundWithANote())
+    plugins.register(Lenient())  # registered after the policy: still before it
+    assert plugins.refund_decision(case(PaymentIssue.RESERVATION_EXPIRED)).text == "loyal"
+    assert plugins.refund_decision(case(PaymentIssue.ALREADY_PAID)).text == "kept"
+    unknown = plugins.refund_decision(case(PaymentIssue.RESERVATION_UNKNOWN))
+    assert unknown.text == "the shop's policy"
+    assert RefundPolicyPlugin.NAME in plugins.names()
+
+    plugins.pluggy.unregister(name=RefundPolicyPlugin.NAME)  # then the default again
+    default = plugins.refund_decision(case(PaymentIssue.RESERVATION_UNKNOWN))
+    assert default.reason is RefundReason.UNKNOWN_RESERVATION
+
+
+def test_one_manager_has_one_refund_policy() -> None:
+    plugins = PluginManager(load_entrypoints=False)
+    policy = RefundWithANote()
+    plugins.register_refund_policy(policy)
+    plugins.register_refund_policy(policy)  # the same policy again: nothing changes
+    assert plugins.names().count(RefundPolicyPlugin.NAME) == 1
+    with pytest.raises(ConfigurationError, match="its own PluginManager"):
+        plugins.register_refund_policy(RefundWithANote())
+    assert plugins.refund_decision(case(PaymentIssue.ALREADY_PAID)).text == "the shop's policy"
+
+
+def test_a_policy_does_not_bring_back_an_unregistered_default() -> None:
+    plugins = PluginManager(load_entrypoints=False)
+    plugins.pluggy.unregister(name="commercekit.payments.policy")
+    plugins.register_refund_policy(RefundWithANote())
+    assert plugins.names() == [RefundPolicyPlugin.NAME]
 
 
 def test_payment_outcome_hook_is_called_with_the_payment() -> None:

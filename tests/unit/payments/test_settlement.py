@@ -1,0 +1,141 @@
+"""`PaymentSettlement` in the embedded mode: fakeredis holds, an SQLite ledger and tables.
+
+Who decides a refund: the plugins, then the ``policy=`` given, then the default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from fakeredis import FakeAsyncRedis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from commercekit.events import Envelope, PaymentConfirmed
+from commercekit.payments import (
+    PaymentCase,
+    PaymentIssue,
+    PaymentSettlement,
+    RefundAction,
+    RefundDecision,
+    RefundReason,
+    RefundService,
+    SettlementOutcome,
+    SimulatedProcessor,
+)
+from commercekit.plugins import PluginManager, hookimpl
+from commercekit.plugins.manager import DEFAULT_PLUGINS
+from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
+from commercekit.sql import migrate
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'shop.sqlite3'}")
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> Sessions:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@pytest.fixture
+async def reservations(engine: AsyncEngine) -> AsyncIterator[DurableReservations]:
+    client = FakeAsyncRedis()
+    store = RedisReservationStore(client, guarded=True)
+    durable = DurableReservations(store, ReservationLedger(engine))
+    await durable.start()
+    await durable.set_stock("SKU-1", 10)
+    yield durable
+    await client.aclose()
+
+
+@pytest.fixture
+def refunds(sessions: Sessions) -> RefundService:
+    return RefundService(sessions, SimulatedProcessor(shared=True))
+
+
+def paid(reservation_id: str) -> Envelope[PaymentConfirmed]:
+    confirmed = PaymentConfirmed(
+        payment_id=str(uuid.uuid4()), reservation_id=reservation_id, user_id="u-1",
+        amount=Decimal("20.00"), currency="EUR",
+    )  # fmt: skip
+    return Envelope.wrap(confirmed, source="payments")
+
+
+async def late(reservations: DurableReservations) -> Envelope[PaymentConfirmed]:
+    hold = await reservations.reserve([("SKU-1", 1)], ttl=0.05, owner="u-1")
+    await asyncio.sleep(0.15)
+    return paid(hold.id)
+
+
+async def refund_reasons(sessions: Sessions) -> list[tuple[str, str]]:
+    async with sessions() as session:
+        rows = await session.execute(text("SELECT reason, text FROM commercekit_refunds"))
+        return sorted((reason, note) for reason, note in rows)
+
+
+class Goodwill:
+    """A shop's plugin: late payments are kept."""
+
+    @hookimpl
+    def commercekit_refund_decision(self, case: PaymentCase) -> RefundDecision | None:
+        if case.issue is not PaymentIssue.RESERVATION_EXPIRED:
+            return None
+        return RefundDecision(action=RefundAction.ACCEPT, reason=RefundReason.OTHER, text="kept")
+
+
+class RefundWithANote:
+    """A shop's own policy object."""
+
+    def decide(self, case: PaymentCase) -> RefundDecision:
+        return RefundDecision(
+            action=RefundAction.REFUND_ALL, reason=RefundReason.OTHER, text="the shop's policy"
+        )
+
+
+async def test_without_plugins_or_a_policy_the_default_decides(
+    sessions: Sessions, reservations: DurableReservations, refunds: RefundService
+) -> None:
+    settlement = PaymentSettlement(reservations, refunds)
+    assert settlement.plugins.names() == sorted(DEFAULT_PLUGINS)  # no installed plugins
+    result = await settlement.settle(await late(reservations))
+    assert result.outcome is SettlementOutcome.REFUNDED
+    assert await refund_reasons(sessions) == [
+        ("LATE_PAYMENT", f"reservation {result.payment.reservation_id} expired before the payment")
+    ]
+
+
+async def test_the_plugin_decides_before_the_policy_and_the_policy_before_the_default(
+    sessions: Sessions, reservations: DurableReservations, refunds: RefundService
+) -> None:
+    plugins = PluginManager([Goodwill()], load_entrypoints=False)
+    settlement = PaymentSettlement(reservations, refunds, plugins=plugins, policy=RefundWithANote())
+    kept = await settlement.settle(await late(reservations))
+    assert kept.outcome is SettlementOutcome.ACCEPTED
+    unknown = await settlement.settle(paid("no-such-reservation"))
+    assert unknown.outcome is SettlementOutcome.REFUNDED
+    assert await refund_reasons(sessions) == [("OTHER", "the shop's policy")]
+
+
+async def test_a_policy_alone_decides_before_the_default(
+    sessions: Sessions, reservations: DurableReservations, refunds: RefundService
+) -> None:
+    settlement = PaymentSettlement(reservations, refunds, policy=RefundWithANote())
+    assert (await settlement.settle(await late(reservations))).outcome is SettlementOutcome.REFUNDED
+    assert await refund_reasons(sessions) == [("OTHER", "the shop's policy")]
