@@ -32,9 +32,9 @@ from sqlalchemy.ext.asyncio import (
 
 from commercekit.events import (
     EventBus,
+    EventRetry,
     InMemoryEventBus,
     KafkaEventBus,
-    RetryPolicy,
     create_topics,
 )
 from commercekit.transient import is_transient
@@ -52,7 +52,7 @@ STARTUP_ATTEMPTS = 60
 KAFKA_PARTITIONS = 6
 """Partitions of each topic the services create: room for six consumers per group."""
 
-HANDLER_RETRY = RetryPolicy(transient=is_transient)
+HANDLER_RETRY = EventRetry(transient=is_transient)
 """Consumers wait out every transient failure (`is_transient`): never a dead-lettered event."""
 
 T = TypeVar("T")

@@ -12,10 +12,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from commercekit.errors import (
+    HoldExpired,
     IdempotencyConflict,
     InvalidTransition,
     OutOfStock,
-    ReservationExpired,
     ReservationNotFound,
 )
 from commercekit.reservations import Reservation
@@ -254,7 +254,7 @@ async def cancel_reservation(
     await _owned(services, reservation_id, user.user_id)
     try:
         reservation = await services.reservations.release(reservation_id)
-    except ReservationExpired:
+    except HoldExpired:
         raise ApiError(409, "the reservation has expired", code="reservation_expired") from None
     except InvalidTransition as exc:
         state = exc.reservation.status.value.lower()

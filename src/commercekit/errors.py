@@ -11,7 +11,7 @@ CommerceKitError
     ├── OutOfStock            some lines cannot be held; .short names them
     ├── ReservationNotFound   no reservation has this id
     ├── InvalidTransition     the reservation is already CONFIRMED, RELEASED or EXPIRED
-    │   └── ReservationExpired    its deadline had passed: this call expired it
+    │   └── HoldExpired           its deadline had passed: this call expired it
     ├── IdempotencyConflict   the idempotency key was used for another cart
     └── StockConflict         a stock change would leave a SKU negative or below its holds
 ```
@@ -77,6 +77,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
+
 if TYPE_CHECKING:
     from commercekit.payments.models import Payment
     from commercekit.reservations.models import Reservation
@@ -90,6 +92,7 @@ __all__ = [
     "EmailError",
     "EmailRejected",
     "EventError",
+    "HoldExpired",
     "IdempotencyConflict",
     "InvalidRefreshToken",
     "InvalidRequest",
@@ -109,7 +112,6 @@ __all__ = [
     "RefreshTokenReused",
     "RefundError",
     "ReservationError",
-    "ReservationExpired",
     "ReservationNotFound",
     "ShortLine",
     "StockConflict",
@@ -206,10 +208,13 @@ class InvalidTransition(ReservationError):
         )
 
 
-class ReservationExpired(InvalidTransition):
+class HoldExpired(InvalidTransition):
     """The reservation's deadline had passed, so this call expired it instead.
 
-    Its stock went back to available; report the expiry as the sweeper would.
+    Its stock went back to available; report the expiry as the sweeper would
+    (with the `commercekit.events.ReservationExpired` event). This exception
+    was called ``ReservationExpired`` before; that name still works for a
+    release, with a `DeprecationWarning`.
     """
 
 
@@ -404,3 +409,11 @@ class NotReadyYet(EventError):
     def __init__(self, message: str, *, wait: float | None = None) -> None:
         self.wait = wait
         super().__init__(message)
+
+
+# ---------------------------------------------------------------- old names
+
+__getattr__ = lazy_attributes(__name__, renamed={"ReservationExpired": "HoldExpired"})
+
+if TYPE_CHECKING:
+    ReservationExpired = HoldExpired  # deprecated: the old name of HoldExpired

@@ -14,7 +14,7 @@ except Exception as exc:
 An error is *transient* when a dependency refused the call for now, not
 because of what was asked: the same call, made again once the dependency is
 back, can succeed. Consumers wait such errors out instead of dead-lettering
-the event (`commercekit.events.RetryPolicy` uses this function by default),
+the event (`commercekit.events.EventRetry` uses this function by default),
 and the reference app answers them with a 503 and ``Retry-After``.
 
 What counts, per dependency:

@@ -15,7 +15,7 @@ The server is made to refuse for real, never mocked:
   ``pg_terminate_backend`` on the handler's backend, mid-statement.
 
 Each consumer test runs a handler on an `InMemoryEventBus` with its default
-`RetryPolicy` (5 attempts): the outage lasts well past 5 failures, and the
+`EventRetry` (5 attempts): the outage lasts well past 5 failures, and the
 event must be handled once PostgreSQL is back, never dead-lettered.
 """
 
@@ -114,7 +114,7 @@ async def consume_through(
     before: Callable[[int], Awaitable[None]] | None = None,
 ) -> tuple[InMemoryEventBus, list[BaseException], str]:
     """Handle one event while PostgreSQL refuses; heal it after `OUTAGE_FAILURES` failures."""
-    bus = InMemoryEventBus()  # the default RetryPolicy: 5 attempts, then the dead-letter topic
+    bus = InMemoryEventBus()  # the default EventRetry: 5 attempts, then the dead-letter topic
     errors: list[BaseException] = []
     outage_seen = asyncio.Event()
     calls = 0

@@ -24,7 +24,7 @@ from commercekit.email.recipients import (
     RecipientDirectory,
     SqlRecipients,
 )
-from commercekit.email.retry import RetryPolicy, parse_retry_after
+from commercekit.email.retry import SendRetry, parse_retry_after
 from commercekit.email.sender import EmailMessage, EmailSender
 from commercekit.email.templates import (
     TEMPLATE_NAMES,
@@ -36,6 +36,8 @@ from commercekit.email.templates import (
 if TYPE_CHECKING:
     from commercekit.email.notifier import EMAIL_EVENT_TYPES, EmailNotifier, UnknownRecipient
     from commercekit.email.resend import ResendSender, ResendSettings
+
+    RetryPolicy = SendRetry  # deprecated: the old name of SendRetry
 
 __all__ = [
     "EMAIL_EVENT_TYPES",
@@ -52,7 +54,7 @@ __all__ = [
     "RenderedEmail",
     "ResendSender",
     "ResendSettings",
-    "RetryPolicy",
+    "SendRetry",
     "SentEmail",
     "SqlRecipients",
     "TemplateOverride",
@@ -71,4 +73,4 @@ _LAZY = {
     "UnknownRecipient": "commercekit.email.notifier",
 }
 
-__getattr__ = lazy_attributes(__name__, _LAZY)
+__getattr__ = lazy_attributes(__name__, _LAZY, renamed={"RetryPolicy": "SendRetry"})

@@ -7,7 +7,7 @@ await sender.send(message, idempotency_key=f"welcome/{event.id}")
 
 Every attempt of one send carries the same ``Idempotency-Key``, so a retry
 after a timeout or a 5xx never becomes a second mail. 429 and 5xx answers
-and lost connections are retried with backoff (`RetryPolicy`); any other 4xx
+and lost connections are retried with backoff (`SendRetry`); any other 4xx
 raises `EmailRejected` at once.
 
 The resend SDK is synchronous and keeps its API key and base URL in module
@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from commercekit.email.retry import RetryPolicy, parse_retry_after
+from commercekit.email.retry import SendRetry, parse_retry_after
 from commercekit.email.sender import EmailMessage
 from commercekit.errors import (
     ConfigurationError,
@@ -83,11 +83,11 @@ class ResendSender:
         self,
         settings: ResendSettings,
         *,
-        retry: RetryPolicy | None = None,
+        retry: SendRetry | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or SendRetry()
         self._sleep = sleep
         self._http = RequestsClient(timeout=max(1, round(settings.timeout)))
 

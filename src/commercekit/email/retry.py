@@ -6,20 +6,26 @@ import datetime as dt
 import email.utils
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from commercekit._lazy import lazy_attributes
 from commercekit.errors import ConfigurationError
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["SendRetry", "parse_retry_after"]
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class SendRetry:
     """Bounded retries of a transient failure (HTTP 429, 5xx, a lost connection).
 
     The wait before retry *n* is ``base_delay * 2**(n-1)``, capped at
     `max_delay`, then scaled by a random factor in [0.5, 1) so that many
     clients do not retry in step. A ``Retry-After`` from the server is
     honoured (up to `max_retry_after`) when it asks for longer.
+
+    (An event handler's retries are `commercekit.events.EventRetry`.) This
+    policy was called ``RetryPolicy`` before; that name still works for a
+    release, with a `DeprecationWarning`.
 
     Attributes:
         attempts: requests in total, the first one included (1 = no retry).
@@ -65,3 +71,9 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return max((when - (now or dt.datetime.now(dt.UTC))).total_seconds(), 0.0)
+
+
+__getattr__ = lazy_attributes(__name__, renamed={"RetryPolicy": "SendRetry"})
+
+if TYPE_CHECKING:
+    RetryPolicy = SendRetry  # deprecated: the old name of SendRetry

@@ -18,7 +18,7 @@ in-memory bus work without either.
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
-from commercekit.events.bus import DeadLetter, EventBus, Handler, RetryPolicy
+from commercekit.events.bus import DeadLetter, EventBus, EventRetry, Handler
 from commercekit.events.catalog import (
     CATALOG,
     Amount,
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from commercekit.events.kafka import KafkaEventBus, create_topics
     from commercekit.events.outbox import Outbox, OutboxRelay
 
+    RetryPolicy = EventRetry  # deprecated: the old name of EventRetry
+
 __all__ = [
     "CATALOG",
     "CONTENT_TYPE",
@@ -66,6 +68,7 @@ __all__ = [
     "EventBus",
     "EventLine",
     "EventPayload",
+    "EventRetry",
     "Handler",
     "Identifier",
     "InMemoryEventBus",
@@ -84,7 +87,6 @@ __all__ = [
     "ReservationCreated",
     "ReservationExpired",
     "ReservationReleased",
-    "RetryPolicy",
     "SessionHandler",
     "SqlClaims",
     "SqlProcessedEventStore",
@@ -101,4 +103,4 @@ _LAZY = {
     "OutboxRelay": "commercekit.events.outbox",
 }
 
-__getattr__ = lazy_attributes(__name__, _LAZY)
+__getattr__ = lazy_attributes(__name__, _LAZY, renamed={"RetryPolicy": "EventRetry"})

@@ -3,7 +3,7 @@
 Each bus keeps one `Deferrals` per subscription. A partition whose next
 event was deferred is *parked*: the bus stops reading it (the other
 partitions go on), and delivers the event again once its pause is over,
-with growing pauses (`RetryPolicy.backoff`). An event still not ready when
+with growing pauses (`EventRetry.backoff`). An event still not ready when
 its bound has passed is given up: the bus dead-letters it with the reason.
 The bound runs from the first time this process deferred the event.
 """
@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 from commercekit.errors import ConfigurationError
 from commercekit.events._dispatch import Delivery
-from commercekit.events.bus import RetryPolicy
+from commercekit.events.bus import EventRetry
 
 __all__ = ["Deferrals", "Parked"]
 
@@ -62,7 +62,7 @@ class Deferrals(Generic[Slot]):
 
     def __init__(
         self,
-        retry: RetryPolicy,
+        retry: EventRetry,
         wait: float,
         *,
         clock: Callable[[], float] = time.monotonic,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from commercekit.errors import ConfigurationError, MalformedEvent, NotReadyYet
-from commercekit.events.bus import Handler, RetryPolicy
+from commercekit.events.bus import EventRetry, Handler
 from commercekit.events.catalog import Catalog
 from commercekit.events.envelope import Envelope
 
@@ -66,7 +66,7 @@ async def deliver(
     catalog: Catalog,
     handler: Handler,
     types: frozenset[str] | None,
-    retry: RetryPolicy,
+    retry: EventRetry,
     stopping: asyncio.Event,
 ) -> Delivery:
     """Decode `value` and call `handler` until it succeeds or the retries run out."""
@@ -82,7 +82,7 @@ async def deliver(
 
 
 async def _call(
-    event: Envelope[Any], handler: Handler, retry: RetryPolicy, stopping: asyncio.Event
+    event: Envelope[Any], handler: Handler, retry: EventRetry, stopping: asyncio.Event
 ) -> Delivery:
     """Call `handler` until it succeeds, fails `retry.max_attempts` times, or the bus stops."""
     attempt = outage = 0

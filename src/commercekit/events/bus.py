@@ -22,7 +22,7 @@ Consumer semantics, the same in every implementation:
   event that was handled but not yet committed: make handlers idempotent
   (see `commercekit.events.idempotency`).
 - **Bounded retries, then the dead-letter topic.** A handler that raises is
-  called again after a growing pause (`RetryPolicy`); after the last attempt
+  called again after a growing pause (`EventRetry`); after the last attempt
   the message goes to the dead-letter topic with the reason, and the
   consumer moves on. Bytes that are not a valid event of the catalog
   (malformed, unknown type, newer schema version) go there at once.
@@ -38,13 +38,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
+from commercekit._lazy import lazy_attributes
 from commercekit.errors import ConfigurationError
 from commercekit.events.envelope import Envelope
 from commercekit.transient import is_transient
 
-__all__ = ["DeadLetter", "EventBus", "Handler", "RetryPolicy"]
+__all__ = ["DeadLetter", "EventBus", "EventRetry", "Handler"]
 
 Handler = Callable[[Envelope[Any]], Awaitable[None]]
 """An async function called with each event; raising means "not handled, retry"."""
@@ -53,7 +54,7 @@ _HEADER = "commercekit-dlq-"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class EventRetry:
     """How often, and how patiently, a failing handler is called again.
 
     Attempt ``n`` (1-based) that fails is followed by a pause of
@@ -64,6 +65,12 @@ class RetryPolicy:
     succeeds or the bus stops, and such failures never count toward
     `max_attempts`. A payment event must wait out a Redis outage, or a
     PostgreSQL that is starting up, not land on the dead-letter topic.
+
+    The buses retry handlers with it, the outbox relay pauses with its
+    backoff after a failed batch. (An email sender's retries of an HTTP
+    request are `commercekit.email.SendRetry`.) This policy was called
+    ``RetryPolicy`` before; that name still works for a release, with a
+    `DeprecationWarning`.
 
     Attributes:
         max_attempts: calls of the handler before the message is dead-lettered.
@@ -226,3 +233,9 @@ class EventBus(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+__getattr__ = lazy_attributes(__name__, renamed={"RetryPolicy": "EventRetry"})
+
+if TYPE_CHECKING:
+    RetryPolicy = EventRetry  # deprecated: the old name of EventRetry

@@ -32,7 +32,7 @@ from commercekit.errors import (
     PublishError,
 )
 from commercekit.events._dispatch import check_group
-from commercekit.events.bus import DeadLetter, Handler, RetryPolicy
+from commercekit.events.bus import DeadLetter, EventRetry, Handler
 from commercekit.events.catalog import TopicNames
 from commercekit.events.envelope import CONTENT_TYPE, Envelope
 
@@ -128,7 +128,7 @@ class KafkaEventBus(AsyncLifecycle):
         bootstrap_servers: str | list[str],
         *,
         topics: TopicNames | None = None,
-        retry: RetryPolicy | None = None,
+        retry: EventRetry | None = None,
         client_id: str = "commercekit",
         request_timeout_ms: int = 30_000,
         session_timeout_ms: int = 10_000,
@@ -141,7 +141,7 @@ class KafkaEventBus(AsyncLifecycle):
         self.bootstrap_servers = bootstrap_servers
         self.topics = topics or TopicNames()
         self.catalog = self.topics.catalog
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or EventRetry()
         self.client_id = client_id
         self.not_ready_wait = not_ready_wait
         self._producer_options: dict[str, Any] = {

@@ -29,7 +29,7 @@ from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import ConfigurationError
 from commercekit.events._deferral import Deferrals
 from commercekit.events._dispatch import Delivery, Outcome, check_group, deliver
-from commercekit.events.bus import DeadLetter, Handler, RetryPolicy
+from commercekit.events.bus import DeadLetter, EventRetry, Handler
 from commercekit.events.catalog import TopicNames
 from commercekit.events.envelope import CONTENT_TYPE, Envelope
 
@@ -72,7 +72,7 @@ class InMemoryEventBus(AsyncLifecycle):
         *,
         topics: TopicNames | None = None,
         partitions: int = 3,
-        retry: RetryPolicy | None = None,
+        retry: EventRetry | None = None,
         not_ready_wait: float = 60.0,
     ) -> None:
         if partitions < 1:
@@ -80,7 +80,7 @@ class InMemoryEventBus(AsyncLifecycle):
         self.topics = topics or TopicNames()
         self.catalog = self.topics.catalog
         self.partitions = partitions
-        self.retry = retry or RetryPolicy(initial_backoff=0.01, max_backoff=0.1)
+        self.retry = retry or EventRetry(initial_backoff=0.01, max_backoff=0.1)
         self.not_ready_wait = not_ready_wait
         self._logs: dict[str, list[list[Record]]] = {}
         self._committed: dict[tuple[str, str, int], int] = {}

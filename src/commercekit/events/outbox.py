@@ -46,7 +46,7 @@ from typing import Any
 from commercekit._lifecycle import AsyncLifecycle
 from commercekit.errors import BackendUnavailable, MalformedEvent, MissingExtraError
 from commercekit.events._dispatch import wait_or_stop
-from commercekit.events.bus import EventBus, RetryPolicy
+from commercekit.events.bus import EventBus, EventRetry
 from commercekit.events.catalog import CATALOG, Catalog
 from commercekit.events.envelope import Envelope
 
@@ -132,14 +132,14 @@ class OutboxRelay(AsyncLifecycle):
         catalog: Catalog = CATALOG,
         batch_size: int = 200,
         poll_interval: float = 0.5,
-        retry: RetryPolicy | None = None,
+        retry: EventRetry | None = None,
     ) -> None:
         self.sessions = sessions
         self.bus = bus
         self.catalog = catalog
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.retry = retry or RetryPolicy(initial_backoff=0.2, max_backoff=5.0)
+        self.retry = retry or EventRetry(initial_backoff=0.2, max_backoff=5.0)
         self.published = 0
         """How many events this relay has published (a retried batch counts again)."""
         self._stopping = asyncio.Event()

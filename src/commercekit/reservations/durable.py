@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, TypeVar
 from commercekit.errors import (
     BackendUnavailable,
     ConfigurationError,
+    HoldExpired,
     InvalidTransition,
     RedisDataLost,
-    ReservationExpired,
     ReservationNotFound,
 )
 from commercekit.reservations import _input
@@ -292,7 +292,7 @@ class DurableReservations:
         except InvalidTransition as exc:
             # Record what Redis decided (again, harmlessly) so retries converge.
             await self._record(exc.reservation)
-            if isinstance(exc, ReservationExpired):
+            if isinstance(exc, HoldExpired):
                 await report_expiry(self.on_expired, exc.reservation)
             raise
         await self._record(changed)

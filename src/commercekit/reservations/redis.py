@@ -29,13 +29,13 @@ from typing import Any
 
 from commercekit.errors import (
     BackendUnavailable,
+    HoldExpired,
     IdempotencyConflict,
     InvalidRequest,
     InvalidTransition,
     MissingExtraError,
     OutOfStock,
     RedisDataLost,
-    ReservationExpired,
     ReservationNotFound,
     ShortLine,
     StockConflict,
@@ -462,7 +462,7 @@ class RedisReservationStore:
         if error is None:
             return current
         if error == "EXPIRED":
-            raise ReservationExpired(current, action)
+            raise HoldExpired(current, action)
         if error == "INCOMPLETE":
             raise BackendUnavailable(f"reservation {rid} is still being made; retry")
         raise InvalidTransition(current, action)

@@ -89,7 +89,7 @@ class ReservationStore(Protocol):
         """PENDING -> CONFIRMED: the held units are sold.
 
         Raises:
-            ReservationExpired: the deadline had passed; this call expired it.
+            HoldExpired: the deadline had passed; this call expired it.
             InvalidTransition: it was already CONFIRMED, RELEASED or EXPIRED.
             ReservationNotFound: unknown id.
         """

@@ -34,11 +34,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from commercekit.errors import (
+    HoldExpired,
     IdempotencyConflict,
     InvalidRequest,
     InvalidTransition,
     OutOfStock,
-    ReservationExpired,
     ReservationNotFound,
     StockConflict,
 )
@@ -160,9 +160,9 @@ class _Player:
             assert changed.status is _AFTER[action]
             assert (await self.store.get(target.id)).status is _AFTER[action]
             return
-        # ReservationExpired: this call expired it; otherwise it was terminal already
+        # HoldExpired: this call expired it; otherwise it was terminal already
         assert refused.reservation.status.is_terminal
-        if isinstance(refused, ReservationExpired):
+        if isinstance(refused, HoldExpired):
             assert refused.reservation.status is ReservationStatus.EXPIRED
 
     async def check(self) -> None:
@@ -421,7 +421,7 @@ class ReservationStoreContract:
         await store.set_stock(sku, 2)
         hold = await store.reserve([(sku, 2)], ttl=SHORT_TTL, owner="u1")
         await _wait_past(hold)
-        with pytest.raises(ReservationExpired) as error:
+        with pytest.raises(HoldExpired) as error:
             await store.confirm(hold.id)
         assert error.value.reservation.status is ReservationStatus.EXPIRED
         assert await store.expire_due() == []  # already expired, not twice

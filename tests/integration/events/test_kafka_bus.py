@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaProducer
 from commercekit.events import (
     Envelope,
     EventBus,
+    EventRetry,
     KafkaEventBus,
     RedisProcessedEventStore,
-    RetryPolicy,
     create_topics,
     idempotent,
 )
@@ -115,7 +115,7 @@ async def test_poison_goes_to_the_dead_letter_topic_and_the_consumer_keeps_going
             raise RuntimeError("this one always fails")
         handled.append(event.data.seq)
 
-    retry = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
+    retry = EventRetry(max_attempts=3, initial_backoff=0.01, max_backoff=0.02)
     bus = KafkaEventBus(bootstrap, topics=topics, retry=retry, session_timeout_ms=6000)
     bus.subscribe("poison", handle)
     unknown = json.loads(tick("k", 9).to_json()) | {"type": "test.unheard_of"}

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from commercekit.events import (
     Envelope,
+    EventRetry,
     KafkaEventBus,
     Outbox,
     OutboxRelay,
-    RetryPolicy,
     SqlProcessedEventStore,
     create_topics,
 )
@@ -82,7 +82,7 @@ async def test_no_event_is_lost_or_doubled_in_effect_across_a_broker_restart(
             catalog=TEST_CATALOG,
             batch_size=50,
             poll_interval=0.05,
-            retry=RetryPolicy(initial_backoff=0.1, max_backoff=0.5),
+            retry=EventRetry(initial_backoff=0.1, max_backoff=0.5),
         )
         await bus.start()
         await relay.start()

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import uuid
 
-from commercekit.errors import InvalidTransition, OutOfStock, ReservationExpired
+from commercekit.errors import HoldExpired, InvalidTransition, OutOfStock
 from commercekit.reservations import ExpirySweeper, Reservation, ReservationStatus
 from commercekit.testing.contracts import StoreFactory, assert_conserved
 
@@ -109,7 +109,7 @@ async def test_confirm_racing_expiry_has_exactly_one_winner(
             async def pay(rid: str = hold.id) -> str:
                 try:
                     await payments.confirm(rid)
-                except ReservationExpired as exc:
+                except HoldExpired as exc:
                     status, ending = exc.reservation.status, "late, expired by the payment"
                 except InvalidTransition as exc:
                     status, ending = exc.reservation.status, "late, expired by the sweeper"

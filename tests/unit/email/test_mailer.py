@@ -15,7 +15,7 @@ from commercekit.email import (
     EmailSender,
     Mailer,
     MemorySender,
-    RetryPolicy,
+    SendRetry,
     format_amount,
 )
 from commercekit.email.resend import ResendSender, ResendSettings
@@ -112,7 +112,7 @@ async def test_mailer_on_resend_through_a_503_delivers_one_mail(
     resend_server: RecordingResendServer,
 ) -> None:
     settings = ResendSettings(api_key="re_x", api_url=resend_server.url, sender="shop@acme.test")
-    retry = RetryPolicy(base_delay=0.001, jitter=False)
+    retry = SendRetry(base_delay=0.001, jitter=False)
     mailer = Mailer(ResendSender(settings, retry=retry), shop_name="Acme")
     resend_server.reply(Reply(503))
     await mailer.payment_succeeded(

@@ -10,7 +10,7 @@ import pytest
 
 from commercekit.email import EmailNotifier, InMemoryRecipients, Mailer, MemorySender
 from commercekit.events import Envelope, InMemoryEventBus
-from commercekit.events.bus import RetryPolicy
+from commercekit.events.bus import EventRetry
 from commercekit.events.catalog import (
     PaymentConfirmed,
     PaymentFailed,
@@ -98,7 +98,7 @@ async def test_a_payment_for_an_unknown_user_waits_then_is_dead_lettered(
         processed=InMemoryProcessedEventStore(),
         recipient_wait=0.3,
     )
-    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=3, initial_backoff=0, max_backoff=0))
+    bus = InMemoryEventBus(retry=EventRetry(max_attempts=3, initial_backoff=0, max_backoff=0))
     notifier.subscribe(bus)
     async with bus:
         await bus.publish(_money(PaymentConfirmed))

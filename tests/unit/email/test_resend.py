@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import resend
 
-from commercekit.email import EmailMessage, EmailSender, RetryPolicy
+from commercekit.email import EmailMessage, EmailSender, SendRetry
 from commercekit.email.resend import ResendSender, ResendSettings
 from commercekit.errors import (
     ConfigurationError,
@@ -43,7 +43,7 @@ def sleeps() -> Sleeps:
 
 def _sender(url: str, sleeps: Sleeps, attempts: int = 4) -> ResendSender:
     settings = ResendSettings(api_key="re_test_123", api_url=url, sender="Shop <shop@example.com>")
-    retry = RetryPolicy(attempts=attempts, base_delay=0.01, max_delay=0.05, jitter=False)
+    retry = SendRetry(attempts=attempts, base_delay=0.01, max_delay=0.05, jitter=False)
     return ResendSender(settings, retry=retry, sleep=sleeps)
 
 

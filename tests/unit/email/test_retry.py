@@ -7,24 +7,24 @@ import email.utils
 
 import pytest
 
-from commercekit.email import RetryPolicy, parse_retry_after
+from commercekit.email import SendRetry, parse_retry_after
 from commercekit.errors import ConfigurationError
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    policy = RetryPolicy(base_delay=0.5, max_delay=3.0, jitter=False)
+    policy = SendRetry(base_delay=0.5, max_delay=3.0, jitter=False)
     assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
 def test_jitter_stays_within_half_and_full_backoff() -> None:
-    policy = RetryPolicy(base_delay=1.0, max_delay=60.0)
+    policy = SendRetry(base_delay=1.0, max_delay=60.0)
     delays = [policy.delay(3) for _ in range(200)]
     assert all(2.0 <= d < 4.0 for d in delays)
     assert len(set(delays)) > 1
 
 
 def test_retry_after_is_honoured_up_to_a_limit() -> None:
-    policy = RetryPolicy(base_delay=0.5, max_retry_after=10.0, jitter=False)
+    policy = SendRetry(base_delay=0.5, max_retry_after=10.0, jitter=False)
     assert policy.delay(1, retry_after=4.0) == 4.0
     assert policy.delay(1, retry_after=3600.0) == 10.0
     assert policy.delay(3, retry_after=0.0) == 2.0  # the backoff when it asks for less
@@ -42,4 +42,4 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
 
 def test_a_policy_needs_at_least_one_attempt() -> None:
     with pytest.raises(ConfigurationError):
-        RetryPolicy(attempts=0)
+        SendRetry(attempts=0)

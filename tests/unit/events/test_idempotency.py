@@ -10,10 +10,10 @@ import pytest
 from commercekit.events import (
     CATALOG,
     Envelope,
+    EventRetry,
     InMemoryEventBus,
     InMemoryProcessedEventStore,
     ProcessedEventStore,
-    RetryPolicy,
     UserCreated,
     idempotent,
 )
@@ -76,7 +76,7 @@ async def test_a_claim_expires_after_its_ttl() -> None:
 
 
 async def test_with_the_bus_a_republished_event_is_handled_once() -> None:
-    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=3, initial_backoff=0))
+    bus = InMemoryEventBus(retry=EventRetry(max_attempts=3, initial_backoff=0))
     store = InMemoryProcessedEventStore()
     effects: list[str] = []
     failures = 1

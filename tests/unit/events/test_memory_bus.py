@@ -14,14 +14,14 @@ from commercekit.events import (
     Envelope,
     EventBus,
     EventLine,
+    EventRetry,
     InMemoryEventBus,
     ReservationReleased,
-    RetryPolicy,
     TopicNames,
     UserCreated,
 )
 
-FAST = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
+FAST = EventRetry(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
 
 
 def released(reservation: str, seq: int) -> Envelope[ReservationReleased]:
@@ -193,7 +193,7 @@ async def test_stop_waits_for_the_running_handler_and_keeps_unhandled_events() -
 
 
 async def test_stop_during_a_retry_leaves_the_event_for_later() -> None:
-    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=5, initial_backoff=30))
+    bus = InMemoryEventBus(retry=EventRetry(max_attempts=5, initial_backoff=30))
     attempts: list[str] = []
     tried = asyncio.Event()
     healthy = False
@@ -248,7 +248,7 @@ async def test_an_outage_is_waited_out_not_dead_lettered() -> None:
 
 
 async def test_the_transient_errors_are_the_policys_to_choose() -> None:
-    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=2, initial_backoff=0, transient=()))
+    bus = InMemoryEventBus(retry=EventRetry(max_attempts=2, initial_backoff=0, transient=()))
     calls = 0
 
     async def handle(event: Envelope[Any]) -> None:

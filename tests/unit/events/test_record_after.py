@@ -10,11 +10,11 @@ import pytest
 from commercekit.email import EmailNotifier, InMemoryRecipients, Mailer, MemorySender
 from commercekit.events import (
     Envelope,
+    EventRetry,
     InMemoryEventBus,
     InMemoryProcessedEventStore,
     ProcessedEventStore,
     RedisProcessedEventStore,
-    RetryPolicy,
     UserCreated,
 )
 from commercekit.events.idempotency import record_after
@@ -106,7 +106,7 @@ async def test_on_the_bus_a_redelivery_after_the_record_never_reaches_the_sender
     notifier = EmailNotifier(
         Mailer(sender), recipients=InMemoryRecipients(), processed=InMemoryProcessedEventStore()
     )
-    bus = InMemoryEventBus(retry=RetryPolicy(max_attempts=3, initial_backoff=0))
+    bus = InMemoryEventBus(retry=EventRetry(max_attempts=3, initial_backoff=0))
     notifier.subscribe(bus)
     e = event()
     sender.fail_next(RuntimeError("provider down"))

@@ -1,4 +1,4 @@
-"""The default `RetryPolicy` waits out every transient failure, not only `BackendUnavailable`."""
+"""The default `EventRetry` waits out every transient failure, not only `BackendUnavailable`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import redis.exceptions as rx
 from sqlalchemy import exc as sa
 
 from commercekit.errors import BackendUnavailable
-from commercekit.events import Envelope, InMemoryEventBus, RetryPolicy, UserCreated
+from commercekit.events import Envelope, EventRetry, InMemoryEventBus, UserCreated
 from commercekit.transient import is_transient
 
-FAST = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
+FAST = EventRetry(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
 
 
 def user() -> Envelope[UserCreated]:
@@ -49,7 +49,7 @@ async def run(bus: InMemoryEventBus, failures: list[BaseException]) -> list[str]
 
 
 def test_the_default_policy_classifies_with_is_transient() -> None:
-    policy = RetryPolicy()
+    policy = EventRetry()
     assert policy.transient is is_transient
     assert policy.is_transient(starting_up())
     assert not policy.is_transient(ValueError("bad"))
@@ -72,7 +72,7 @@ async def test_a_long_outage_of_any_kind_is_waited_out_not_dead_lettered(
     failure: BaseException,
 ) -> None:
     bus = InMemoryEventBus(
-        retry=RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
+        retry=EventRetry(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
     )
     handled = await run(bus, [failure] * 12)  # four times max_attempts
     assert len(handled) == 1
@@ -81,7 +81,7 @@ async def test_a_long_outage_of_any_kind_is_waited_out_not_dead_lettered(
 
 async def test_a_permanent_error_is_still_dead_lettered_after_max_attempts() -> None:
     bus = InMemoryEventBus(
-        retry=RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
+        retry=EventRetry(max_attempts=3, initial_backoff=0.001, max_backoff=0.001)
     )
     unique = sa.DBAPIError.instance(
         None, None, pg.UniqueViolationError("duplicate key"), pg.PostgresError
@@ -92,7 +92,7 @@ async def test_a_permanent_error_is_still_dead_lettered_after_max_attempts() -> 
 
 
 async def test_a_tuple_of_classes_alone_decides_as_before() -> None:
-    policy = RetryPolicy(
+    policy = EventRetry(
         max_attempts=2, initial_backoff=0.001, max_backoff=0.001, transient=(KeyError,)
     )
     assert policy.is_transient(KeyError("k"))
@@ -108,7 +108,7 @@ async def test_a_predicate_can_extend_the_default() -> None:
     class Throttled(Exception):
         pass
 
-    policy = RetryPolicy(
+    policy = EventRetry(
         max_attempts=2,
         initial_backoff=0.001,
         max_backoff=0.001,
