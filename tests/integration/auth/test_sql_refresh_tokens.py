@@ -15,8 +15,8 @@ from commercekit.auth import RefreshTokens, RefreshTokenStore, SqlRefreshTokenSt
 from commercekit.auth.refresh import StoredRefreshToken, hash_refresh_token
 from commercekit.errors import InvalidRefreshToken, RefreshTokenReused
 from commercekit.sql import migrate
+from commercekit.testing import RefreshTokenStoreContract
 from commercekit.testing.servers import PostgresServer
-from tests.unit.auth.refresh_contract import RefreshTokenContract
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-class TestSqlRefreshTokens(RefreshTokenContract):
+class TestSqlRefreshTokens(RefreshTokenStoreContract):
     @pytest.fixture
     def store(self, engine: AsyncEngine) -> RefreshTokenStore:
         return SqlRefreshTokenStore(engine)
