@@ -1,4 +1,4 @@
-"""The FastAPI app every service starts from: errors, request ids, probes, metrics."""
+"""The FastAPI app every service starts from: errors, request ids, probes, metrics, docs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
 from commercekit import __version__
@@ -13,9 +14,12 @@ from reference_app.common.errors import install_error_handlers
 from reference_app.common.middleware import RequestMiddleware, request_histogram
 from reference_app.common.probes import probes_router
 
-__all__ = ["Lifespan", "service_app"]
+__all__ = ["DOCS_ASSETS_URL", "Lifespan", "service_app"]
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+DOCS_ASSETS_URL = "/docs-assets"
+"""Where each app serves the Swagger UI and ReDoc scripts, styles and icon of its docs pages."""
 
 
 def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> FastAPI:
@@ -27,8 +31,13 @@ def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> Fast
     The `lifespan` wires the service's adapters and sets ``app.state.readiness``
     (name -> async check) for ``/ready``. Each app has its own metrics
     registry, so several apps can live in one process (tests).
+
+    The docs pages, Swagger UI at ``/docs`` and ReDoc at ``/redoc``, load
+    their scripts from the app itself (under `DOCS_ASSETS_URL`, the files
+    fastapi-offline ships), not from a CDN: they work with no internet.
     """
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
         title=f"commercekit reference app: {name} service",
         description=description,
         version=__version__,

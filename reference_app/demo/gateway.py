@@ -11,8 +11,9 @@ What `InProcessGateway` does is what ``reference_app/gateway/nginx.conf`` does:
   those two headers; a request without a valid token gets nginx's 401 JSON;
 - ``/api/v1/auth/verify`` is not reachable from outside (404), as behind nginx.
 
-Unlike nginx, the demo also serves ``/docs``, ``/openapi.json``, ``/ready``
-and ``/metrics`` on its one port: it is a local tool.
+Unlike nginx, the demo also serves ``/docs``, ``/redoc`` (and their assets
+under ``/docs-assets/``), ``/openapi.json``, ``/ready`` and ``/metrics`` on
+its one port: it is a local tool.
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ async def serve_demo(
     print(f"commercekit demo: serving {url}", file=out)
     print(
         f"  the reference app's public API in one process (SQLite, fakeredis, in-memory bus)\n"
-        f"  try:  curl {url}/api/v1/products     API docs: {url}/docs\n"
+        f"  try:  curl {url}/api/v1/products\n"
+        f"  API docs: {url}/docs (Swagger UI) or {url}/redoc (ReDoc), no internet needed\n"
         f"  holds last {settings.reservation_ttl_seconds} s, the sweeper runs every "
         f"{settings.sweep_interval_seconds:g} s, {settings.payment_success_rate:.0%} of "
         f"charges succeed; admins: {', '.join(sorted(settings.admin_emails))}\n"
