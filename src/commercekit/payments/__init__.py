@@ -10,7 +10,7 @@ payment = await processor.charge(PaymentIntent(idempotency_key="k-1", ...))
 `RefundService`, `PaymentService`, `PaymentSettlement` and `redrive_payments` need
 ``commercekit[postgres]`` (their tables: `commercekit.sql.migrate`); they
 are imported on first use, so the models, the processors and the policies
-work without it.
+work without it, and so do the settlement's rules (`commercekit.payments.rules`).
 """
 
 from typing import TYPE_CHECKING
@@ -32,6 +32,7 @@ from commercekit.payments.models import (
 )
 from commercekit.payments.policy import DefaultRefundPolicy, RefundPolicy, RefundPolicyPlugin
 from commercekit.payments.processor import PaymentProcessor
+from commercekit.payments.rules import SettlementOutcome, outcome_of, payment_issue, refused_issue
 from commercekit.payments.simulated import TEST_TOKENS, SimulatedProcessor
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from commercekit.payments.settlement import (
         PaymentSettlement,
         PriceLookup,
-        SettlementOutcome,
         SettlementResult,
         settlement_outcome,
         settlement_outcomes,
@@ -72,7 +72,10 @@ __all__ = [
     "SettlementOutcome",
     "SettlementResult",
     "SimulatedProcessor",
+    "outcome_of",
+    "payment_issue",
     "redrive_payments",
+    "refused_issue",
     "settlement_outcome",
     "settlement_outcomes",
 ]
@@ -83,7 +86,6 @@ _LAZY = {
     "PaymentService": "commercekit.payments.service",
     "PaymentSettlement": "commercekit.payments.settlement",
     "PriceLookup": "commercekit.payments.settlement",
-    "SettlementOutcome": "commercekit.payments.settlement",
     "SettlementResult": "commercekit.payments.settlement",
     "settlement_outcome": "commercekit.payments.settlement",
     "settlement_outcomes": "commercekit.payments.settlement",

@@ -12,7 +12,9 @@ hold expired, was released, is unknown, was already paid by another
 payment, or the amount differs from the expected total) it asks the
 ``commercekit_refund_decision`` hook (your plugins, then the ``policy=`` you
 gave, then `DefaultRefundPolicy`: see `commercekit.payments.policy`) and
-hands the refund to `RefundService`.
+hands the refund to `RefundService`. What is wrong with a payment and what
+outcome follows are the pure functions of `commercekit.payments.rules`;
+`PaymentSettlement` reads, confirms and records around them.
 
 **The expected total.** Reservations carry SKUs and quantities, not prices:
 you know the prices. Pass ``prices=``, a `PriceLookup` called with the
@@ -39,7 +41,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from commercekit.errors import (
@@ -60,8 +61,9 @@ from commercekit.payments.models import (
 )
 from commercekit.payments.policy import RefundPolicy
 from commercekit.payments.refunds import RefundService
+from commercekit.payments.rules import SettlementOutcome, outcome_of, payment_issue, refused_issue
 from commercekit.plugins.manager import PluginManager
-from commercekit.reservations.models import Reservation, ReservationStatus
+from commercekit.reservations.models import Reservation
 from commercekit.reservations.store import ReservationStore
 
 try:
@@ -76,7 +78,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = [
     "PaymentSettlement",
     "PriceLookup",
-    "SettlementOutcome",
     "SettlementResult",
     "settlement_outcome",
     "settlement_outcomes",
@@ -86,28 +87,6 @@ log = logging.getLogger("commercekit.payments")
 
 PriceLookup = Callable[[Reservation], Awaitable[Money | None] | Money | None]
 """Returns a reservation's expected total (sync or async), or None to accept any amount."""
-
-_ISSUE_OF = {
-    ReservationStatus.EXPIRED: PaymentIssue.RESERVATION_EXPIRED,
-    ReservationStatus.RELEASED: PaymentIssue.RESERVATION_RELEASED,
-    ReservationStatus.CONFIRMED: PaymentIssue.ALREADY_PAID,
-    ReservationStatus.PENDING: PaymentIssue.ALREADY_PAID,
-}
-
-
-class SettlementOutcome(StrEnum):
-    """What settling one payment event did."""
-
-    CONFIRMED = "CONFIRMED"
-    """The reservation is confirmed by this payment (a refund of an overpayment may follow)."""
-    RELEASED = "RELEASED"
-    """The payment failed: the reservation was released (or had already ended)."""
-    REFUNDED = "REFUNDED"
-    """The payment did not confirm its reservation; it is refunded."""
-    ACCEPTED = "ACCEPTED"
-    """The payment has an issue, and the policy kept the money without a refund."""
-    DUPLICATE = "DUPLICATE"
-    """The event (or another event of this payment) was settled before: nothing was done."""
 
 
 @dataclass(frozen=True)
@@ -188,44 +167,44 @@ class PaymentSettlement:
                 return SettlementResult(payment, SettlementOutcome.DUPLICATE)
         paying = await self._claim(payment)
         if not payment.succeeded:
-            return await self._failed(event, payment)
+            return await self._record(event, payment, await self._release(payment), None, None)
 
-        issue: PaymentIssue | None = None
-        reservation: Reservation | None = None
-        decision: RefundDecision | None = None
-        case: PaymentCase | None = None
-        try:
-            reservation = await self.reservations.get(payment.reservation_id)
-        except ReservationNotFound:
-            issue = PaymentIssue.RESERVATION_UNKNOWN
-        if reservation is not None and not paying:
-            issue = _ISSUE_OF[reservation.status]
-        if reservation is not None and issue is None:
+        reservation = await self._get(payment.reservation_id)
+        total = None
+        if reservation is not None and paying:
             total = expected or await self._expected(reservation)
-            if total is not None and total != payment.money:
-                case = PaymentCase(
-                    payment=payment,
-                    issue=PaymentIssue.AMOUNT_MISMATCH,
-                    reservation=reservation,
-                    expected=total,
-                )
-                decision = self.plugins.refund_decision(case)
-            if case is None or (decision is not None and decision.confirms(case)):
-                try:
-                    reservation = await self.reservations.confirm(payment.reservation_id)
-                except ReservationNotFound:
-                    issue, reservation = PaymentIssue.RESERVATION_UNKNOWN, None
-                except InvalidTransition as exc:
-                    reservation = exc.reservation
-                    if not (reservation.status is ReservationStatus.CONFIRMED and paying):
-                        issue = _ISSUE_OF[reservation.status]
-                    # else: this payment confirmed it before a crash; the redelivery goes on
+        issue = payment_issue(payment, reservation, paying=paying, expected=total)
+        case: PaymentCase | None = None
+        decision: RefundDecision | None = None
         if issue is not None:
-            case = PaymentCase(payment=payment, issue=issue, reservation=reservation)
+            case = PaymentCase(
+                payment=payment, issue=issue, reservation=reservation, expected=total
+            )
             decision = self.plugins.refund_decision(case)
+        if outcome_of(payment, case, decision) is SettlementOutcome.CONFIRMED:
+            reservation, refused = await self._confirm(payment)
+            issue = refused_issue(reservation, paying=paying) if refused else None
+            if issue is not None:
+                case = PaymentCase(payment=payment, issue=issue, reservation=reservation)
+                decision = self.plugins.refund_decision(case)
         return await self._record(event, payment, reservation, case, decision)
 
     # ----------------------------------------------------------------- steps
+    async def _get(self, reservation_id: str) -> Reservation | None:
+        try:
+            return await self.reservations.get(reservation_id)
+        except ReservationNotFound:
+            return None
+
+    async def _confirm(self, payment: Payment) -> tuple[Reservation | None, bool]:
+        """Confirm the payment's reservation: (the reservation, whether the store refused)."""
+        try:
+            return await self.reservations.confirm(payment.reservation_id), False
+        except ReservationNotFound:
+            return None, True
+        except InvalidTransition as exc:  # ended, or confirmed (by this payment, before a crash?)
+            return exc.reservation, True
+
     async def _expected(self, reservation: Reservation) -> Money | None:
         if self.prices is None:
             return None
@@ -254,16 +233,16 @@ class PaymentSettlement:
             assert row is not None
             return row.paying_reservation_id == payment.reservation_id
 
-    async def _failed(self, event: Envelope[Any], payment: Payment) -> SettlementResult:
-        reservation: Reservation | None = None
-        if self.release_on_failure:
-            try:
-                reservation = await self.reservations.release(payment.reservation_id)
-            except InvalidTransition as exc:
-                reservation = exc.reservation  # it had ended already: nothing to give back
-            except ReservationNotFound:
-                reservation = None
-        return await self._record(event, payment, reservation, None, None)
+    async def _release(self, payment: Payment) -> Reservation | None:
+        """Release a failed payment's reservation (if `release_on_failure`); its state after."""
+        if not self.release_on_failure:
+            return None
+        try:
+            return await self.reservations.release(payment.reservation_id)
+        except InvalidTransition as exc:
+            return exc.reservation  # it had ended already: nothing to give back
+        except ReservationNotFound:
+            return None
 
     async def _record(
         self,
@@ -275,13 +254,8 @@ class PaymentSettlement:
     ) -> SettlementResult:
         """Claim the event, record the refund and the outcome in one transaction."""
         refund: Refund | None = None
+        outcome = outcome_of(payment, case, decision)
         amount = decision.refund_amount(case) if decision and case else Decimal(0)
-        if not payment.succeeded:
-            outcome = SettlementOutcome.RELEASED
-        elif case is None or (decision is not None and decision.confirms(case)):
-            outcome = SettlementOutcome.CONFIRMED
-        else:
-            outcome = SettlementOutcome.REFUNDED if amount else SettlementOutcome.ACCEPTED
         async with self.sessions() as session, session.begin():
             row = await session.get(SettlementRow, payment.id, with_for_update=True)
             assert row is not None  # written by _claim
