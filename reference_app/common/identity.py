@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Request
 
 from commercekit.auth import USER_ID_HEADER, USER_ROLE_HEADER, Principal
 from reference_app.common.errors import ApiError
@@ -41,11 +41,18 @@ def scoped_key(user_id: str, key: str) -> str:
     return "idem:" + hashlib.sha256(f"{user_id}\0{key}".encode()).hexdigest()
 
 
-async def current_user(
-    user_id: Annotated[str | None, Header(alias=USER_ID_HEADER, include_in_schema=False)] = None,
-    role: Annotated[str | None, Header(alias=USER_ROLE_HEADER, include_in_schema=False)] = None,
-) -> Principal:
-    """The verified caller; 401 when the gateway did not authenticate the request."""
+async def current_user(request: Request) -> Principal:
+    """The verified caller; 401 when the gateway did not authenticate the request.
+
+    The two headers are read from the request itself, not declared as FastAPI
+    ``Header`` parameters: FastAPI inspects each declared parameter's type on
+    every request, which made this check a tenth of a reserve's CPU time.
+    They are the gateway's, never part of the public API, so the OpenAPI
+    schema loses nothing.
+    """
+    headers = request.headers
+    user_id = headers.get(USER_ID_HEADER)
+    role = headers.get(USER_ROLE_HEADER)
     if not user_id or not role or len(user_id) > _MAX_ID or len(role) > _MAX_ID:
         raise ApiError(401, "authentication required", code="unauthorized")
     return Principal(user_id=user_id, role=role)
