@@ -102,7 +102,7 @@ def _render(browser: str, proxy: str, url: str) -> str:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # its helpers too, whatever happened
             proc.communicate()
-    assert proc.returncode == 0 or out, f"chromium failed on {url}: {err[-2000:]}"
+    assert proc.returncode == 0, f"chromium failed on {url} ({proc.returncode}): {err[-2000:]}"
     return out
 
 
