@@ -19,6 +19,7 @@ class TestMyStore(RefreshTokenStoreContract):
 
 | suite | protocol | abstract fixture |
 |---|---|---|
+| `EventBusContract` | `EventBus` | `make_bus` (and `publish_raw`, `dead_letters`) |
 | `ReservationStoreContract` | `ReservationStore` | `make_store` |
 | `RefreshTokenStoreContract` | `RefreshTokenStore` | `store` |
 
@@ -32,16 +33,25 @@ from commercekit._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+    from commercekit.testing.event_bus import FAST_RETRY, BusFactory, EventBusContract, eventually
     from commercekit.testing.refresh_tokens import Clock, RefreshTokenStoreContract
 
 __all__ = [
+    "FAST_RETRY",
+    "BusFactory",
     "Clock",
+    "EventBusContract",
     "RefreshTokenStoreContract",
     "ReservationStoreContract",
     "StoreFactory",
+    "eventually",
 ]
 
 _LAZY = {
+    "FAST_RETRY": "commercekit.testing.event_bus",
+    "BusFactory": "commercekit.testing.event_bus",
+    "EventBusContract": "commercekit.testing.event_bus",
+    "eventually": "commercekit.testing.event_bus",
     "ReservationStoreContract": "commercekit.testing.contracts",
     "StoreFactory": "commercekit.testing.contracts",
     "Clock": "commercekit.testing.refresh_tokens",
