@@ -9,51 +9,50 @@ async with bus:
     await bus.publish(Envelope.wrap(ReservationExpired(...), source="inventory"))
 ```
 
+Every name here is imported from its module on first use, so importing one
+module (``commercekit.events.envelope``, say) loads only what it needs.
 `KafkaEventBus` and `create_topics` need ``commercekit[kafka]``; `Outbox`,
 `OutboxRelay` and `SqlProcessedEventStore`'s tables need
-``commercekit[postgres]``. They are imported lazily, so the contracts and the
-in-memory bus work without either.
+``commercekit[postgres]``; the contracts and the in-memory bus work without
+either.
 """
 
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
-from commercekit.events.bus import DeadLetter, EventBus, EventRetry, Handler
-from commercekit.events.catalog import (
-    CATALOG,
-    Amount,
-    Catalog,
-    Currency,
-    EventLine,
-    EventPayload,
-    Identifier,
-    PaymentConfirmed,
-    PaymentFailed,
-    RefundCompleted,
-    RefundRequested,
-    ReservationConfirmed,
-    ReservationCreated,
-    ReservationExpired,
-    ReservationReleased,
-    TopicNames,
-    UserCreated,
-)
-from commercekit.events.envelope import CONTENT_TYPE, Envelope
-from commercekit.events.idempotency import (
-    InMemoryProcessedEventStore,
-    ProcessedEventStore,
-    RedisProcessedEventStore,
-    SessionHandler,
-    SqlClaims,
-    SqlProcessedEventStore,
-    idempotent,
-)
-from commercekit.events.memory import InMemoryEventBus
-from commercekit.events.observed import ObservedEventBus
 
 if TYPE_CHECKING:
+    from commercekit.events.bus import DeadLetter, EventBus, EventRetry, Handler
+    from commercekit.events.catalog import (
+        CATALOG,
+        Catalog,
+        EventLine,
+        PaymentConfirmed,
+        PaymentFailed,
+        RefundCompleted,
+        RefundRequested,
+        ReservationConfirmed,
+        ReservationCreated,
+        ReservationExpired,
+        ReservationReleased,
+        TopicNames,
+        UserCreated,
+    )
+    from commercekit.events.envelope import CONTENT_TYPE, Envelope
+    from commercekit.events.idempotency import (
+        InMemoryProcessedEventStore,
+        ProcessedEventStore,
+        RedisProcessedEventStore,
+        SessionHandler,
+        SqlClaims,
+        SqlProcessedEventStore,
+        idempotent,
+    )
     from commercekit.events.kafka import KafkaEventBus, create_topics
+    from commercekit.events.memory import InMemoryEventBus
+    from commercekit.events.observed import ObservedEventBus
     from commercekit.events.outbox import Outbox, OutboxRelay
+    from commercekit.events.payload import Amount, Currency, EventPayload, Identifier
 
     RetryPolicy = EventRetry  # deprecated: the old name of EventRetry
 
@@ -96,11 +95,42 @@ __all__ = [
     "idempotent",
 ]
 
-_LAZY = {
-    "KafkaEventBus": "commercekit.events.kafka",
-    "create_topics": "commercekit.events.kafka",
-    "Outbox": "commercekit.events.outbox",
-    "OutboxRelay": "commercekit.events.outbox",
+_MODULES = {
+    "commercekit.events.bus": ["DeadLetter", "EventBus", "EventRetry", "Handler"],
+    "commercekit.events.catalog": [
+        "CATALOG",
+        "Catalog",
+        "EventLine",
+        "PaymentConfirmed",
+        "PaymentFailed",
+        "RefundCompleted",
+        "RefundRequested",
+        "ReservationConfirmed",
+        "ReservationCreated",
+        "ReservationExpired",
+        "ReservationReleased",
+        "TopicNames",
+        "UserCreated",
+    ],
+    "commercekit.events.envelope": ["CONTENT_TYPE", "Envelope"],
+    "commercekit.events.idempotency": [
+        "InMemoryProcessedEventStore",
+        "ProcessedEventStore",
+        "RedisProcessedEventStore",
+        "SessionHandler",
+        "SqlClaims",
+        "SqlProcessedEventStore",
+        "idempotent",
+    ],
+    "commercekit.events.kafka": ["KafkaEventBus", "create_topics"],
+    "commercekit.events.memory": ["InMemoryEventBus"],
+    "commercekit.events.observed": ["ObservedEventBus"],
+    "commercekit.events.outbox": ["Outbox", "OutboxRelay"],
+    "commercekit.events.payload": ["Amount", "Currency", "EventPayload", "Identifier"],
 }
 
-__getattr__ = lazy_attributes(__name__, _LAZY, renamed={"RetryPolicy": "EventRetry"})
+__getattr__ = lazy_attributes(
+    __name__,
+    {name: module for module, names in _MODULES.items() for name in names},
+    renamed={"RetryPolicy": "EventRetry"},
+)

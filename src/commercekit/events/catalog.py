@@ -8,8 +8,10 @@ TopicNames(prefix="shop.").for_type(event.type)  # "shop.reservations"
 CATALOG.decode(event.to_json()) == event  # True
 ```
 
-Every payload model names its event type (dotted, past tense), its schema
-version, its logical topic and the field that is its partition key. The
+Every payload model (an `EventPayload`, from `commercekit.events.payload`,
+re-exported here with its field types) names its event type (dotted, past
+tense), its schema version, its logical topic and the field that is its
+partition key. The
 events of one reservation share a key (the reservation id) on each topic, so
 Kafka keeps them in order; a user's events are keyed by the user id.
 
@@ -24,18 +26,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
-    WithJsonSchema,
 )
 
 from commercekit.errors import (
@@ -45,6 +44,7 @@ from commercekit.errors import (
     UnsupportedSchemaVersion,
 )
 from commercekit.events.envelope import Envelope
+from commercekit.events.payload import Amount, Currency, EventPayload, Identifier
 
 __all__ = [
     "CATALOG",
@@ -65,60 +65,6 @@ __all__ = [
     "TopicNames",
     "UserCreated",
 ]
-
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-"""An id of something (a reservation, a user, a payment): 1-200 characters."""
-
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-"""An ISO 4217 currency code (``"EUR"``)."""
-
-_AMOUNT = re.compile(r"^\d{1,15}(\.\d{1,6})?$")
-
-
-def _amount(value: object) -> object:
-    if isinstance(value, bool | int | float):
-        raise ValueError("an amount is a decimal string such as '12.50', not a JSON number")
-    if isinstance(value, str):
-        if not _AMOUNT.match(value):
-            raise ValueError("an amount is a non-negative decimal string such as '12.50'")
-        return Decimal(value)
-    if isinstance(value, Decimal) and (not value.is_finite() or value < 0):
-        raise ValueError("an amount is a finite, non-negative decimal")
-    return value
-
-
-Amount = Annotated[
-    Decimal,
-    BeforeValidator(_amount),
-    WithJsonSchema({"type": "string", "pattern": _AMOUNT.pattern, "examples": ["12.50"]}),
-]
-"""A non-negative money amount: a `Decimal` in Python, a decimal string in JSON."""
-
-
-class EventPayload(BaseModel):
-    """Base class of every event's data.
-
-    A subclass sets the four class variables below. Payloads are immutable
-    and refuse unknown fields.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_type: ClassVar[str]
-    """The CloudEvents ``type``: dotted and past tense (``"reservation.expired"``)."""
-    schema_version: ClassVar[int]
-    """The contract version; bump it on a change that is not backward compatible."""
-    topic: ClassVar[str]
-    """The logical topic (before `TopicNames` applies its prefix and overrides)."""
-    key_field: ClassVar[str]
-    """The field whose value is the partition key."""
-
-    def partition_key(self) -> str:
-        """The value of `key_field`: events with one key stay in order."""
-        return str(getattr(self, self.key_field))
-
-
-Envelope.model_rebuild(_types_namespace={"EventPayload": EventPayload})
 
 
 class EventLine(BaseModel):

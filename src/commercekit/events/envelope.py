@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from commercekit.events.catalog import EventPayload
+from commercekit.events.payload import EventPayload
 
 __all__ = ["CONTENT_TYPE", "SPEC_VERSION", "WIRE_REQUIRED", "Envelope"]
 
@@ -35,7 +34,7 @@ CONTENT_TYPE = "application/cloudevents+json"
 WIRE_REQUIRED = ("id", "source", "specversion", "type", "time", "schemaversion", "data")
 """The attributes every event on the wire carries (a decoder refuses one without them)."""
 
-P = TypeVar("P", bound="EventPayload")
+P = TypeVar("P", bound=EventPayload)
 
 _Text = Field(min_length=1, max_length=500)
 

@@ -46,3 +46,37 @@ def test_the_kafka_bus_without_aiokafka_names_the_extra() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("kafka ")
     assert 'pip install "commercekit[kafka]"' in result.stdout
+
+
+ENVELOPE_ALONE = """
+import sys
+from commercekit.events.envelope import Envelope
+from commercekit.events.payload import EventPayload
+
+assert Envelope.__pydantic_complete__, "the envelope waits for a model_rebuild"
+
+class Pinged(EventPayload):
+    event_type = "ping.sent"
+    schema_version = 1
+    topic = "pings"
+    key_field = "ping_id"
+    ping_id: str
+
+event = Envelope.wrap(Pinged(ping_id="p-1"), source="tests")
+back = Envelope[Pinged].model_validate_json(event.to_json(), strict=True)
+assert back == event and back.key == "p-1", back
+wrong = event.to_json().replace(b'"ping_id":"p-1"', b'"ping_id":1')
+try:
+    Envelope[Pinged].model_validate_json(wrong, strict=True)
+except ValueError as exc:
+    print(type(exc).__name__)
+print(sorted(m for m in sys.modules if m.startswith("commercekit.events.")))
+"""
+
+
+def test_the_envelope_is_complete_without_the_catalog() -> None:
+    result = _run(ENVELOPE_ALONE)
+    assert result.returncode == 0, result.stderr
+    refused, modules = result.stdout.splitlines()
+    assert refused == "ValidationError"  # the payload is validated, strictly
+    assert modules == "['commercekit.events.envelope', 'commercekit.events.payload']"
