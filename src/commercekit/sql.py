@@ -13,20 +13,32 @@ from commercekit.sql import migrate
 
 await migrate("postgresql+asyncpg://user@host/db")
 ```
+
+The idempotent writes, on PostgreSQL or SQLite alike, are `insert_or_ignore`
+(``INSERT ... ON CONFLICT DO NOTHING``) and `upsert` (``ON CONFLICT DO UPDATE``):
+
+```python
+from commercekit.sql import insert_or_ignore
+
+statement = insert_or_ignore(session.get_bind().dialect.name, RefundRow, values)
+inserted = (await session.execute(statement.returning(RefundRow.id))).first()
+```
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from commercekit.errors import MissingExtraError
+from commercekit.errors import ConfigurationError, MissingExtraError
 
 try:
     from alembic import command, context
     from alembic.config import Config
-    from sqlalchemy import JSON, DateTime, MetaData
+    from sqlalchemy import JSON, DateTime, Insert, MetaData, Table
+    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.engine import Connection
     from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -35,12 +47,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
 __all__ = [
+    "ON_CONFLICT_DIALECTS",
     "TABLE_PREFIX",
     "VERSION_TABLE",
     "Base",
     "alembic_config",
+    "insert_or_ignore",
     "migrate",
     "run_migrations",
+    "upsert",
 ]
 
 TABLE_PREFIX = "commercekit_"
@@ -70,6 +85,79 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON().with_variant(JSONB(), "postgresql"),
         dt.datetime: DateTime(timezone=True),
     }
+
+
+ON_CONFLICT_DIALECTS = frozenset({"postgresql", "sqlite"})
+"""The dialects `insert_or_ignore` and `upsert` write ``ON CONFLICT`` for."""
+
+Values = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+"""The values of one row (a mapping of column names), or of several (a sequence of them)."""
+
+
+def _insert(
+    dialect: str, table: type[Base] | Table, values: Values
+) -> postgresql.Insert | sqlite.Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(table).values(values)
+    if dialect == "sqlite":
+        return sqlite.insert(table).values(values)
+    raise ConfigurationError(
+        f"insert-or-ignore and upsert need PostgreSQL or SQLite, not {dialect!r}"
+    )
+
+
+def insert_or_ignore(
+    dialect: str,
+    table: type[Base] | Table,
+    values: Values,
+    *,
+    index_elements: Sequence[str] | None = None,
+) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``: the rows that conflict are left as they are.
+
+    Add ``.returning(...)`` to learn which rows this statement inserted
+    (those that conflicted return nothing), or read ``rowcount``.
+
+    Args:
+        dialect: the database's dialect name (``engine.dialect.name``,
+            ``session.get_bind().dialect.name``): one of `ON_CONFLICT_DIALECTS`.
+        table: the model (or table) to insert into.
+        values: one row, or several.
+        index_elements: the columns of the unique index whose conflicts are
+            ignored (by default a conflict on any unique constraint).
+
+    Raises:
+        ConfigurationError: `dialect` is neither PostgreSQL nor SQLite.
+    """
+    return _insert(dialect, table, values).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def upsert(
+    dialect: str,
+    table: type[Base] | Table,
+    values: Values,
+    *,
+    index_elements: Sequence[str],
+    set_: Mapping[str, Any],
+) -> Insert:
+    """``INSERT ... ON CONFLICT (index_elements) DO UPDATE SET set_``.
+
+    A new row is inserted with `values`; a row that conflicts on
+    `index_elements` is updated with `set_` instead (its values may be
+    expressions of the row's columns, ``{"sold": StockRow.sold + 1}``).
+
+    Args:
+        dialect: the database's dialect name: one of `ON_CONFLICT_DIALECTS`.
+        table: the model (or table) to insert into.
+        values: one row, or several.
+        index_elements: the columns of the unique index that decides a conflict.
+        set_: the columns to update on a conflict, and their new values.
+
+    Raises:
+        ConfigurationError: `dialect` is neither PostgreSQL nor SQLite.
+    """
+    statement = _insert(dialect, table, values)
+    return statement.on_conflict_do_update(index_elements=index_elements, set_=set_)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

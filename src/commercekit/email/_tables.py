@@ -9,9 +9,9 @@ from commercekit.errors import MissingExtraError
 
 try:
     from sqlalchemy import String, func
-    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.orm import Mapped, mapped_column
 
+    from commercekit import sql
     from commercekit.sql import Base
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
@@ -33,11 +33,10 @@ class RecipientRow(Base):
 
 def upsert(dialect: str, recipient: Recipient) -> Any:
     """INSERT ... ON CONFLICT (user_id) DO UPDATE for `recipient`."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(RecipientRow).values(
-        user_id=recipient.user_id, email=recipient.email, name=recipient.name
-    )
-    return stmt.on_conflict_do_update(
+    return sql.upsert(
+        dialect,
+        RecipientRow,
+        {"user_id": recipient.user_id, "email": recipient.email, "name": recipient.name},
         index_elements=["user_id"],
         set_={"email": recipient.email, "name": recipient.name, "updated_at": func.now()},
     )

@@ -221,22 +221,17 @@ class SqlProcessedEventStore:
     async def claim(self, session: AsyncSession, consumer: str, event_id: str) -> bool:
         """Record the event in `session`'s transaction; False if it was recorded before."""
         from sqlalchemy import insert  # noqa: PLC0415 - optional extra
-        from sqlalchemy.dialects import postgresql, sqlite  # noqa: PLC0415
         from sqlalchemy.exc import IntegrityError  # noqa: PLC0415
 
         from commercekit.events._tables import ProcessedEvent  # noqa: PLC0415
+        from commercekit.sql import ON_CONFLICT_DIALECTS, insert_or_ignore  # noqa: PLC0415
 
         values = {"consumer": consumer, "event_id": event_id}
         dialect = session.get_bind().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            module = postgresql if dialect == "postgresql" else sqlite
-            statement = (
-                module.insert(ProcessedEvent)
-                .values(values)
-                .on_conflict_do_nothing()
-                .returning(ProcessedEvent.event_id)
-            )
-            return (await session.execute(statement)).first() is not None
+        if dialect in ON_CONFLICT_DIALECTS:
+            statement = insert_or_ignore(dialect, ProcessedEvent, values)
+            inserted = await session.execute(statement.returning(ProcessedEvent.event_id))
+            return inserted.first() is not None
         try:
             async with session.begin_nested():
                 await session.execute(insert(ProcessedEvent).values(values))

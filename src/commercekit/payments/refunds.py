@@ -47,11 +47,11 @@ from commercekit.payments.processor import PaymentProcessor
 
 try:
     from sqlalchemy import select
-    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from commercekit.events.outbox import Outbox
     from commercekit.payments._tables import RefundRow
+    from commercekit.sql import insert_or_ignore
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -177,15 +177,8 @@ class RefundService:
             "idempotency_key": f"refund:{payment.id}",
             "requested_at": _now(),
         }
-        module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        inserted = (
-            await session.execute(
-                module.insert(RefundRow)
-                .values(values)
-                .on_conflict_do_nothing()
-                .returning(RefundRow.id)
-            )
-        ).first()
+        statement = insert_or_ignore(session.get_bind().dialect.name, RefundRow, values)
+        inserted = (await session.execute(statement.returning(RefundRow.id))).first()
         row = await session.scalar(select(RefundRow).where(RefundRow.payment_id == payment.id))
         assert row is not None  # inserted now, or by the request that won
         if inserted is None:

@@ -51,11 +51,11 @@ from commercekit.reservations.store import ReservationStore, TTLInput
 
 try:
     from sqlalchemy import select
-    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from commercekit.events.outbox import Outbox
     from commercekit.payments._tables import PaymentRow
+    from commercekit.sql import insert_or_ignore
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -200,7 +200,6 @@ class PaymentService:
         await self.pin(intent.reservation_id)
         payment = await self.processor.charge(intent)
         async with self.sessions() as session, session.begin():
-            module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
             values = {
                 "id": payment.id,
                 "idempotency_key": intent.idempotency_key,
@@ -214,14 +213,8 @@ class PaymentService:
                 "failure_message": payment.failure_message,
                 "created_at": payment.created_at,
             }
-            inserted = (
-                await session.execute(
-                    module.insert(PaymentRow)
-                    .values(values)
-                    .on_conflict_do_nothing()
-                    .returning(PaymentRow.id)
-                )
-            ).first()
+            statement = insert_or_ignore(session.get_bind().dialect.name, PaymentRow, values)
+            inserted = (await session.execute(statement.returning(PaymentRow.id))).first()
             if inserted is None:  # a concurrent call with the same key recorded it
                 row = await session.scalar(
                     select(PaymentRow).where(PaymentRow.idempotency_key == intent.idempotency_key)

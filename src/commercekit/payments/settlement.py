@@ -68,10 +68,10 @@ from commercekit.reservations.store import ReservationStore
 
 try:
     from sqlalchemy import select, update
-    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from commercekit.payments._tables import SettlementRow
+    from commercekit.sql import insert_or_ignore
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -223,12 +223,10 @@ class PaymentSettlement:
             "currency": payment.currency,
         }
         async with self.sessions() as session, session.begin():
-            module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            dialect = session.get_bind().dialect.name
             for paying in [payment.reservation_id, None] if payment.succeeded else [None]:
-                statement = module.insert(SettlementRow).values(
-                    {**values, "paying_reservation_id": paying}
-                )
-                await session.execute(statement.on_conflict_do_nothing())
+                claim = {**values, "paying_reservation_id": paying}
+                await session.execute(insert_or_ignore(dialect, SettlementRow, claim))
             row = await session.get(SettlementRow, payment.id)
             assert row is not None
             return row.paying_reservation_id == payment.reservation_id

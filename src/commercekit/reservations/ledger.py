@@ -23,12 +23,11 @@ from commercekit.reservations.models import (
 
 try:
     from sqlalchemy import JSON, BigInteger, Index, String, func, select, text, update
-    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.orm import Mapped, mapped_column
 
-    from commercekit.sql import Base
+    from commercekit.sql import Base, insert_or_ignore, upsert
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -121,7 +120,7 @@ class ReservationLedger:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._dialect = engine.dialect.name
 
     async def record_created(self, reservation: Reservation) -> bool:
         """Insert a new reservation's row; True if this call inserted it.
@@ -129,8 +128,9 @@ class ReservationLedger:
         A second insert of the same id (an idempotent replay) does nothing.
         """
         async with self.engine.begin() as conn:
-            stmt = self._insert(ReservationRow).values(**_row_values(reservation))
-            result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+            values = _row_values(reservation)
+            stmt = insert_or_ignore(self._dialect, ReservationRow, values, index_elements=["id"])
+            result = await conn.execute(stmt)
             return bool(result.rowcount)
 
     async def record_created_many(self, reservations: Sequence[Reservation]) -> list[bool]:
@@ -152,10 +152,8 @@ class ReservationLedger:
                 inserted = set((await single.execute(_INSERT_MANY, columns)).scalars())
         else:
             async with self.engine.begin() as conn:
-                stmt = self._insert(ReservationRow).values(rows)
-                result = await conn.execute(
-                    stmt.on_conflict_do_nothing(index_elements=["id"]).returning(ReservationRow.id)
-                )
+                stmt = insert_or_ignore(self._dialect, ReservationRow, rows, index_elements=["id"])
+                result = await conn.execute(stmt.returning(ReservationRow.id))
                 inserted = set(result.scalars())
         return [r.id in inserted for r in reservations]
 
@@ -181,8 +179,11 @@ class ReservationLedger:
                 .values(status=reservation.status.value, updated_at=reservation.updated_at)
             )
             if not result.rowcount:
-                stmt = self._insert(ReservationRow).values(**_row_values(reservation))
-                inserted = await conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
+                values = _row_values(reservation)
+                stmt = insert_or_ignore(
+                    self._dialect, ReservationRow, values, index_elements=["id"]
+                )
+                inserted = await conn.execute(stmt)
                 if not inserted.rowcount:
                     return False  # the row was terminal already: recorded before
             if reservation.status is ReservationStatus.CONFIRMED:
@@ -191,9 +192,11 @@ class ReservationLedger:
             return True
 
     async def _add_sold(self, conn: AsyncConnection, sku: str, quantity: int) -> None:
-        stmt = self._insert(StockRow).values(sku=sku, added=0, sold=quantity)
         await conn.execute(
-            stmt.on_conflict_do_update(
+            upsert(
+                self._dialect,
+                StockRow,
+                {"sku": sku, "added": 0, "sold": quantity},
                 index_elements=["sku"],
                 set_={"sold": StockRow.sold + quantity, "updated_at": func.now()},
             )
@@ -209,8 +212,10 @@ class ReservationLedger:
         change fails, nothing is recorded.
         """
         async with self.engine.begin() as conn:
-            seed = self._insert(StockRow).values(sku=sku, added=0, sold=0)
-            await conn.execute(seed.on_conflict_do_nothing(index_elements=["sku"]))
+            seed = {"sku": sku, "added": 0, "sold": 0}
+            await conn.execute(
+                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku"])
+            )
             await conn.execute(select(StockRow.sku).where(StockRow.sku == sku).with_for_update())
             level = await change()
             await conn.execute(
