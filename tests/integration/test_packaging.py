@@ -8,7 +8,9 @@
   app's wheel too, ``commercekit demo --no-walk`` serves its API;
 - the README's first command, run as written from the clone, in a fresh venv;
 - the install line of ``.ci/run``, in a fresh venv, installs every tool the
-  README's test command uses, and a test module passes there.
+  README's test command uses, and a test module passes there;
+- reference_app/Dockerfile's COPY lines and pip command, without Docker:
+  the installed app runs without the sources its image was built from.
 
 PyPI must be reachable (pip's own cache makes a second run quick).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -276,3 +279,65 @@ def test_the_ci_scripts_install_line_installs_everything_the_tests_use(tmp_path:
         timeout=INSTALL_TIMEOUT,
     )
     assert re.search(r"\d+ passed", tested.stdout), tested.stdout
+
+
+# ---------------------------------------------------------------- the image's install
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, rest) of reference_app/Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "reference_app" / "Dockerfile").read_text())
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            keyword, _, rest = line.strip().partition(" ")
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def test_the_images_install_step_gives_a_self_contained_app(tmp_path: Path) -> None:
+    """What ``docker build`` does, without Docker: its COPY lines, then its pip command."""
+    instructions = dockerfile()
+    context = tmp_path / "app"  # WORKDIR /app; the build context is the repository root
+    context.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", ".env")
+    for keyword, rest in instructions:
+        if keyword == "COPY":
+            *sources, target = rest.split()
+            for source in sources:
+                origin, dest = ROOT / source, context / target
+                if origin.is_dir():
+                    shutil.copytree(origin, dest, ignore=ignore)
+                else:
+                    dest.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, dest)
+    (install,) = [
+        part.strip()
+        for keyword, rest in instructions
+        if keyword == "RUN"
+        for part in rest.split("&&")
+        if part.strip().startswith("pip install")
+    ]
+    venv = Venv(tmp_path / "venv")
+    run(
+        ["bash", "-euo", "pipefail", "-c", install],
+        cwd=context,
+        env=venv.env,
+        timeout=INSTALL_TIMEOUT,
+    )
+    shutil.rmtree(context)  # the image runs the installed packages, not /app
+    (cmd,) = [json.loads(rest) for keyword, rest in instructions if keyword == "CMD"]
+    factory = cmd[cmd.index("--factory") + 1]
+    module, _, name = factory.partition(":")
+    check = (
+        "import importlib, sys\n"
+        "from importlib import resources\n"
+        f"factory = getattr(importlib.import_module({module!r}), {name!r})\n"
+        "assert callable(factory)\n"
+        "from reference_app.launch import GATEWAY_CONFIG\n"
+        "assert GATEWAY_CONFIG.is_file() and 'site-packages' in str(GATEWAY_CONFIG)\n"
+        "assert (resources.files('reference_app') / 'migrations' / 'env.py').is_file()\n"
+        "import uvloop, httptools  # the CMD's --loop uvloop --http httptools\n"
+    )
+    run([str(venv.bin / "python"), "-c", check], cwd=tmp_path, env=venv.env, timeout=120)
+    assert {"commercekit", "commercekit-reference-app"} <= venv.distributions()
