@@ -6,7 +6,8 @@ CommerceKitError
 ├── MissingExtraError         an optional dependency is not installed (also an ImportError)
 ├── InvalidRequest            bad input, refused before any backend is touched (a ValueError)
 ├── BackendUnavailable        Redis, PostgreSQL or Kafka cannot be reached now: retry later
-│   └── RedisDataLost         Redis lost its reservation data; the ledger must restore it
+│   ├── RedisDataLost         Redis lost its reservation data; the ledger must restore it
+│   └── UnsupportedRecordVersion  a newer release wrote this hold's record (a rolling deploy)
 └── ReservationError
     ├── OutOfStock            some lines cannot be held; .short names them
     ├── ReservationNotFound   no reservation has this id
@@ -118,6 +119,7 @@ __all__ = [
     "TemplateError",
     "TokenExpired",
     "UnknownEventType",
+    "UnsupportedRecordVersion",
     "UnsupportedSchemaVersion",
     "WeakSecret",
 ]
@@ -159,6 +161,29 @@ class RedisDataLost(BackendUnavailable):
     `commercekit.reservations.DurableReservations` restores it from the
     PostgreSQL ledger and retries; nothing was changed.
     """
+
+
+class UnsupportedRecordVersion(BackendUnavailable):
+    """A newer release wrote this reservation's Redis record; this one leaves it alone.
+
+    Met only during a rolling deploy, when replicas of two releases share a
+    Redis: nothing was changed, and the call succeeds once it reaches a
+    replica of the newer release (so it is a `BackendUnavailable`: retry).
+    Records of older releases are always read.
+
+    Attributes:
+        version: the record's version.
+        supported: the newest version this release reads.
+    """
+
+    def __init__(self, reservation_id: str, version: int, supported: int) -> None:
+        super().__init__(
+            f"reservation {reservation_id} has a record of version {version}, newer than "
+            f"this release reads ({supported}): retry once the deploy is complete"
+        )
+        self.reservation_id = reservation_id
+        self.version = version
+        self.supported = supported
 
 
 # ---------------------------------------------------------------- reservations

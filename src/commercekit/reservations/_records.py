@@ -10,7 +10,24 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from commercekit.errors import UnsupportedRecordVersion
 from commercekit.reservations.models import Reservation, ReservationLine, ReservationStatus
+
+RECORD_VERSION = 1
+"""The newest record format this release reads (``RECORD_VERSION`` of ``lua/_lib.lua``).
+
+Version 0 is a record written before records had a version (no ``v``);
+version 1 adds ``v`` and nothing else. Each version only adds fields, so a
+release reads every older record, and refuses a newer one
+(`UnsupportedRecordVersion`) instead of misreading it.
+"""
+
+
+def check_version(record: Mapping[str, Any]) -> None:
+    """Refuse a record a newer release wrote (`UnsupportedRecordVersion`)."""
+    version = record.get("v", 0)
+    if version > RECORD_VERSION:
+        raise UnsupportedRecordVersion(str(record.get("id")), int(version), RECORD_VERSION)
 
 
 def fingerprint(lines: Iterable[ReservationLine]) -> str:
@@ -64,6 +81,7 @@ def to_lines(pairs: Iterable[Any]) -> tuple[ReservationLine, ...]:
 
 def to_reservation(record: Mapping[str, Any]) -> Reservation:
     """A record as the model; a cart spread over shards reports its whole cart."""
+    check_version(record)
     return Reservation(
         id=record["id"],
         status=ReservationStatus(record["status"]),
@@ -81,7 +99,11 @@ def to_record(
     lines: Iterable[ReservationLine],
     **extra: Any,
 ) -> dict[str, Any]:
-    """The record of (one shard's `lines` of) a reservation, as reserve.lua writes it."""
+    """What restore.lua makes the record of (one shard's `lines` of) a reservation from.
+
+    The same fields reserve.lua gives ``new_record`` (``lua/_lib.lua``), which
+    adds the version: the scripts write every record.
+    """
     return {
         "id": reservation.id,
         "status": reservation.status.value,

@@ -39,6 +39,7 @@ from commercekit.errors import (
     ReservationNotFound,
     ShortLine,
     StockConflict,
+    UnsupportedRecordVersion,
 )
 from commercekit.reservations import _input
 from commercekit.reservations._records import (
@@ -73,6 +74,12 @@ _LEVEL = ("available", "held", "sold")
 _Record = dict[str, Any]
 _decode = json.JSONDecoder().raw_decode
 _PENDING = ReservationStatus.PENDING
+
+
+def _refuse_newer(reply: _Record) -> None:
+    """A script's ``RECORD_VERSION`` answer as `UnsupportedRecordVersion`."""
+    if reply.get("err") == "RECORD_VERSION":
+        raise UnsupportedRecordVersion(reply["id"], int(reply["v"]), int(reply["max"]))
 
 
 def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -> Reservation:
@@ -370,6 +377,7 @@ class RedisReservationStore:
         if error is None:
             record: _Record = reply["reservation"]
             return record
+        _refuse_newer(reply)
         if error == "OUT_OF_STOCK":
             raise OutOfStock(tuple(ShortLine(s, int(r), int(a)) for s, r, a in reply["short"]))
         if error == "IDEMPOTENCY_CONFLICT":
@@ -456,6 +464,7 @@ class RedisReservationStore:
         error = reply.get("err")
         if error == "NOT_FOUND":
             raise ReservationNotFound(rid)
+        _refuse_newer(reply)
         record = reply["reservation"]
         await self._follow(record)
         current = to_reservation(record)

@@ -9,9 +9,11 @@
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
 --
--- A record is {id, status, owner, lines = {{sku, qty}, ...}, created,
--- updated, expires, idem, fp}; times are Redis server milliseconds, so every
--- replica of every service agrees on one clock.
+-- A record is {v, id, status, owner, lines = {{sku, qty}, ...}, created,
+-- updated, expires, idem, fp} (and a spread cart's cart, parts, incomplete
+-- or parent); times are Redis server milliseconds, so every replica of every
+-- service agrees on one clock. `new_record` makes every record, `save_record`
+-- writes every one, `load_record` reads every one.
 
 -- GUARDED is set by the loader: true for a store kept with a durable ledger,
 -- which must not act on a Redis that lost its data (flushed, restarted
@@ -35,6 +37,55 @@ local function res_key(base, id)
   return base .. 'res:' .. id
 end
 
+-- The record format these scripts write (field `v`). A record without `v` was
+-- written before versions existed: version 0, the same fields. A script meets
+-- a newer record only during a rolling deploy (a newer release wrote it) and
+-- leaves it alone: it answers RECORD_VERSION, the caller retries, and the
+-- newer release's scripts handle it.
+local RECORD_VERSION = 1
+
+local function newer_record(id, v)
+  return cjson.encode({err = 'RECORD_VERSION', id = id, v = v, max = RECORD_VERSION})
+end
+
+-- A new PENDING record from `f` (what reserve.lua holds, or what the ledger
+-- kept, for restore.lua): only the fields a record has, and the version.
+local function new_record(f)
+  return {
+    v = RECORD_VERSION, id = f.id, status = 'PENDING', owner = f.owner, lines = f.lines,
+    created = f.created, updated = f.updated or f.created, expires = f.expires,
+    idem = f.idem or '', fp = f.fp,
+    cart = f.cart, parts = f.parts, incomplete = f.incomplete, parent = f.parent,
+  }
+end
+
+-- Write `rec` (kept `retention` ms when given: a settled record; a pending one
+-- never expires by itself, only a transition settles it). A record of an older
+-- version is written as this version: each version only adds to the last.
+local function save_record(base, rec, retention)
+  rec.v = RECORD_VERSION
+  if retention then
+    redis.call('SET', res_key(base, rec.id), cjson.encode(rec), 'PX', retention)
+  else
+    redis.call('SET', res_key(base, rec.id), cjson.encode(rec))
+  end
+end
+
+-- The record stored at `key`: nil when there is none; nil and the version when
+-- a newer release wrote it.
+local function load_record(key)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return nil
+  end
+  local rec = cjson.decode(raw)
+  local v = rec.v or 0
+  if v > RECORD_VERSION then
+    return nil, v
+  end
+  return rec
+end
+
 local function stock_of(key)
   local v = redis.call('HMGET', key, 'available', 'held', 'sold')
   return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')}
@@ -55,7 +106,7 @@ local function settle(base, due_key, rec, to_status, now, retention)
   end
   rec.status = to_status
   rec.updated = now
-  redis.call('SET', res_key(base, rec.id), cjson.encode(rec), 'PX', retention)
+  save_record(base, rec, retention)
   redis.call('ZREM', due_key, rec.id)
   return rec
 end

@@ -1,6 +1,7 @@
 -- Expire up to `limit` pending reservations whose deadline has passed.
 -- Atomic per call, so any number of sweepers may run at once: a hold is
--- expired (and its stock returned) by exactly one of them.
+-- expired (and its stock returned) by exactly one of them. A record a newer
+-- release wrote is left to that release's sweepers.
 --
 -- KEYS[1]  the due index (BASE .. "due")
 -- ARGV     base, limit, retention_ms
@@ -16,9 +17,10 @@ local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 local expired, parts = {}, {}
 for _, id in ipairs(ids) do
-  local raw = redis.call('GET', res_key(base, id))
-  local rec = raw and cjson.decode(raw)
-  if rec and rec.status == 'PENDING' and rec.parent then
+  local rec, newer = load_record(res_key(base, id))
+  if newer then
+    -- left in the index for a newer release's sweepers
+  elseif rec and rec.status == 'PENDING' and rec.parent then
     parts[#parts + 1] = rec
   elseif rec and rec.status == 'PENDING' then
     expired[#expired + 1] = settle(base, KEYS[1], rec, 'EXPIRED', now, retention)

@@ -15,6 +15,7 @@
 -- Returns  JSON {ok = "CREATED" | "REPLAYED", reservation = record}
 --          or {err = "OUT_OF_STOCK", short = {{sku, wanted, available}, ...}}
 --          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
+--          or {err = "RECORD_VERSION", id, v, max}: the replayed record is a newer release's
 
 local base, id, owner = ARGV[1], ARGV[2], ARGV[3]
 local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -34,11 +35,13 @@ if has_idem then
     if string.sub(seen, 1, bar - 1) ~= fp then
       return cjson.encode({err = 'IDEMPOTENCY_CONFLICT', id = seen_id})
     end
-    local raw = redis.call('GET', res_key(base, seen_id))
-    if not raw then
+    local rec, newer = load_record(res_key(base, seen_id))
+    if newer then
+      return newer_record(seen_id, newer)
+    elseif not rec then
       return cjson.encode({err = 'IDEMPOTENCY_EXPIRED', id = seen_id})
     end
-    return cjson.encode({ok = 'REPLAYED', reservation = cjson.decode(raw)})
+    return cjson.encode({ok = 'REPLAYED', reservation = rec})
   end
 end
 
@@ -66,21 +69,18 @@ for _, line in ipairs(lines) do
 end
 
 local now = now_ms()
-local rec = {
-  id = id, status = 'PENDING', owner = owner, lines = lines,
-  created = now, updated = now, expires = now + ttl, idem = idem, fp = fp,
-}
-local due = rec.expires
+local f = {id = id, owner = owner, lines = lines, created = now, expires = now + ttl, idem = idem, fp = fp}
+local due = f.expires
 if role == 'parent' then
-  rec.cart = cjson.decode(cart)
-  rec.parts = cjson.decode(parts)
-  rec.incomplete = true  -- until every part is held: see "complete" in transition.lua
+  f.cart = cjson.decode(cart)
+  f.parts = cjson.decode(parts)
+  f.incomplete = true  -- until every part is held: see "complete" in transition.lua
 elseif role == 'part' then
-  rec.parent = parent
+  f.parent = parent
   due = due + grace
 end
--- A pending record never expires by itself: only a transition settles it.
-redis.call('SET', res_key(base, id), cjson.encode(rec))
+local rec = new_record(f)
+save_record(base, rec)
 redis.call('ZADD', KEYS[1], due, id)
 if has_idem then
   redis.call('SET', KEYS[2], fp .. '|' .. id, 'PX', idem_ttl)

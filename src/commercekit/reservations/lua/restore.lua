@@ -4,8 +4,8 @@
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the marker (BASE .. "hydrated")
 -- ARGV     base, marker value, stock JSON {{sku, available, held, sold}, ...},
---          pending records JSON {record, ...} (the shape reserve.lua writes, and
---          `due`: the score in the due index, when not the deadline),
+--          pending holds JSON {fields, ...} (what `new_record` makes a record
+--          of, and `due`: the score in the due index, when not the deadline),
 --          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
 --          the third element, a key lives the whole idempotency ttl),
 --          idempotency ttl ms
@@ -18,11 +18,10 @@ end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
   redis.call('HSET', stock_key(base, s[1]), 'available', s[2], 'held', s[3], 'sold', s[4])
 end
-for _, rec in ipairs(cjson.decode(ARGV[4])) do
-  local due = rec.due or rec.expires
-  rec.due = nil
-  redis.call('SET', res_key(base, rec.id), cjson.encode(rec))
-  redis.call('ZADD', KEYS[1], due, rec.id)
+for _, f in ipairs(cjson.decode(ARGV[4])) do
+  local rec = new_record(f)
+  save_record(base, rec)
+  redis.call('ZADD', KEYS[1], f.due or rec.expires, rec.id)
 end
 for _, idem in ipairs(cjson.decode(ARGV[5])) do
   redis.call('SET', idem[1], idem[2], 'PX', tonumber(idem[3] or ARGV[6]))

@@ -17,6 +17,8 @@
 --          or {err = "INVALID_TRANSITION", reservation = record}  (already terminal)
 --          or {err = "EXPIRED", reservation = record}: the deadline had passed, so
 --             this call expired the hold (and returned its stock) instead.
+--          or {err = "RECORD_VERSION", id, v = version, max = version}: a newer
+--             release wrote the record (see RECORD_VERSION); nothing changed.
 
 local base, id, action = ARGV[1], ARGV[2], ARGV[3]
 local ttl, retention, status = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
@@ -24,11 +26,12 @@ if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
 
-local raw = redis.call('GET', KEYS[2])
-if not raw then
+local rec, newer = load_record(KEYS[2])
+if newer then
+  return newer_record(id, newer)
+elseif not rec then
   return cjson.encode({err = 'NOT_FOUND'})
 end
-local rec = cjson.decode(raw)
 if rec.status ~= 'PENDING' then
   return cjson.encode({err = 'INVALID_TRANSITION', reservation = rec})
 end
@@ -57,7 +60,7 @@ if action == 'abort' then
   return cjson.encode({ok = action, reservation = rec})
 elseif action == 'complete' then
   rec.incomplete = nil
-  redis.call('SET', KEYS[2], cjson.encode(rec))
+  save_record(base, rec)
   return cjson.encode({ok = action, reservation = rec})
 elseif action == 'confirm' and rec.incomplete then
   return cjson.encode({err = 'INCOMPLETE', reservation = rec})
@@ -83,7 +86,7 @@ elseif action == 'release' then
 elseif action == 'extend' then
   rec.expires = now + ttl
   rec.updated = now
-  redis.call('SET', KEYS[2], cjson.encode(rec))
+  save_record(base, rec)
   redis.call('ZADD', KEYS[1], rec.expires, id)
 else
   return redis.error_reply('unknown action ' .. tostring(action))
