@@ -172,6 +172,7 @@ class UnsupportedRecordVersion(BackendUnavailable):
     Records of older releases are always read.
 
     Attributes:
+        reservation_id: the reservation whose record it is.
         version: the record's version.
         supported: the newest version this release reads.
     """
