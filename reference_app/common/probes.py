@@ -1,4 +1,8 @@
-"""``/health`` (the process is alive), ``/ready`` (its dependencies answer), ``/metrics``."""
+"""``/health`` (the process is alive), ``/ready`` (its dependencies answer), ``/metrics``.
+
+Each scrape of ``/metrics`` runs the readiness checks too, and reports them as
+``refapp_dependency_up{dependency}`` (1 if it answered, 0 if not).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 __all__ = ["ReadinessCheck", "probes_router"]
 
@@ -29,9 +33,20 @@ async def _run(name: str, check: ReadinessCheck) -> tuple[str, str]:
     return name, "ok"
 
 
+async def _run_all(request: Request) -> dict[str, str]:
+    checks: Mapping[str, ReadinessCheck] = getattr(request.app.state, "readiness", {})
+    return dict(await asyncio.gather(*(_run(n, c) for n, c in checks.items())))
+
+
 def probes_router(registry: CollectorRegistry) -> APIRouter:
-    """The probe routes; ``/ready`` runs the checks in ``app.state.readiness``."""
+    """The probe routes; ``/ready`` and ``/metrics`` run the checks in ``app.state.readiness``."""
     router = APIRouter(include_in_schema=False)
+    up = Gauge(
+        "refapp_dependency_up",
+        "Whether the dependency answered its readiness check at this scrape (1) or not (0).",
+        ["dependency"],
+        registry=registry,
+    )
 
     @router.get("/health")
     async def health() -> dict[str, str]:
@@ -39,8 +54,7 @@ def probes_router(registry: CollectorRegistry) -> APIRouter:
 
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:
-        checks: Mapping[str, ReadinessCheck] = getattr(request.app.state, "readiness", {})
-        results = dict(await asyncio.gather(*(_run(n, c) for n, c in checks.items())))
+        results = await _run_all(request)
         down = sorted(name for name, state in results.items() if state != "ok")
         if down:
             body = {
@@ -52,7 +66,9 @@ def probes_router(registry: CollectorRegistry) -> APIRouter:
         return JSONResponse({"status": "ready", "checks": results})
 
     @router.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        for name, state in (await _run_all(request)).items():
+            up.labels(name).set(state == "ok")
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -46,8 +46,8 @@ class PaymentMetrics:
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> PaymentMetrics:
-        """Create the counters in `registry` (once per registry)."""
-        return cls(
+        """Create the counters in `registry` (once per registry), every outcome at 0."""
+        metrics = cls(
             payments=Counter(
                 "refapp_payment_payments",
                 "Payments answered by the payment service, by outcome.",
@@ -66,6 +66,12 @@ class PaymentMetrics:
                 registry=registry,
             ),
         )
+        # Series from the start, so a rate over them is 0 before the first event, not absent.
+        for outcome in ("succeeded", "failed", "replayed", "conflict", "unavailable"):
+            metrics.payments.labels(outcome)
+        for trigger in ("event", "retry"):
+            metrics.refunds_completed.labels(trigger)
+        return metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import fields
 
 from fastapi import FastAPI
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from sqlalchemy import text
 
 from commercekit.events import Outbox, OutboxRelay
@@ -36,6 +36,7 @@ from reference_app.common.infra import Infra, connect
 from reference_app.common.runtime import tune_gc
 from reference_app.inventory.main import reservations_of
 from reference_app.settings import WorkerSettings
+from reference_app.worker.metrics import StateMetrics, dead_letter_counter
 
 __all__ = ["RECONCILE_LOCK", "app_from_env", "create_app", "wire"]
 
@@ -44,8 +45,8 @@ log = logging.getLogger("reference_app.worker")
 RECONCILE_LOCK = 7_420_002
 """The advisory lock one reconciling worker holds (``pg_try_advisory_xact_lock``)."""
 
-BACKLOG_INTERVAL = 5.0
-"""Seconds between two counts of the outbox's unsent events."""
+STATE_INTERVAL = 5.0
+"""Seconds between two readings of the state gauges (holds, outbox, payments: `StateMetrics`)."""
 
 
 async def _reconcile(infra: Infra, reservations: DurableReservations, repairs: Counter) -> None:
@@ -73,11 +74,7 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         "Holds the expiry sweeper expired (their stock went back).",
         registry=registry,
     )
-    backlog = Gauge(
-        "refapp_worker_outbox_backlog",
-        "Events written to the outbox and not yet sent to the bus.",
-        registry=registry,
-    )
+    state = StateMetrics.register(registry)
     repairs = Counter(
         "refapp_worker_reconcile_repairs",
         "Differences between Redis and the ledger that reconciliation repaired.",
@@ -96,9 +93,10 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         expired.inc()
         log.info("reservation expired", extra={"reservation_id": reservation.id})
 
-    async def count_backlog() -> None:
+    async def read_state() -> None:
         async with infra.sessions() as session:
-            backlog.set(await outbox.pending(session))
+            await state.observe(session)
+        state.dead_letters.set(await count_dead_letters())
 
     async def reconcile() -> None:
         await _reconcile(infra, reservations, repairs)
@@ -114,6 +112,7 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
 
     interval = settings.sweep_interval_seconds
     async with AsyncExitStack() as jobs:
+        count_dead_letters = await jobs.enter_async_context(dead_letter_counter(settings, infra))
         await jobs.enter_async_context(
             ExpirySweeper(reservations, interval=interval, on_expired=on_expired)
         )
@@ -123,7 +122,7 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         await jobs.enter_async_context(
             every(settings.reconcile_interval_seconds, reconcile, name="reconcile")
         )
-        await jobs.enter_async_context(every(BACKLOG_INTERVAL, count_backlog, name="backlog"))
+        await jobs.enter_async_context(every(STATE_INTERVAL, read_state, name="state"))
         await jobs.enter_async_context(
             every(settings.payment_redrive_interval_seconds, redrive, name="payment-redrive")
         )
