@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from commercekit._lifecycle import AsyncLifecycle
@@ -39,9 +40,9 @@ from commercekit.events.envelope import CONTENT_TYPE, Envelope
 try:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import IllegalStateError, KafkaError
+    from aiokafka.errors import KafkaError
 
-    from commercekit.events._kafka_consumer import GroupConsumer
+    from commercekit.events._kafka_consumer import ConsumerConfig, GroupConsumer
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("kafka", __name__) from exc
 
@@ -170,7 +171,8 @@ class KafkaEventBus(AsyncLifecycle):
             raise ConfigurationError("KafkaEventBus always publishes with acks=all, idempotently")
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
-        self.kafkas: list[GroupConsumer] = []
+        self._consumers: list[GroupConsumer] = []
+        self._tasks: dict[GroupConsumer, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._running = False
 
@@ -239,11 +241,9 @@ class KafkaEventBus(AsyncLifecycle):
     # ------------------------------------------------------------ consuming
     def assignment(self) -> set[tuple[str, int]]:
         """The (topic, partition) pairs this bus's consumers own right now."""
-        owned: set[tuple[str, int]] = set()
-        for consumer in self.kafkas:
-            if consumer.kafka is not None:
-                owned |= {(tp.topic, tp.partition) for tp in consumer.kafka.assignment()}
-        return owned
+        return {
+            (tp.topic, tp.partition) for consumer in self._consumers for tp in consumer.assignment()
+        }
 
     async def lag(self, group: str) -> int:
         """Messages on the partitions this bus owns in `group` that it has not fetched yet.
@@ -252,20 +252,7 @@ class KafkaEventBus(AsyncLifecycle):
         position, over this process's partitions: sum it over the replicas
         for the group's lag. 0 before the first fetch.
         """
-        behind = 0
-        for consumer in self.kafkas:
-            if consumer.group != group or consumer.kafka is None:
-                continue
-            for tp in consumer.kafka.assignment():
-                end = consumer.kafka.highwater(tp)
-                if end is None:
-                    continue
-                try:
-                    position = await consumer.kafka.position(tp)
-                except IllegalStateError:  # revoked by a rebalance meanwhile
-                    continue
-                behind += max(end - position, 0)
-        return behind
+        return sum([await c.lag() for c in self._consumers if c.group == group])
 
     def deferred(self, group: str) -> int:
         """Events of `group` waiting, their partition parked, for their handler to be ready.
@@ -273,7 +260,7 @@ class KafkaEventBus(AsyncLifecycle):
         One per partition at most: a handler raised `NotReadyYet` for the
         event, and the bus delivers it again later (the other partitions go on).
         """
-        return sum(len(c.deferrals) for c in self.kafkas if c.group == group)
+        return sum(c.deferred() for c in self._consumers if c.group == group)
 
     def subscribe(
         self, group: str, handler: Handler, *, types: Iterable[str] | None = None
@@ -283,12 +270,21 @@ class KafkaEventBus(AsyncLifecycle):
         wanted = None if types is None else frozenset(types)
         chosen = self.catalog.types if wanted is None else tuple(wanted)
         logical = {self.catalog[t].topic for t in chosen}
-        consumer = GroupConsumer(
-            self, group, handler, wanted, sorted(self.topics.topic(t) for t in logical)
+        config = ConsumerConfig(
+            group=group,
+            topics=tuple(sorted(self.topics.topic(t) for t in logical)),
+            types=wanted,
+            catalog=self.catalog,
+            retry=self.retry,
+            not_ready_wait=self.not_ready_wait,
+            options=MappingProxyType(dict(self._consumer_options)),
         )
-        self.kafkas.append(consumer)
+        consumer = GroupConsumer(
+            config, handler, stopping=self._stopping, dead_letter=self.dead_letter
+        )
+        self._consumers.append(consumer)
         if self._running:
-            consumer.task = asyncio.create_task(consumer.run())
+            self._tasks[consumer] = asyncio.create_task(consumer.run())
 
     async def start(self) -> None:
         """Connect the producer and start every subscription's consumer.
@@ -304,12 +300,12 @@ class KafkaEventBus(AsyncLifecycle):
         except PublishError as exc:
             raise BackendUnavailable(str(exc)) from exc
         self._running = True
-        for consumer in self.kafkas:
-            consumer.task = asyncio.create_task(consumer.run())
+        for consumer in self._consumers:
+            self._tasks[consumer] = asyncio.create_task(consumer.run())
         # Fail fast when a consumer cannot join; later failures are logged.
-        await asyncio.gather(*(c.joined.wait() for c in self.kafkas))
-        for consumer in self.kafkas:
-            if consumer.task is not None and consumer.task.done() and consumer.task.exception():
+        await asyncio.gather(*(c.joined.wait() for c in self._consumers))
+        for consumer, task in self._tasks.items():
+            if task.done() and task.exception():
                 await self.stop()
                 raise BackendUnavailable(f"consumer of group {consumer.group} did not start")
 
@@ -318,10 +314,9 @@ class KafkaEventBus(AsyncLifecycle):
         if not self._running:
             return
         self._stopping.set()
-        tasks = [c.task for c in self.kafkas if c.task is not None]
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for consumer, result in zip(self.kafkas, results, strict=False):
-            consumer.task = None
+        tasks, self._tasks = self._tasks, {}
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for consumer, result in zip(tasks, results, strict=True):
             if isinstance(result, Exception):
                 log.error("consumer of group %s failed: %r", consumer.group, result)
         await self._reset_producer()

@@ -50,9 +50,8 @@ class TestKafkaEventBus(EventBusContract):
 
         def settled() -> bool:
             members: dict[str, list[set[tuple[str, int]]]] = defaultdict(list)
-            for consumer in bus.kafkas:
-                kafka = consumer.kafka
-                owned = set() if kafka is None else kafka.assignment()
+            for consumer in bus._consumers:  # each member's own partitions
+                owned = consumer.assignment()
                 members[consumer.group].append({(tp.topic, tp.partition) for tp in owned})
             wanted = 3 * len(bus.topics.catalog.topics)
             return all(
