@@ -44,7 +44,10 @@ from commercekit.testing.servers import NginxServer
 APP_DIR = GATEWAY_CONFIG.parent.parent
 COMPOSE_FILE = APP_DIR / "docker-compose.yml"
 DOCKERFILE = APP_DIR / "Dockerfile"
+MONITORING = APP_DIR / "monitoring"
 APP_PORT = 8000
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "user": UserSettings,
@@ -200,9 +203,15 @@ def test_depends_on_names_defined_services_and_waits_for_their_health() -> None:
             assert defined[dependency].get("healthcheck"), dependency
 
 
-def test_only_the_gateway_publishes_ports() -> None:
-    publishing = {name for name, service in services().items() if service.get("ports")}
-    assert publishing == {"gateway"}
+def test_only_the_gateway_and_grafana_publish_ports() -> None:
+    defined = services()
+    publishing = {name for name, service in defined.items() if service.get("ports")}
+    assert publishing == {"gateway", "grafana"}
+    assert "prometheus" in defined
+    assert not defined["prometheus"].get("expose")
+    # Grafana only on the machine's loopback address: its admin password defaults to "admin".
+    (published,) = [interpolate(str(port), {}) for port in defined["grafana"]["ports"]]
+    assert published == f"127.0.0.1:3000:{GRAFANA_PORT}"
 
 
 def test_each_app_service_runs_the_launchers_command() -> None:
@@ -327,6 +336,90 @@ def test_the_database_credentials_are_the_same_everywhere() -> None:
     assert environment(defined["user"], {**shell_env(), **overridden})["POSTGRES_PASSWORD"] == (
         "other"
     )
+
+
+# ---------------------------------------------------------------- monitoring
+
+
+def mounts(service: Mapping[str, Any]) -> dict[str, tuple[str, list[str]]]:
+    """A service's volumes: container path -> (host path or volume name, options)."""
+    found = {}
+    for volume in service.get("volumes") or []:
+        source, target, *options = str(volume).split(":")
+        found[target] = (source, options)
+    return found
+
+
+def bound(service: Mapping[str, Any], target: str) -> Path:
+    """The file or folder of this checkout that `service` mounts read-only at `target`."""
+    source, options = mounts(service)[target]
+    assert source.startswith("./"), (target, source)
+    assert options == ["ro"], (target, options)
+    path = (COMPOSE_FILE.parent / source).resolve()
+    assert path.exists(), path
+    return path
+
+
+def prometheus_config() -> dict[str, Any]:
+    prometheus = services()["prometheus"]
+    config_flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config = bound(prometheus, config_flag.split("=", 1)[1])
+    assert config == (MONITORING / "prometheus.yml").resolve()
+    data = yaml.safe_load(config.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_prometheus_scrapes_every_service_with_metrics() -> None:
+    jobs = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
+    # Every process on the app image serves /metrics (reference_app.common.probes).
+    assert set(jobs) == {spec.name for spec in SERVICES}
+    for spec in SERVICES:
+        job = jobs[spec.name]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        # DNS discovery: every replica of the service is a target, not one of them.
+        (discovery,) = job["dns_sd_configs"]
+        assert discovery["names"] == [spec.name]
+        assert discovery["type"] == "A"
+        assert discovery["port"] == APP_PORT
+
+
+def test_prometheus_loads_the_rules_mounted_read_only() -> None:
+    prometheus = services()["prometheus"]
+    (pattern,) = prometheus_config()["rule_files"]
+    folder, _, glob = pattern.rpartition("/")
+    rules = bound(prometheus, folder)
+    assert rules == (MONITORING / "rules").resolve()
+    assert sorted(rules.glob(glob)) == [MONITORING.resolve() / "rules" / "commercekit.yml"]
+    assert f":{PROMETHEUS_PORT}/" in " ".join(prometheus["healthcheck"]["test"])
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    grafana = services()["grafana"]
+    provisioning = bound(grafana, "/etc/grafana/provisioning")
+    assert provisioning == (MONITORING / "grafana" / "provisioning").resolve()
+    datasources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["type"] == "prometheus"
+    assert urlsplit(source["url"]).netloc == f"prometheus:{PROMETHEUS_PORT}"
+    assert set(depends_on(grafana)) == {"prometheus"}
+
+    providers = yaml.safe_load((provisioning / "dashboards" / "commercekit.yml").read_text())
+    (provider,) = providers["providers"]
+    folder = bound(grafana, provider["options"]["path"])
+    assert folder == (MONITORING / "grafana" / "dashboards").resolve()
+    dashboards = sorted(folder.glob("*.json"))
+    assert dashboards
+    home = environment(grafana, {})["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(provider["options"]["path"] + "/")
+    assert (folder / home.rsplit("/", 1)[1]) in dashboards
+    for path in dashboards:
+        panels = json.loads(path.read_text())["panels"]
+        used = {
+            (panel.get("datasource") or {}).get("uid") for panel in panels if panel["type"] != "row"
+        }
+        assert used == {source["uid"]}, path.name
+    assert f":{GRAFANA_PORT}/" in " ".join(grafana["healthcheck"]["test"])
 
 
 # ---------------------------------------------------------------- the image
