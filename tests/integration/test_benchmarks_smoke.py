@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+from benchmarks import kafka as kafka_benchmark
 from benchmarks.__main__ import run_benchmarks, smoke_config
 from benchmarks.systems import Urls
 
-from commercekit.testing.servers import PostgresServer, RedisServer
+from commercekit.testing.servers import KafkaServer, PostgresServer, RedisServer
 
 
 async def test_smoke_run_holds_the_invariants(
@@ -32,3 +33,15 @@ async def test_smoke_run_holds_the_invariants(
     # The naive baseline may oversell; the measurement must be there either way.
     assert all(isinstance(r["oversold"], int) and r["oversold"] >= 0 for r in naive)
     assert all("oversold" in r["sellout"] for r in naive)
+
+
+async def test_the_kafka_benchmark_settles_every_payment(
+    kafka_server: KafkaServer, redis_server: RedisServer, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.create_database(f"bench_{uuid.uuid4().hex[:10]}")
+    redis_url = redis_server.url.rsplit("/", 1)[0] + "/7"
+    database_url = database.replace("postgresql://", "postgresql+asyncpg://", 1)
+    result = await kafka_benchmark.run(kafka_server, database_url, redis_url, 200, 8)
+    rates = result["events_per_second"]
+    assert set(rates) == {"publish", "consume", "consume+claim", "settle"}
+    assert all(rate > 0 for rate in rates.values()), rates  # and the settle phase sold all 200
