@@ -1,4 +1,9 @@
-"""What every bus does with one message: decode, filter, call the handler, retry."""
+"""What every bus does with one message: decode, filter, call the handler, retry.
+
+Each call of the handler runs in a span of its own, a child of the event's
+``traceparent`` (or the root of a new trace for an event without one): what
+the handler publishes carries the event's trace id.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from commercekit import tracing
 from commercekit.errors import ConfigurationError, MalformedEvent, NotReadyYet
 from commercekit.events.bus import EventRetry, Handler
 from commercekit.events.catalog import Catalog
@@ -89,7 +95,8 @@ async def _call(
     while True:
         attempt += 1
         try:
-            await handler(event)
+            with _handler_span(event):
+                await handler(event)
         except NotReadyYet as exc:
             reason = f"{type(exc).__name__}: {exc}"
             return Delivery(Outcome.DEFERRED, attempt, reason[:1000], type(exc).__name__, exc.wait)
@@ -116,3 +123,18 @@ async def _call(
                 return Delivery(Outcome.ABORTED, attempt)
         else:
             return Delivery(Outcome.HANDLED, attempt + outage)
+
+
+def _handler_span(event: Envelope[Any]) -> contextlib.AbstractContextManager[tracing.TraceContext]:
+    """The consumer span one call of a handler runs in."""
+    return tracing.start_span(
+        f"{event.type} process",
+        event.trace,
+        kind="consumer",
+        attributes={
+            "messaging.operation.type": "process",
+            "cloudevents.event_id": event.id,
+            "cloudevents.event_source": event.source,
+            "cloudevents.event_type": event.type,
+        },
+    )

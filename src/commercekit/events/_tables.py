@@ -24,6 +24,8 @@ class OutboxMessage(Base):
     event_type: Mapped[str] = mapped_column(String(200))
     key: Mapped[str] = mapped_column(String(500))
     body: Mapped[str] = mapped_column(Text())
+    trace_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    """The trace id of the event's ``traceparent``: finds the events of one request's trace."""
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

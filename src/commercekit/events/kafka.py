@@ -9,7 +9,8 @@ async with bus:
 ```
 
 Producer: idempotent, ``acks=all``; the key is the event's partition key, the
-value the envelope's JSON (CloudEvents structured mode). Consumers: one
+value the envelope's JSON (CloudEvents structured mode), the headers its
+content type and trace context (``traceparent``, ``tracestate``). Consumers: one
 aiokafka consumer per subscription, auto-commit off; offsets are committed
 after the handlers returned, after each batch and before a rebalance takes
 partitions away. See `commercekit.events.bus` for the full semantics.
@@ -35,7 +36,7 @@ from commercekit.errors import (
 from commercekit.events._dispatch import check_group
 from commercekit.events.bus import DeadLetter, EventRetry, Handler
 from commercekit.events.catalog import TopicNames
-from commercekit.events.envelope import CONTENT_TYPE, Envelope
+from commercekit.events.envelope import Envelope
 
 try:
     from aiokafka import AIOKafkaProducer
@@ -51,7 +52,6 @@ __all__ = ["KafkaEventBus", "create_topics"]
 log = logging.getLogger("commercekit.events")
 
 _TOPIC_ALREADY_EXISTS = 36
-_HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
 
 async def create_topics(
@@ -182,9 +182,17 @@ class KafkaEventBus(AsyncLifecycle):
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> None:
-        """Publish events in order, wait for every acknowledgement (see `EventBus`)."""
+        """Publish events in order, wait for every acknowledgement (see `EventBus`).
+
+        An event without a ``traceparent`` gets the current trace context's;
+        it travels in the envelope and as the record's ``traceparent`` header.
+        """
+        stamped = [e.in_trace() for e in events]
         await self._send(
-            [(self.topics.for_type(e.type), e.key.encode(), e.to_json(), _HEADERS) for e in events]
+            [
+                (self.topics.for_type(e.type), e.key.encode(), e.to_json(), e.headers())
+                for e in stamped
+            ]
         )
 
     async def _send(self, records: list[tuple[str, bytes | None, bytes | None, Any]]) -> None:

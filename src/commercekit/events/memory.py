@@ -31,7 +31,7 @@ from commercekit.events._deferral import Deferrals
 from commercekit.events._dispatch import Delivery, Outcome, check_group, deliver
 from commercekit.events.bus import DeadLetter, EventRetry, Handler
 from commercekit.events.catalog import TopicNames
-from commercekit.events.envelope import CONTENT_TYPE, Envelope
+from commercekit.events.envelope import Envelope
 
 __all__ = ["InMemoryEventBus", "Record"]
 
@@ -96,11 +96,15 @@ class InMemoryEventBus(AsyncLifecycle):
         await self.publish_many([event])
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> None:
-        """Append events to their topics, in order (see `EventBus.publish_many`)."""
-        headers = (("content-type", CONTENT_TYPE.encode()),)
+        """Append events to their topics, in order (see `EventBus.publish_many`).
+
+        An event without a ``traceparent`` gets the current trace context's.
+        """
         for event in events:
-            topic = self.topics.for_type(event.type)
-            self._append(topic, Record(event.key.encode(), event.to_json(), headers))
+            stamped = event.in_trace()
+            topic = self.topics.for_type(stamped.type)
+            record = Record(stamped.key.encode(), stamped.to_json(), tuple(stamped.headers()))
+            self._append(topic, record)
         await self._notify()
 
     async def publish_raw(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:

@@ -38,12 +38,14 @@ class ObservedEventBus(AsyncLifecycle):
         self.plugins = plugins
 
     async def publish(self, event: Envelope[Any]) -> None:
-        """See `EventBus.publish`; reported once acknowledged."""
+        """See `EventBus.publish`; reported once acknowledged, with its trace context."""
+        event = event.in_trace()
         await self.bus.publish(event)
         self.plugins.event_published(event)
 
     async def publish_many(self, events: Sequence[Envelope[Any]]) -> None:
         """See `EventBus.publish_many`; each reported once all are acknowledged."""
+        events = [event.in_trace() for event in events]
         await self.bus.publish_many(events)
         for event in events:
             self.plugins.event_published(event)

@@ -18,6 +18,8 @@ sent in the same transaction. While Kafka is down the rows wait, and the
 relay retries with backoff; once it is back, everything is delivered. A
 publish that failed half-way is retried whole, so an event may be published
 twice: consumers deduplicate by event id (`commercekit.events.idempotency`).
+An event keeps the trace context it was added in (its ``traceparent``), so
+its consumers continue the request's trace however late the relay sends it.
 
 On PostgreSQL, `Outbox.add` also sends a ``NOTIFY`` on `OUTBOX_CHANNEL`,
 which PostgreSQL delivers when (and only if) the transaction commits; every
@@ -82,17 +84,24 @@ class Outbox:
     async def add(self, session: AsyncSession, *events: Envelope[Any]) -> None:
         """Add events to the session's transaction; they are sent once it commits.
 
+        An event without a ``traceparent`` is stamped with the current trace
+        context now (the relay that publishes it later runs in none); the
+        row's ``trace_id`` finds an order's events in the table.
+
         Raises:
             UnknownEventType: an event's type is not in the catalog.
         """
         for event in events:
             self.catalog[event.type]  # refuse a type the relay could not decode
+            stamped = event.in_trace()
+            trace = stamped.trace
             session.add(
                 OutboxMessage(
-                    event_id=event.id,
-                    event_type=event.type,
-                    key=event.key,
-                    body=event.to_json().decode(),
+                    event_id=stamped.id,
+                    event_type=stamped.type,
+                    key=stamped.key,
+                    body=stamped.to_json().decode(),
+                    trace_id=None if trace is None else trace.trace_id,
                 )
             )
         await session.flush()

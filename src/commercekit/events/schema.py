@@ -1,5 +1,8 @@
 """The catalog as documents: JSON Schema per event, an AsyncAPI 3.0 description.
 
+The AsyncAPI document describes each message's envelope (its ``traceparent``
+and ``tracestate`` attributes included) and its Kafka record headers.
+
 ```python
 from commercekit.events.schema import asyncapi, payload_schemas, write_schemas
 
@@ -22,9 +25,15 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from commercekit import tracing
 from commercekit._version import __version__
 from commercekit.events.catalog import CATALOG, Catalog, EventPayload, TopicNames
-from commercekit.events.envelope import CONTENT_TYPE, Envelope
+from commercekit.events.envelope import (
+    CONTENT_TYPE,
+    TRACEPARENT_DESCRIPTION,
+    TRACESTATE_DESCRIPTION,
+    Envelope,
+)
 
 __all__ = [
     "asyncapi",
@@ -96,6 +105,7 @@ def asyncapi(
             "summary": (model.__doc__ or "").strip().splitlines()[0],
             "contentType": CONTENT_TYPE,
             "payload": {"$ref": envelope_ref},
+            "headers": {"$ref": "#/components/schemas/RecordHeaders"},
             "bindings": {
                 "kafka": {
                     "key": {"type": "string", "description": f"the {model.key_field}"},
@@ -133,7 +143,32 @@ def asyncapi(
         "defaultContentType": CONTENT_TYPE,
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {"messages": messages, "schemas": {**schemas, **_record_headers()}},
+    }
+
+
+def _record_headers() -> dict[str, JsonSchema]:
+    """The Kafka record headers every event carries (the trace context repeats the envelope's)."""
+    return {
+        "RecordHeaders": {
+            "type": "object",
+            "title": "Record headers",
+            "properties": {
+                "content-type": {"const": CONTENT_TYPE, "type": "string"},
+                "traceparent": {
+                    "type": "string",
+                    "pattern": tracing.TRACEPARENT_PATTERN,
+                    "description": TRACEPARENT_DESCRIPTION,
+                },
+                "tracestate": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": tracing.TRACESTATE_MAX_LENGTH,
+                    "description": TRACESTATE_DESCRIPTION,
+                },
+            },
+            "required": ["content-type"],
+        }
     }
 
 

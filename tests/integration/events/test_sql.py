@@ -75,12 +75,19 @@ async def test_migrate_creates_the_events_tables(postgres_server: PostgresServer
     finally:
         await engine.dispose()
     assert {"commercekit_outbox", "commercekit_processed_events"} <= info["tables"]
-    assert {"id", "event_id", "event_type", "key", "body", "created_at", "sent_at"} == info[
-        "outbox"
-    ]
+    assert {
+        "id",
+        "event_id",
+        "event_type",
+        "key",
+        "body",
+        "trace_id",
+        "created_at",
+        "sent_at",
+    } == info["outbox"]
     assert [u["column_names"] for u in info["outbox_unique"]] == [["event_id"]]
     assert info["processed_pk"]["constrained_columns"] == ["consumer", "event_id"]
-    assert "events_0001" in heads
+    assert "events_0002" in heads
 
 
 async def _effects_table(engine: AsyncEngine) -> None:
