@@ -8,6 +8,7 @@ service that sets its own Cache-Control) are proven too.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,7 +62,7 @@ def stub() -> Iterator[Stub]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, stub: Stub) -> Iterator[httpx.Client]:
+def nginx(tmp_path: Path, stub: Stub) -> Iterator[NginxServer]:
     reason = NginxServer.missing()
     if reason is not None:
         pytest.skip(reason)
@@ -73,10 +74,13 @@ def gateway(tmp_path: Path, stub: Stub) -> Iterator[httpx.Client]:
         "PAYMENT_SERVICE": address,
         "AUTH_CACHE_DIR": str(tmp_path / "cache"),
     }
-    with (
-        NginxServer(tmp_path / "nginx", GATEWAY_CONFIG, variables=variables) as nginx,
-        httpx.Client(base_url=nginx.url, timeout=15) as client,
-    ):
+    with NginxServer(tmp_path / "nginx", GATEWAY_CONFIG, variables=variables) as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(nginx: NginxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=nginx.url, timeout=15) as client:
         yield client
 
 
@@ -137,3 +141,92 @@ def test_a_service_redirect_is_made_relative(gateway: httpx.Client, stub: Stub) 
     stub.answers["/api/v1/products/"] = (307, {"Location": "http://refapp_inventory/api/v1/x"})
     answer = gateway.get("/api/v1/products/", headers={"Host": "evil.example"})
     assert answer.headers["location"] == "/api/v1/x"
+
+
+# ---------------------------------------------------------------- W3C Trace Context
+
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+
+
+def test_a_valid_traceparent_and_its_tracestate_reach_the_service_and_the_token_check(
+    gateway: httpx.Client, stub: Stub
+) -> None:
+    stub.answers[VERIFY] = OK
+    stub.answers["/api/v1/inventory/reserve"] = (201, {})
+    answer = gateway.post(
+        "/api/v1/inventory/reserve",
+        headers={
+            "Authorization": "Bearer t",
+            "traceparent": CLIENT_TRACEPARENT,
+            "tracestate": "shop=checkout,rojo=00f067aa0ba902b7",
+            "X-User-Id": "someone-else",
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    assert [s["path"] for s in stub.seen] == [VERIFY, "/api/v1/inventory/reserve"]
+    for seen in stub.seen:
+        assert seen["traceparent"] == CLIENT_TRACEPARENT
+        assert seen["tracestate"] == "shop=checkout,rojo=00f067aa0ba902b7"
+    assert stub.seen[1]["X-User-Id"] == "u-1"  # still the token check's, never the client's
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        f"00-{CLIENT_TRACE.upper()}-00f067aa0ba902b7-01",  # upper-case hex
+        f"01-{CLIENT_TRACE}-00f067aa0ba902b7-01",  # a version it does not speak
+        f"ff-{CLIENT_TRACE}-00f067aa0ba902b7-01",
+        f"00-{'0' * 32}-00f067aa0ba902b7-01",  # all-zero trace id
+        f"00-{CLIENT_TRACE}-{'0' * 16}-01",  # all-zero parent id
+        f"00-{CLIENT_TRACE[:31]}-00f067aa0ba902b7-01",
+        f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01-extra",
+        "00-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz-00f067aa0ba902b7-01",
+        "<script>",
+    ],
+)
+def test_an_invalid_traceparent_is_replaced_by_a_new_trace_from_the_request_id(
+    gateway: httpx.Client, stub: Stub, traceparent: str
+) -> None:
+    stub.answers["/api/v1/products"] = (200, {})
+    answer = gateway.get(
+        "/api/v1/products", headers={"traceparent": traceparent, "tracestate": "shop=1"}
+    )
+    assert answer.status_code == 200
+    (seen,) = stub.seen
+    match = TRACEPARENT.match(seen["traceparent"])
+    assert match is not None, seen["traceparent"]
+    request_id = answer.headers["x-request-id"]
+    assert match.groups() == (request_id, request_id[16:])
+    assert match.group(1) not in traceparent
+    assert "tracestate" not in seen  # it belonged to the refused traceparent
+
+
+def test_without_a_traceparent_each_request_starts_its_own_trace(
+    nginx: NginxServer, gateway: httpx.Client, stub: Stub
+) -> None:
+    stub.answers["/api/v1/products"] = (200, {})
+    answers = [gateway.get("/api/v1/products") for _ in range(3)]
+    traces = [TRACEPARENT.match(s["traceparent"]) for s in stub.seen]
+    assert all(traces)
+    trace_ids = [t.group(1) for t in traces if t is not None]
+    assert trace_ids == [a.headers["x-request-id"] for a in answers]
+    assert len(set(trace_ids)) == 3
+    gateway.get("/api/v1/products", headers={"traceparent": CLIENT_TRACEPARENT})
+    logged = [
+        json.loads(line) for line in nginx.log_path.read_text().splitlines() if line.startswith("{")
+    ]
+    assert [entry["trace_id"] for entry in logged[-4:]] == [*trace_ids, CLIENT_TRACE]
+
+
+def test_the_gateways_own_answers_keep_their_json_bodies_with_a_traceparent(
+    gateway: httpx.Client, stub: Stub
+) -> None:
+    answer = gateway.get("/nowhere", headers={"traceparent": CLIENT_TRACEPARENT})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    stub.answers[VERIFY] = (401, {})
+    refused = gateway.post("/api/v1/payment", headers={"traceparent": "garbage"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "unauthorized"

@@ -17,6 +17,7 @@ from reference_app.launch import (
 from commercekit.errors import ConfigurationError
 from commercekit.testing.servers import NginxServer
 from commercekit.testing.servers.nginx import render_template
+from commercekit.tracing import TraceContext
 
 UPSTREAMS = {name: f"127.0.0.1:{9000 + i}" for i, name in enumerate(PLACEHOLDERS)}
 
@@ -104,3 +105,35 @@ def test_the_services_get_a_fixed_host_never_the_clients() -> None:
     config = GATEWAY_CONFIG.read_text()
     assert "$host" not in config.replace("$http_", "")
     assert config.count("proxy_set_header Host $proxy_host") == 2  # the services, the auth check
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENTS = [
+    f"00-{TRACE}-00f067aa0ba902b7-01",
+    f"00-{TRACE}-00f067aa0ba902b7-00",
+    f"00-{TRACE.upper()}-00f067aa0ba902b7-01",
+    f"01-{TRACE}-00f067aa0ba902b7-01",
+    f"00-{'0' * 32}-00f067aa0ba902b7-01",
+    f"00-{TRACE}-{'0' * 16}-01",
+    f"00-{TRACE}-00f067aa0ba902b7-1",
+    f"00-{TRACE}-00f067aa0ba902b7-01-",
+    f"00-{TRACE[:-1]}-00f067aa0ba902b7-01",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", TRACEPARENTS)
+def test_the_gateway_keeps_exactly_the_traceparents_the_library_accepts(value: str) -> None:
+    config = GATEWAY_CONFIG.read_text()
+    block = re.search(r"map \$http_traceparent \$refapp_trace_kept \{\n(.*?)\n\}", config, re.S)
+    assert block is not None
+    (pattern,) = re.findall(r'"~(.*)"\s+1;', block.group(1))
+    assert (re.search(pattern, value) is not None) == (TraceContext.from_headers(value) is not None)
+
+
+def test_the_trace_context_reaches_the_services_and_the_token_check() -> None:
+    config = GATEWAY_CONFIG.read_text()
+    assert config.count("proxy_set_header traceparent $refapp_traceparent;") == 2
+    assert config.count("proxy_set_header tracestate $refapp_tracestate") == 2
+    assert '"trace_id":"$refapp_trace_id"' in config  # in the access log
+    assert "$http_traceparent;" in config.split("$refapp_traceparent {")[1].split("}")[0]
