@@ -7,7 +7,8 @@ CommerceKitError
 ├── InvalidRequest            bad input, refused before any backend is touched (a ValueError)
 ├── BackendUnavailable        Redis, PostgreSQL or Kafka cannot be reached now: retry later
 │   ├── RedisDataLost         Redis lost its reservation data; the ledger must restore it
-│   └── UnsupportedRecordVersion  a newer release wrote this hold's record (a rolling deploy)
+│   ├── UnsupportedRecordVersion  a newer release wrote this hold's record (a rolling deploy)
+│   └── NotReplicated         Redis did not copy a write to enough replicas in time
 └── ReservationError
     ├── OutOfStock            some lines cannot be held; .short names them
     ├── ReservationNotFound   no reservation has this id
@@ -102,6 +103,7 @@ __all__ = [
     "MalformedEvent",
     "MissingExtraError",
     "NotReadyYet",
+    "NotReplicated",
     "OutOfStock",
     "PaymentConflict",
     "PaymentDeclined",
@@ -185,6 +187,26 @@ class UnsupportedRecordVersion(BackendUnavailable):
         self.reservation_id = reservation_id
         self.version = version
         self.supported = supported
+
+
+class NotReplicated(BackendUnavailable):
+    """A write reached the Redis master, but not enough replicas in time: not acknowledged.
+
+    Raised by a `RedisReservationStore` created with ``replicas=`` when
+    ``WAIT`` reports fewer replicas than asked for. A failover could lose
+    the write, so the call reports nothing done: a reserve's hold is
+    released (best effort), and a retry is safe. While a master's replicas
+    are down, every write to it is refused this way.
+
+    Attributes:
+        replicas: how many replicas had the write when the wait ended.
+        wanted: how many the store asks for.
+    """
+
+    def __init__(self, message: str, *, replicas: int, wanted: int) -> None:
+        super().__init__(message)
+        self.replicas = replicas
+        self.wanted = wanted
 
 
 # ---------------------------------------------------------------- reservations

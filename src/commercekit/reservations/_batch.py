@@ -9,18 +9,23 @@ together (many clients resumed by one batch of replies) share one round trip.
 `ScriptPipeline` uses it to send the EVALSHAs of concurrent reservation calls
 in one non-transactional Redis pipeline. Each script is still atomic on its
 own; the pipeline only saves round trips and per-call client overhead.
+`ReplicatedScriptPipeline` ends each pipeline with ``WAIT`` on the same
+connection, so a batch's writes count only once replicas have them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import PipelineCommand
 
+from commercekit.errors import BackendUnavailable, NotReplicated
 from commercekit.reservations._lua import Script
 
 _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
@@ -29,7 +34,7 @@ try:  # C packing when hiredis is installed (redis-py uses it the same way)
 except ImportError:  # pragma: no cover - depends on the installed extras
     _hiredis_pack = None
 
-__all__ = ["Coalescer", "ScriptPipeline"]
+__all__ = ["Coalescer", "ReplicatedScriptPipeline", "ScriptPipeline", "Unreplicated"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -121,6 +126,7 @@ class Coalescer(Generic[T, R]):
 
 _Call = tuple[Script, Sequence[str], Sequence[object]]
 _RELOADS = 3  # a script flushed again between loading and running it is loaded again
+_REDIRECTS = 3  # a call MOVED to another node is sent there, at most this many times
 
 
 class ScriptPipeline:
@@ -191,6 +197,153 @@ class ScriptPipeline:
             await pool.release(conn)
 
 
+class Unreplicated(NotReplicated):
+    """`NotReplicated` for one script call, with what the script answered on the master."""
+
+    def __init__(self, reply: Any, *, replicas: int, wanted: int) -> None:
+        super().__init__(
+            f"redis did not confirm the write on {wanted} replica(s) in time "
+            f"({replicas} had it); it was not acknowledged",
+            replicas=replicas,
+            wanted=wanted,
+        )
+        self.reply = reply
+
+
+class ReplicatedScriptPipeline(ScriptPipeline):
+    """A `ScriptPipeline` whose writes count only once `replicas` replicas have them.
+
+    Each pipeline ends with ``WAIT replicas timeout_ms`` on the connection
+    that carried its scripts (WAIT covers the writes of its own connection
+    only). If WAIT reports fewer replicas, every call of that pipeline gets
+    `Unreplicated` (with its script's reply) instead of its reply; error
+    replies stay as they are (the script wrote nothing).
+
+    On a Redis Cluster client the calls are grouped by the master that
+    serves their slot, and each group goes, with its WAIT, over one
+    connection of that node (redis-py's cluster pipeline would send WAIT to
+    every node on other connections). A MOVED reply updates the client's
+    slot map and sends the call again; an unreachable node marks the map
+    stale (refreshed before the next pipeline) and fails its calls with
+    `BackendUnavailable`.
+
+    Args:
+        client: as for `ScriptPipeline`.
+        replicas: replicas that must have each write.
+        timeout_ms: how long WAIT waits for them (0: forever, which is refused).
+        limit: at most this many calls in one pipeline.
+    """
+
+    def __init__(self, client: Any, *, replicas: int, timeout_ms: int, limit: int = 256) -> None:
+        super().__init__(client, limit=limit)
+        self._replicas = replicas
+        self._timeout_ms = timeout_ms
+        self._wait = _pack_command("WAIT", replicas, timeout_ms)
+        self._cluster = hasattr(client, "nodes_manager")
+        self._stale = False
+
+    async def _execute(self, calls: list[_Call]) -> list[Any]:
+        if self._cluster:
+            return await self._execute_cluster(calls)
+        if self._direct:
+            conn = await _get_connection(self._client.connection_pool)
+            try:
+                packed = [_pack(*call) for call in calls]
+                packed.append(self._wait)
+                await conn.send_packed_command(b"".join(packed))
+                replies = await _read_replies(conn, len(calls) + 1)
+            except BaseException:
+                await conn.disconnect()  # replies may be left unread on it
+                raise
+            finally:
+                await self._client.connection_pool.release(conn)
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for script, keys, args in calls:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", self._replicas, self._timeout_ms)
+                replies = await pipe.execute(raise_on_error=False)
+        return self._checked(replies[:-1], replies[-1])
+
+    def _checked(self, replies: list[Any], acked: Any) -> list[Any]:
+        """The replies, each turned into `Unreplicated` unless WAIT counted enough replicas."""
+        if type(acked) is int and acked >= self._replicas:
+            return replies
+        count = acked if type(acked) is int else 0
+        return [
+            reply
+            if isinstance(reply, BaseException)
+            else Unreplicated(reply, replicas=count, wanted=self._replicas)
+            for reply in replies
+        ]
+
+    async def _execute_cluster(self, calls: list[_Call]) -> list[Any]:
+        client = self._client
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(_REDIRECTS):
+            if self._stale:
+                await self._refresh(None)
+            await client.initialize()  # a no-op once the client knows its nodes
+            groups: dict[Any, list[int]] = {}
+            for i in todo:
+                try:
+                    node = client.nodes_manager.get_node_from_slot(client.keyslot(calls[i][1][0]))
+                except redis_errors.RedisClusterException as exc:  # slot not covered
+                    self._stale = True
+                    replies[i] = BackendUnavailable(f"redis cluster: {exc}")
+                    continue
+                groups.setdefault(node, []).append(i)
+
+            async def send(node: Any, indices: list[int]) -> None:
+                commands = [
+                    PipelineCommand(n, "EVALSHA", calls[i][0].sha, len(calls[i][1]),
+                                    *calls[i][1], *calls[i][2])
+                    for n, i in enumerate(indices)
+                ]  # fmt: skip
+                commands.append(PipelineCommand(len(indices), "WAIT", self._replicas,
+                                                self._timeout_ms))  # fmt: skip
+                try:
+                    await node.execute_pipeline(commands)
+                except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                    node.update_active_connections_for_reconnect()
+                    await node.disconnect_free_connections()
+                    await self._refresh(node.name)
+                    for i in indices:
+                        replies[i] = BackendUnavailable(f"redis node {node.name}: {exc}")
+                    return
+                results = [command.result for command in commands]
+                for i, reply in zip(indices, self._checked(results[:-1], results[-1]),
+                                    strict=True):  # fmt: skip
+                    replies[i] = reply
+
+            await asyncio.gather(*(send(node, indices) for node, indices in groups.items()))
+            todo = []
+            for i, reply in enumerate(replies):
+                if isinstance(reply, redis_errors.MovedError):  # not run: the slot moved
+                    await client.nodes_manager.move_slot(reply)
+                    todo.append(i)
+                elif isinstance(reply, redis_errors.ClusterDownError):
+                    self._stale = True
+            if not todo:
+                break
+        return replies
+
+    async def _refresh(self, failed: str | None) -> None:
+        """Read the cluster's slot map again (now, and before the next pipeline if it fails)."""
+        self._stale = True
+        with contextlib.suppress(Exception):  # mid-failover: try again next time
+            await self._client.nodes_manager.initialize(last_failed_node_name=failed)
+            self._stale = False
+
+
+async def _get_connection(pool: Any) -> Any:
+    try:
+        return await pool.get_connection()
+    except TypeError:  # pragma: no cover - redis-py < 5.3 wants a command name
+        return await pool.get_connection("EVALSHA")
+
+
 async def _read_replies(conn: Any, count: int) -> list[Any]:
     """Read `count` replies; an error reply is returned in its place, not raised.
 
@@ -229,6 +382,15 @@ def _pack(script: Script, keys: Sequence[str], args: Sequence[object]) -> bytes:
         except TypeError:  # an argument hiredis does not take
             pass
     return _pack_python(script, keys, args)
+
+
+def _pack_command(*args: str | int) -> bytes:
+    """Any command as RESP (str and int arguments)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 def _pack_python(script: Script, keys: Sequence[str], args: Sequence[object]) -> bytes:

@@ -34,6 +34,7 @@ from commercekit.errors import (
     InvalidRequest,
     InvalidTransition,
     MissingExtraError,
+    NotReplicated,
     OutOfStock,
     RedisDataLost,
     ReservationNotFound,
@@ -62,7 +63,11 @@ from commercekit.transient import is_transient
 try:
     from redis import exceptions as redis_errors
 
-    from commercekit.reservations._batch import ScriptPipeline
+    from commercekit.reservations._batch import (
+        ReplicatedScriptPipeline,
+        ScriptPipeline,
+        Unreplicated,
+    )
     from commercekit.reservations._lua import SCRIPTS, Script
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("redis", __name__) from exc
@@ -80,6 +85,11 @@ def _refuse_newer(reply: _Record) -> None:
     """A script's ``RECORD_VERSION`` answer as `UnsupportedRecordVersion`."""
     if reply.get("err") == "RECORD_VERSION":
         raise UnsupportedRecordVersion(reply["id"], int(reply["v"]), int(reply["max"]))
+
+
+def _public(exc: Unreplicated) -> NotReplicated:
+    """The `NotReplicated` a caller gets (without the script's reply)."""
+    return NotReplicated(str(exc), replicas=exc.replicas, wanted=exc.wanted)
 
 
 def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -> Reservation:
@@ -128,6 +138,15 @@ class RedisReservationStore:
             round trips and client overhead (several times the throughput
             of one process), at the price of one event-loop tick of latency.
         pipeline_limit: at most this many calls in one pipeline.
+        replicas: acknowledge a write only once this many replicas of its
+            master have it (``WAIT`` on the connection of the write), so a
+            failover cannot lose it; otherwise the call raises
+            `NotReplicated` (a reserve's hold is released first, best
+            effort). 0 (the default) acknowledges what the master wrote.
+            Writes then always go through the pipeline (calls made together
+            share one WAIT), whatever `pipeline` says.
+        replica_timeout: how long a write waits for its replicas before
+            `NotReplicated`; keep it below the client's socket timeout.
     """
 
     def __init__(
@@ -142,6 +161,8 @@ class RedisReservationStore:
         guarded: bool = False,
         pipeline: bool = False,
         pipeline_limit: int = 256,
+        replicas: int = 0,
+        replica_timeout: dt.timedelta = dt.timedelta(seconds=1),
     ) -> None:
         if not prefix or any(c in prefix for c in "{}"):
             raise InvalidRequest(f"prefix must be non-empty and without braces: {prefix!r}")
@@ -149,6 +170,11 @@ class RedisReservationStore:
             raise InvalidRequest(f"pipeline_limit must be at least 1, got {pipeline_limit}")
         if not 1 <= shards <= 1024:
             raise InvalidRequest(f"shards must be between 1 and 1024, got {shards}")
+        if replicas < 0:
+            raise InvalidRequest(f"replicas must be 0 or more, got {replicas}")
+        wait_ms = int(replica_timeout.total_seconds() * 1000)
+        if wait_ms < 1:  # WAIT 0 would wait forever
+            raise InvalidRequest(f"replica_timeout must be at least 1 ms, got {replica_timeout}")
         self._redis = redis
         self.prefix = prefix
         self.shards = shards
@@ -161,7 +187,14 @@ class RedisReservationStore:
         self._bases = [f"{prefix}:{{s{shard}}}:" for shard in range(shards)]
         self._dues = [f"{base}due" for base in self._bases]
         self.pipeline = pipeline
-        self._pipeline = ScriptPipeline(redis, limit=pipeline_limit) if pipeline else None
+        self.replicas = replicas
+        self._pipeline: ScriptPipeline | None = None
+        if replicas:
+            self._pipeline = ReplicatedScriptPipeline(
+                redis, replicas=replicas, timeout_ms=wait_ms, limit=pipeline_limit
+            )
+        elif pipeline:
+            self._pipeline = ScriptPipeline(redis, limit=pipeline_limit)
         self._loading = asyncio.Lock()
         self._loaded = False
 
@@ -225,6 +258,10 @@ class RedisReservationStore:
                 raw = await self._scripts[name](self._redis, keys, args)
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
+        except Unreplicated as exc:
+            if name == "reserve":
+                raise  # the caller undoes the hold it made
+            raise _public(exc) from None
         except redis_errors.ResponseError as exc:
             if "NOTHYDRATED" in str(exc):
                 raise RedisDataLost(str(exc)) from None
@@ -372,7 +409,11 @@ class RedisReservationStore:
         ]  # fmt: skip
         for line in lines:
             args += (line.sku, line.quantity)
-        reply = await self._run("reserve", (due, idem), args)
+        try:
+            reply = await self._run("reserve", (due, idem), args)
+        except Unreplicated as exc:
+            await self._undo_unreplicated(exc.reply, shard, rid, role=role, owner=owner, key=key)
+            raise _public(exc) from None
         error = reply.get("err")
         if error is None:
             record: _Record = reply["reservation"]
@@ -385,6 +426,24 @@ class RedisReservationStore:
         if error == "IDEMPOTENCY_EXPIRED":
             raise ReservationNotFound(reply["id"])
         raise BackendUnavailable(f"reserve failed: {error}")  # DUPLICATE_ID: a uuid4 collision
+
+    async def _undo_unreplicated(
+        self, raw: Any, shard: int, rid: str, *, role: str, owner: str, key: str | None
+    ) -> None:
+        """Undo, best effort, the hold a reserve made but its replicas may not have.
+
+        A hold the undo misses stays until its deadline (the sweeper returns
+        its units then); a replayed hold (another call's) is left alone.
+        """
+        with contextlib.suppress(Exception):
+            reply = _decode(raw.decode() if type(raw) is bytes else raw)[0]
+            made = reply.get("reservation") if "err" not in reply else None
+            if made is None or made["id"] != rid:
+                return
+            if role == "single":
+                await self._transition_in(shard, rid, "release")
+            else:  # a parent still incomplete, or a part
+                await self._abort(shard, rid, owner, key if role == "parent" else None)
 
     async def _reserve_spread(
         self,
@@ -432,7 +491,12 @@ class RedisReservationStore:
             with contextlib.suppress(Exception):
                 await self._abort(home, rid, owner, key)
             raise
-        reply = await self._transition_in(home, rid, "complete")
+        try:
+            reply = await self._transition_in(home, rid, "complete")
+        except NotReplicated:
+            with contextlib.suppress(Exception):
+                await self._call(home, rid, "release")  # its parts follow
+            raise
         completed: _Record = reply["reservation"]
         return completed
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from commercekit.testing.servers._base import (
@@ -95,20 +96,34 @@ class RedisServer(Server):
 class RedisClusterServer:
     """A real Redis Cluster: `masters` ``redis-server`` nodes joined by ``redis-cli``.
 
-    No replicas; each master owns a share of the 16,384 slots. Use it with
-    ``redis.asyncio.RedisCluster.from_url(cluster.url)``.
+    Each master owns a share of the 16,384 slots; with `replicas`, each has
+    that many replicas (``--cluster-replicas``), in sync before `start`
+    returns. Use it with ``redis.asyncio.RedisCluster.from_url(cluster.url)``.
+
+    A failover, as a crash causes one::
+
+        old = cluster.master_of("stock:SKU-1")
+        cluster.kill(old)                              # SIGKILL
+        new = cluster.wait_for_failover(old)           # a replica took its slots
+        cluster.revive(old)                            # back, as new's replica
 
     Args:
         workdir: folder for the nodes' data and logs.
         masters: how many master nodes (at least 3, as Redis requires).
+        replicas: replicas per master (0, the default: none).
     """
 
     name = "redis-cluster"
     start_timeout = 30.0
 
-    def __init__(self, workdir: str | os.PathLike[str], *, masters: int = 3) -> None:
+    def __init__(
+        self, workdir: str | os.PathLike[str], *, masters: int = 3, replicas: int = 0
+    ) -> None:
         if masters < 3:
             raise ValueError("a Redis Cluster needs at least 3 masters")
+        if replicas < 0:
+            raise ValueError(f"replicas must be 0 or more, got {replicas}")
+        self.replicas = replicas
         root = Path(workdir)
         self.nodes = [
             RedisServer(
@@ -123,7 +138,7 @@ class RedisClusterServer:
                     str(free_port()),
                 ],
             )
-            for i in range(masters)
+            for i in range(masters * (1 + replicas))
         ]
 
     @classmethod
@@ -135,8 +150,9 @@ class RedisClusterServer:
 
     @property
     def url(self) -> str:
-        """A startup node's URL: ``redis://127.0.0.1:<port>``."""
-        return f"redis://{self.nodes[0].host}:{self.nodes[0].port}"
+        """A startup node's URL: ``redis://127.0.0.1:<port>`` (a running node's)."""
+        node = next((node for node in self.nodes if node.running), self.nodes[0])
+        return f"redis://{node.host}:{node.port}"
 
     @property
     def running(self) -> bool:
@@ -144,7 +160,10 @@ class RedisClusterServer:
         return all(node.running for node in self.nodes)
 
     def start(self) -> RedisClusterServer:
-        """Start the nodes, create the cluster and wait until every slot is served."""
+        """Start the nodes, create the cluster and wait until every slot is served.
+
+        With replicas, also wait until each replica is in sync with its master.
+        """
         reason = self.missing()
         if reason is not None:
             raise ServerNotAvailable(reason)
@@ -154,24 +173,119 @@ class RedisClusterServer:
             addresses = [f"{node.host}:{node.port}" for node in self.nodes]
             result = subprocess.run(
                 ["redis-cli", "--cluster", "create", *addresses,
-                 "--cluster-replicas", "0", "--cluster-yes"],
+                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                 capture_output=True, text=True, check=False, timeout=self.start_timeout,
             )  # fmt: skip
             if result.returncode != 0:
                 raise ServerStartError(f"redis-cli --cluster create failed:\n{result.stdout}")
-            deadline = time.monotonic() + self.start_timeout
-            while not (all(self._cluster_ok(node) for node in self.nodes) and self._agreed()):
-                if time.monotonic() > deadline:
-                    raise ServerStartError("the Redis Cluster did not reach cluster_state:ok")
-                time.sleep(0.1)
+            self._wait(self._healthy, "reach cluster_state:ok with every replica in sync")
         except BaseException:
             self.stop()
             raise
         return self
 
+    # ------------------------------------------------------------ topology
+    def _wait(self, done: Callable[[], bool], what: str, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while True:
+            with contextlib.suppress(OSError):
+                if done():
+                    return
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"the Redis Cluster did not {what}")
+            time.sleep(0.1)
+
+    def _live(self) -> list[RedisServer]:
+        return [node for node in self.nodes if node.running]
+
+    def _healthy(self) -> bool:
+        live = self._live()
+        if not all(self._cluster_ok(node) for node in live) or not self._agreed():
+            return False
+        return all(_info(node, "replication").get("master_link_status", "up") == "up"
+                   for node in live)  # fmt: skip
+
+    def _node_at(self, address: str) -> RedisServer | None:
+        return next((n for n in self.nodes if f"{n.host}:{n.port}" == address), None)
+
+    def _topology(self) -> list[tuple[RedisServer, str, str, list[tuple[int, int]]]]:
+        """Per known node, as a live node sees it: (node, id, master id or "-", slot ranges)."""
+        reply = _call(self._live()[0], "CLUSTER", "NODES").decode()
+        nodes = []
+        for line in reply.splitlines():
+            fields = line.split()
+            node = self._node_at(fields[1].split("@")[0])
+            if node is None:
+                continue
+            ranges = []
+            for spec in fields[8:]:
+                if spec.startswith("["):  # a slot being migrated
+                    continue
+                first, _, last = spec.partition("-")
+                ranges.append((int(first), int(last or first)))
+            master = "-" if "master" in fields[2].split(",") else fields[3]
+            nodes.append((node, fields[0], master, ranges))
+        return nodes
+
+    def keyslot(self, key: str) -> int:
+        """The slot of `key` (``CLUSTER KEYSLOT``)."""
+        return int(_call(self._live()[0], "CLUSTER", "KEYSLOT", key))
+
+    def master_of_slot(self, slot: int) -> RedisServer:
+        """The node that serves `slot` now, as the cluster sees it."""
+        for node, _id, master, ranges in self._topology():
+            if master == "-" and any(first <= slot <= last for first, last in ranges):
+                return node
+        raise LookupError(f"no master serves slot {slot}")
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves `key`'s slot now."""
+        return self.master_of_slot(self.keyslot(key))
+
+    def replicas_of(self, master: RedisServer) -> list[RedisServer]:
+        """The nodes that replicate `master`, as the cluster sees it."""
+        topology = self._topology()
+        ids = {node: node_id for node, node_id, _m, _r in topology}
+        return [node for node, _id, of, _r in topology if of == ids.get(master)]
+
+    def kill(self, node: RedisServer) -> None:
+        """SIGKILL one node, as a crash would (its replica takes over after the node timeout)."""
+        node.kill()
+
+    def wait_for_failover(self, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """Wait until a replica of the dead master `old` serves its slots; return it.
+
+        Waits until every live node says ``cluster_state:ok`` and agrees on
+        the slot map, and the promoted node serves every slot `old` served.
+        """
+        slots = [first for _n, _id, _m, ranges in self._topology() if _n is old
+                 for first, _last in ranges]  # fmt: skip
+        if not slots:
+            raise LookupError(f"{old} served no slots")
+        promoted: list[RedisServer] = []
+
+        def taken_over() -> bool:
+            if not (all(self._cluster_ok(n) for n in self._live()) and self._agreed()):
+                return False
+            owners = {self.master_of_slot(slot) for slot in slots}
+            promoted[:] = list(owners)
+            return len(owners) == 1 and old not in owners
+
+        self._wait(taken_over, f"fail {old} over to a replica", timeout)
+        return promoted[0]
+
+    def revive(self, node: RedisServer, timeout: float = 30.0) -> None:
+        """Start a killed node again; it rejoins as a replica and syncs before this returns.
+
+        The node comes back empty (no persistence) and takes a full copy
+        from the master that replaced it.
+        """
+        node.start()
+        self._wait(self._healthy, f"take {node} back in sync", timeout)
+
     def _agreed(self) -> bool:
-        """Whether every node has the same slot map (clients then see no MOVED)."""
-        node = self.nodes[0]
+        """Whether every live node has the same slot map (clients then see no MOVED)."""
+        node = self._live()[0]
         check = subprocess.run(
             ["redis-cli", "--cluster", "check", f"{node.host}:{node.port}"],
             capture_output=True, text=True, check=False, timeout=10,
@@ -180,15 +294,7 @@ class RedisClusterServer:
 
     @staticmethod
     def _cluster_ok(node: RedisServer) -> bool:
-        with socket.create_connection((node.host, node.port), timeout=1.0) as sock:
-            sock.sendall(b"CLUSTER INFO\r\n")
-            reply = b""
-            while b"cluster_state:" not in reply or not reply.endswith(b"\r\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        return b"cluster_state:ok" in reply
+        return _info(node, "cluster").get("cluster_state") == "ok"
 
     def stop(self) -> None:
         """Stop every node."""
@@ -200,3 +306,37 @@ class RedisClusterServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _call(node: RedisServer, *args: str, timeout: float = 5.0) -> bytes:
+    """One command in RESP on a raw socket; the reply's payload (a bulk string or a line)."""
+    packed = b"*%d\r\n" % len(args) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
+    )
+    with socket.create_connection((node.host, node.port), timeout=timeout) as sock:
+        sock.sendall(packed)
+        reply = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError(f"{node} closed the connection")
+            reply += chunk
+            head, sep, rest = reply.partition(b"\r\n")
+            if not sep:
+                continue
+            if head[:1] != b"$":
+                if head[:1] == b"-":
+                    raise OSError(f"{node} answered {head.decode()}")
+                return head[1:]
+            size = int(head[1:])
+            if size < 0:
+                return b""
+            if len(rest) >= size + 2:
+                return rest[:size]
+
+
+def _info(node: RedisServer, section: str) -> dict[str, str]:
+    """``INFO <section>`` (or ``CLUSTER INFO`` for "cluster") as a dict."""
+    args = ("CLUSTER", "INFO") if section == "cluster" else ("INFO", section)
+    text = _call(node, *args).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
