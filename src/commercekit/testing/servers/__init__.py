@@ -9,7 +9,8 @@ in a folder you give it, and is stopped (with its whole process group) by
     with RedisServer(workdir) as redis:
         print(redis.url)          # redis://127.0.0.1:40123/0
 
-`ServiceStack` starts several at once; ``commercekit services up`` runs one
+`KafkaCluster` runs several Kafka brokers in one cluster, to lose one;
+`ServiceStack` starts several servers at once; ``commercekit services up`` runs one
 from the shell and prints the URLs.
 """
 
@@ -21,6 +22,7 @@ from commercekit.testing.servers._base import (
     free_port,
 )
 from commercekit.testing.servers.kafka import KAFKA_VERSION, KafkaServer
+from commercekit.testing.servers.kafka_cluster import KafkaCluster
 from commercekit.testing.servers.nginx import NginxServer
 from commercekit.testing.servers.postgres import PostgresServer
 from commercekit.testing.servers.redis import RedisClusterServer, RedisServer
@@ -29,6 +31,7 @@ from commercekit.testing.servers.stack import SERVICE_NAMES, ServiceStack
 __all__ = [
     "KAFKA_VERSION",
     "SERVICE_NAMES",
+    "KafkaCluster",
     "KafkaServer",
     "NginxServer",
     "PostgresServer",

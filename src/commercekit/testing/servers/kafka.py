@@ -113,8 +113,9 @@ class KafkaServer(Server):
         assert libs is not None, "checked by missing()"
         return f"{libs}/*"  # expanded by the JVM, not by a shell
 
-    def _write_config(self) -> None:
-        props = {
+    def _properties(self) -> dict[str, str]:
+        """The ``server.properties`` of this node."""
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
@@ -135,6 +136,9 @@ class KafkaServer(Server):
             "auto.create.topics.enable": "true",
             "log.flush.interval.messages": "9223372036854775807",
         }
+
+    def _write_config(self) -> None:
+        props = self._properties()
         self._config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.workdir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"
@@ -161,11 +165,12 @@ class KafkaServer(Server):
             *args,
         ]
 
+    def _cluster_id(self) -> str:
+        return new_cluster_id()
+
     def _prepare(self) -> None:
         self._write_config()
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # kafka-storage would read it as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self._cluster_id()
         result = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
@@ -190,6 +195,14 @@ class KafkaServer(Server):
         if not tcp_open(self.host, self.port):
             return False
         return asyncio.run(_has_metadata(self.bootstrap_servers))
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (never one ``kafka-storage`` would read as an option)."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
 
 
 async def _has_metadata(bootstrap_servers: str) -> bool:
