@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -34,7 +35,7 @@ try:  # C packing when hiredis is installed (redis-py uses it the same way)
 except ImportError:  # pragma: no cover - depends on the installed extras
     _hiredis_pack = None
 
-__all__ = ["Coalescer", "ReplicatedScriptPipeline", "ScriptPipeline", "Unreplicated"]
+__all__ = ["SYNC", "Coalescer", "ReplicatedScriptPipeline", "ScriptPipeline", "Unreplicated"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -195,6 +196,30 @@ class ScriptPipeline:
             raise
         finally:
             await pool.release(conn)
+
+
+class _InlineScript(Script):
+    """A script given as source, not as a file of ``lua/``."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self._loading = asyncio.Lock()
+        self._loads = 0
+
+
+SYNC = _InlineScript(
+    "sync",
+    "-- KEYS[1] any key of the shard; returns {}\n"
+    "redis.call('SET', KEYS[1], '1', 'PX', 60000)\n"
+    "return '{}'\n",
+)
+"""A write for WAIT to count: run on a shard, its WAIT covers everything
+written there before it, by any connection. Since Redis 7.2, WAIT covers
+only the writes of its own connection (7.0 counted from the connection's
+last command of any kind), so a call that wrote nothing (an idempotent
+replay, a transition already made) runs SYNC before it answers."""
 
 
 class Unreplicated(NotReplicated):

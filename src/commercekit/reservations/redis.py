@@ -64,6 +64,7 @@ try:
     from redis import exceptions as redis_errors
 
     from commercekit.reservations._batch import (
+        SYNC,
         ReplicatedScriptPipeline,
         ScriptPipeline,
         Unreplicated,
@@ -190,6 +191,7 @@ class RedisReservationStore:
         self.replicas = replicas
         self._pipeline: ScriptPipeline | None = None
         if replicas:
+            self._scripts["sync"] = SYNC
             self._pipeline = ReplicatedScriptPipeline(
                 redis, replicas=replicas, timeout_ms=wait_ms, limit=pipeline_limit
             )
@@ -225,6 +227,9 @@ class RedisReservationStore:
 
     def _marker(self, shard: int) -> str:
         return f"{self._base(shard)}hydrated"
+
+    def _sync_key(self, shard: int) -> str:
+        return f"{self._base(shard)}synced"
 
     def _idempotency_key(self, shard: int, owner: str, key: str) -> str:
         digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:40]
@@ -380,6 +385,7 @@ class RedisReservationStore:
                 rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
             )
         if record["id"] != rid:  # an idempotent replay: the record is all we know
+            await self._replicated(self._shard_of(record["id"]))
             return to_reservation(record), False
         return _made(record, cart, key), True
 
@@ -538,7 +544,19 @@ class RedisReservationStore:
             raise HoldExpired(current, action)
         if error == "INCOMPLETE":
             raise BackendUnavailable(f"reservation {rid} is still being made; retry")
+        await self._replicated(shard)
         raise InvalidTransition(current, action)
+
+    async def _replicated(self, shard: int) -> None:
+        """With `replicas`, wait until what this call read in `shard` is replicated.
+
+        A replay or a transition already made wrote nothing, so its WAIT
+        may cover nothing (Redis 7.2+ counts a connection's own writes): the
+        state it reports may be a refused call's, still on the master only.
+        A write on the same shard, waited for, covers it.
+        """
+        if self.replicas:
+            await self._run("sync", [self._sync_key(shard)], ())
 
     async def _follow(self, parent: _Record) -> None:
         """Bring a spread cart's parts to the parent's status (or deadline)."""

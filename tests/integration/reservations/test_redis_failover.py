@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import random
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -334,3 +336,46 @@ async def test_a_plain_redis_acknowledges_writes_only_while_its_replica_has_them
         assert (await copy.get(kept.id)).status is ReservationStatus.CONFIRMED
     finally:
         await on_replica.aclose()
+
+
+async def test_a_retry_reports_a_refused_calls_work_only_once_a_replica_has_it(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    """A retry that finds the work made wrote nothing: the store makes its WAIT count.
+
+    Redis 7.2 and later count only a connection's own writes in WAIT, so
+    without the store's marker write the second process would be told
+    "already CONFIRMED" while the confirm is on the master only.
+    """
+    master, replica = pair
+    await _in_sync(replica)
+    first, second = aioredis.Redis.from_url(master.url), aioredis.Redis.from_url(master.url)
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    try:
+        store = RedisReservationStore(first, prefix=prefix, replicas=1, replica_timeout=WAIT)
+        await store.set_stock("SKU-1", 5)
+        hold = await store.reserve([("SKU-1", 2)], ttl=600, owner="ann")
+        # Another process, whose connection wrote nothing yet: its WAIT alone covers nothing.
+        retrying = RedisReservationStore(second, prefix=prefix, replicas=1, replica_timeout=WAIT)
+        await retrying.load_scripts()
+
+        assert replica.pid is not None
+        os.kill(replica.pid, signal.SIGSTOP)  # connected, but it acknowledges nothing more
+        try:
+            with pytest.raises(NotReplicated):
+                await store.confirm(hold.id)  # made on the master only
+            with pytest.raises(NotReplicated):  # not "already CONFIRMED": that may be lost
+                await retrying.confirm(hold.id)
+            with pytest.raises(NotReplicated):
+                await store.reserve([("SKU-1", 1)], ttl=600, owner="bob", idempotency_key="k")
+            with pytest.raises(NotReplicated):  # the replay of a refused reserve
+                await retrying.reserve([("SKU-1", 1)], ttl=600, owner="bob", idempotency_key="k")
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+
+        with pytest.raises(InvalidTransition) as done:
+            await retrying.confirm(hold.id)
+        assert done.value.reservation.status is ReservationStatus.CONFIRMED
+    finally:
+        await first.aclose()
+        await second.aclose()
