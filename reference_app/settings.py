@@ -69,6 +69,10 @@ class ServiceSettings(BaseSettings):
         redis_url: ``REDIS_URL``, replaces ``REDIS_HOST`` and ``REDIS_PORT``.
         kafka_broker: ``KAFKA_BROKER`` (``KAFKA_BOOTSTRAP_SERVERS`` works too),
             the bootstrap servers, comma-separated ``host:port`` pairs.
+        kafka_replication_factor: ``KAFKA_REPLICATION_FACTOR``, the replicas of
+            each topic the service creates if it is missing (1 on a single
+            broker; 3 on a cluster, with ``min.insync.replicas`` 2, so a
+            broker can die without losing an acknowledged event).
     """
 
     model_config = SettingsConfigDict(
@@ -98,6 +102,7 @@ class ServiceSettings(BaseSettings):
         default="localhost:9092",
         validation_alias=AliasChoices("kafka_broker", "KAFKA_BROKER", "KAFKA_BOOTSTRAP_SERVERS"),
     )
+    kafka_replication_factor: int = Field(default=1, ge=1, le=32)
 
     @field_validator("log_level", mode="before")
     @classmethod

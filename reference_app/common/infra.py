@@ -172,7 +172,13 @@ async def connect(
             infra.checks["redis"] = client.ping
         if kafka:
             servers = settings.kafka_bootstrap_servers
-            await _when_up("Kafka", lambda: create_topics(servers, partitions=KAFKA_PARTITIONS))
+            replicas = settings.kafka_replication_factor
+            await _when_up(
+                "Kafka",
+                lambda: create_topics(
+                    servers, partitions=KAFKA_PARTITIONS, replication_factor=replicas
+                ),
+            )
             bus = KafkaEventBus(servers, client_id=client_id, retry=HANDLER_RETRY)
             await _when_up("Kafka", bus.start)
             stack.push_async_callback(bus.stop)
