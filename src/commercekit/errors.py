@@ -193,10 +193,13 @@ class NotReplicated(BackendUnavailable):
     """A write reached the Redis master, but not enough replicas in time: not acknowledged.
 
     Raised by a `RedisReservationStore` created with ``replicas=`` when
-    ``WAIT`` reports fewer replicas than asked for. A failover could lose
-    the write, so the call reports nothing done: a reserve's hold is
-    released (best effort), and a retry is safe. While a master's replicas
-    are down, every write to it is refused this way.
+    ``WAIT`` reports fewer replicas than asked for. The master made the
+    write, and a failover could lose it, so it is not acknowledged: a
+    reserve's hold is released and a restock or adjust is undone (best
+    effort, on the master); a refused confirm, release or extend is one a
+    retry finds made (or makes), and a refused `set_stock` is made again.
+    While a master's replicas are down, every write to it is refused this
+    way.
 
     Attributes:
         replicas: how many replicas had the write when the wait ended.

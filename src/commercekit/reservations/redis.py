@@ -264,8 +264,8 @@ class RedisReservationStore:
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
         except Unreplicated as exc:
-            if name == "reserve":
-                raise  # the caller undoes the hold it made
+            if name in ("reserve", "stock"):
+                raise  # the caller undoes what it made
             raise _public(exc) from None
         except redis_errors.ResponseError as exc:
             if "NOTHYDRATED" in str(exc):
@@ -296,7 +296,15 @@ class RedisReservationStore:
     # --------------------------------------------------------------- stock
     async def _stock_op(self, sku: str, op: str, amount: int) -> StockLevel:
         base = self._base(self._shard_of(sku))
-        reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base])
+        try:
+            reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base])
+        except Unreplicated as exc:
+            if op != "set":  # a retried set is harmless; a retried change is not: undo it
+                with contextlib.suppress(Exception):
+                    made = _decode(exc.reply.decode() if type(exc.reply) is bytes else exc.reply)
+                    if "err" not in made[0]:
+                        await self._run("stock", [self._stock_key(sku)], ["adjust", -amount, base])
+            raise _public(exc) from None
         if "err" in reply:
             level = f"available {reply['available']}, held {reply['held']}"
             raise StockConflict(f"cannot {op} {sku} by {amount}: {level}")

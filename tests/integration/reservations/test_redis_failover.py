@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
 from commercekit.errors import (
     BackendUnavailable,
@@ -332,7 +333,7 @@ async def test_a_plain_redis_acknowledges_writes_only_while_its_replica_has_them
     try:
         copy = RedisReservationStore(on_replica, prefix=store.prefix)
         level = await copy.stock("SKU-1")
-        assert (level.available, level.held, level.sold) == (5, 0, 2)  # 5 + 1 + 1 added
+        assert (level.available, level.held, level.sold) == (4, 0, 2)  # the refused restock undone
         assert (await copy.get(kept.id)).status is ReservationStatus.CONFIRMED
     finally:
         await on_replica.aclose()
@@ -379,3 +380,82 @@ async def test_a_retry_reports_a_refused_calls_work_only_once_a_replica_has_it(
     finally:
         await first.aclose()
         await second.aclose()
+
+
+class _Sentinel(RedisServer):
+    """``redis-server --sentinel`` watching one master as ``shop``."""
+
+    name = "redis-sentinel"
+
+    def __init__(self, workdir: Path, master: RedisServer) -> None:
+        super().__init__(workdir)
+        self.master = master
+
+    def _prepare(self) -> None:
+        (self.workdir / "sentinel.conf").write_text(
+            f"port {self.port}\nbind {self.host}\nprotected-mode no\n"
+            f"sentinel monitor shop {self.master.host} {self.master.port} 1\n"
+            "sentinel down-after-milliseconds shop 1000\n"
+            "sentinel failover-timeout shop 5000\n"
+        )
+
+    def _command(self) -> list[str]:
+        return ["redis-server", str(self.workdir / "sentinel.conf"), "--sentinel"]
+
+
+async def test_a_sentinel_client_acknowledges_writes_a_replica_has_through_a_failover(
+    pair: tuple[RedisServer, RedisServer], tmp_path: Path
+) -> None:
+    master, replica = pair
+    await _in_sync(replica)
+    sentinel_server = _Sentinel(tmp_path / "sentinel", master).start()
+    sentinel = Sentinel([(sentinel_server.host, sentinel_server.port)], socket_timeout=2)
+    client = sentinel.master_for("shop", socket_timeout=2)  # a plain redis.asyncio.Redis
+    try:
+        store = RedisReservationStore(
+            client, prefix=f"p{uuid.uuid4().hex[:8]}", replicas=1, replica_timeout=WAIT
+        )
+        await store.set_stock("SKU-1", 5)
+        hold = await store.reserve([("SKU-1", 2)], ttl=600, owner="ann")
+
+        master.kill()
+        deadline = time.monotonic() + 30
+        while await _master_port(sentinel) != replica.port:
+            assert time.monotonic() < deadline, "sentinel did not fail over"
+            await asyncio.sleep(0.2)
+        # The same client now writes to the promoted replica, which has the hold...
+        for _ in range(50):
+            try:
+                found = await store.get(hold.id)
+                break
+            except BackendUnavailable:  # the pool's connection to the dead master
+                await asyncio.sleep(0.1)
+        assert found.status is ReservationStatus.PENDING
+        # ...and, with no replica of its own, refuses to acknowledge writes.
+        with pytest.raises(NotReplicated):
+            await store.confirm(hold.id)
+
+        master.start()  # sentinel makes it a replica of the promoted one
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await store.restock("SKU-1", 1)
+                break
+            except NotReplicated:
+                assert time.monotonic() < deadline, "the old master did not come back as a replica"
+                await asyncio.sleep(0.2)
+        level = await store.stock("SKU-1")
+        assert (level.available, level.held, level.sold) == (4, 0, 2)
+    finally:
+        await client.aclose()
+        for watcher in sentinel.sentinels:
+            await watcher.aclose()
+        sentinel_server.stop()
+
+
+async def _master_port(sentinel: Sentinel) -> int | None:
+    try:
+        _host, port = await sentinel.discover_master("shop")
+    except MasterNotFoundError:  # the master is down and none promoted yet
+        return None
+    return int(port)

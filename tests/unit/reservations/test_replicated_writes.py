@@ -52,6 +52,19 @@ async def test_a_refused_reserve_releases_the_hold_it_made() -> None:
     assert await plain.pending() == []
 
 
+async def test_a_refused_restock_or_adjust_is_undone_and_a_refused_set_is_kept() -> None:
+    replicated, plain = _stores()
+    await plain.set_stock("SKU-1", 5)
+    with pytest.raises(NotReplicated):
+        await replicated.restock("SKU-1", 3)
+    with pytest.raises(NotReplicated):
+        await replicated.adjust("SKU-1", -2)
+    assert (await plain.stock("SKU-1")).available == 5
+    with pytest.raises(NotReplicated):
+        await replicated.set_stock("SKU-1", 7)  # made again by a retry: harmless
+    assert (await plain.stock("SKU-1")).available == 7
+
+
 async def test_a_refused_replay_leaves_the_first_calls_hold() -> None:
     replicated, plain = _stores()
     await plain.set_stock("SKU-1", 5)
