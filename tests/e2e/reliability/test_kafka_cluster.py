@@ -76,6 +76,9 @@ TOPICS = TopicNames()
 PAYMENTS = TOPICS.topic("payments")
 EVERY_TOPIC = [*(TOPICS.topic(t) for t in TOPICS.catalog.topics), "__consumer_offsets"]
 
+# A hard bound on each test's body (the module's stack starts once, outside it).
+pytestmark = pytest.mark.timeout(BUDGET + 30, func_only=True)
+
 
 # --------------------------------------------------------------------- stack
 @dataclass
