@@ -330,6 +330,10 @@ class ReplicatedScriptPipeline(ScriptPipeline):
                                                 self._timeout_ms))  # fmt: skip
                 try:
                     await node.execute_pipeline(commands)
+                except redis_errors.MaxConnectionsError as exc:  # the client's pool, not the node
+                    for i in indices:
+                        replies[i] = BackendUnavailable(f"redis node {node.name}: {exc}")
+                    return
                 except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
                     node.update_active_connections_for_reconnect()
                     await node.disconnect_free_connections()

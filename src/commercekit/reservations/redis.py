@@ -14,6 +14,11 @@ shard keeps the reservation, the other shards keep *parts* that follow it,
 reserved one by one and undone if one fails, so the cart is still held
 whole or not at all. A part left behind by a crash is settled after its
 parent (or undone) by the sweeper, `part_grace` after the deadline.
+
+With ``replicas=N`` a write is acknowledged only once ``WAIT N`` (on the
+connection that carried its script, after it) counts N replicas: a failover
+then keeps every acknowledged hold and sale. Otherwise the call raises
+`NotReplicated`, after undoing (best effort) what a retry would repeat.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commercekit.errors import (
     BackendUnavailable,
@@ -33,7 +34,13 @@ from commercekit.errors import (
     OutOfStock,
     ReservationNotFound,
 )
-from commercekit.reservations import RedisReservationStore, ReservationStatus
+from commercekit.reservations import (
+    DurableReservations,
+    RedisReservationStore,
+    ReservationLedger,
+    ReservationStatus,
+    ReservationStore,
+)
 from commercekit.testing.servers import RedisClusterServer, RedisServer
 
 WAIT = dt.timedelta(milliseconds=300)
@@ -163,7 +170,7 @@ class _Storm:
     recovered: bool = False
 
 
-async def _shop(store: RedisReservationStore, storm: _Storm, stop: asyncio.Event, n: int) -> None:
+async def _shop(store: ReservationStore, storm: _Storm, stop: asyncio.Event, n: int) -> None:
     rng = random.Random(n)
     while not stop.is_set():
         sku, quantity = rng.choice(SKUS), rng.randint(1, 3)
@@ -190,20 +197,33 @@ async def _shop(store: RedisReservationStore, storm: _Storm, stop: asyncio.Event
 
 
 async def _storm(
-    cluster: RedisClusterServer, client: RedisCluster, replicas: int, stock: int
+    cluster: RedisClusterServer,
+    client: RedisCluster,
+    replicas: int,
+    stock: int,
+    durable: AsyncEngine | None = None,
 ) -> tuple[RedisReservationStore, _Storm]:
     """16 shoppers reserve and confirm hot SKUs; their master dies mid-storm.
 
     The replica falls behind first (its link cut for the storm's last
     0.3 s before the kill), as one does under load or a slow network.
+    With `durable`, the shoppers call a `DurableReservations` whose ledger
+    is on that engine.
     """
-    store = _store(client, replicas, f"s{uuid.uuid4().hex[:8]}")
+    store = RedisReservationStore(
+        client, prefix=f"s{uuid.uuid4().hex[:8]}", replicas=replicas, replica_timeout=WAIT,
+        guarded=durable is not None,
+    )  # fmt: skip
+    shop: ReservationStore = store
+    if durable is not None:
+        shop = DurableReservations(store, ReservationLedger(durable))
+        await shop.start()
     for sku in SKUS:
-        await store.set_stock(sku, stock)
+        await shop.set_stock(sku, stock)
     master = cluster.master_of(store._stock_key(SKUS[0]))  # shards=1: every SKU's slot
 
     storm, stop = _Storm(), asyncio.Event()
-    shoppers = [asyncio.create_task(_shop(store, storm, stop, n)) for n in range(16)]
+    shoppers = [asyncio.create_task(_shop(shop, storm, stop, n)) for n in range(16)]
     try:
         await asyncio.sleep(1.0)
         assert len(storm.held) > 50, "the storm made holds before the kill"
@@ -260,6 +280,29 @@ async def test_a_storm_through_a_failover_keeps_every_acknowledged_hold_and_sale
     store, storm = await _storm(cluster, client, replicas=1, stock=100_000)
 
     assert await _problems(store, storm, 100_000) == []
+
+
+async def test_a_durable_storm_through_a_failover_keeps_redis_and_the_ledger_in_step(
+    cluster: RedisClusterServer, client: RedisCluster, engine: AsyncEngine
+) -> None:
+    store, storm = await _storm(cluster, client, replicas=1, stock=100_000, durable=engine)
+
+    assert await _problems(store, storm, 100_000) == []
+    ledger = ReservationLedger(engine)
+    for rid in storm.held:  # every acknowledged hold has its row
+        assert await ledger.get(rid) is not None, rid
+    reservations = DurableReservations(store, ledger)
+    first = await reservations.reconcile()
+    # Refused confirms were made in Redis: reconcile records them, and finds nothing lost.
+    assert first.lost_holds == []
+    assert first.records_added == []
+    assert first.stock_repaired == {}
+    assert set(first.transitions_recorded) <= storm.unsure
+    assert (await reservations.reconcile()).clean
+    totals = await ledger.stock_totals()
+    for sku in SKUS:
+        level = await store.stock(sku)
+        assert totals[sku] == (100_000, level.sold)
 
 
 async def test_the_same_storm_without_wait_loses_acknowledged_holds(
