@@ -27,8 +27,6 @@ from commercekit.reservations import Reservation, ReservationLine, ReservationSt
 from commercekit.reservations.ledger import ReservationLedger, StockRow
 from commercekit.testing.servers import KafkaServer, PostgresServer
 
-NOW = dt.datetime.now(dt.UTC)
-
 
 @pytest.fixture
 async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
@@ -39,19 +37,21 @@ async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def hold(status: ReservationStatus, expires_in: float, *lines: tuple[str, int]) -> Reservation:
+def hold(
+    now: dt.datetime, status: ReservationStatus, expires_in: float, *lines: tuple[str, int]
+) -> Reservation:
     return Reservation(
         id=uuid.uuid4().hex,
         status=status,
         owner="u-1",
         lines=tuple(ReservationLine(sku=sku, quantity=q) for sku, q in lines),
-        created_at=NOW - dt.timedelta(minutes=5),
-        updated_at=NOW - dt.timedelta(minutes=5),
-        expires_at=NOW + dt.timedelta(seconds=expires_in),
+        created_at=now - dt.timedelta(minutes=5),
+        updated_at=now - dt.timedelta(minutes=5),
+        expires_at=now + dt.timedelta(seconds=expires_in),
     )
 
 
-def payment(age: float) -> PaymentRow:
+def payment(now: dt.datetime, age: float) -> PaymentRow:
     return PaymentRow(
         id=uuid.uuid4().hex,
         idempotency_key=uuid.uuid4().hex,
@@ -61,7 +61,7 @@ def payment(age: float) -> PaymentRow:
         amount=Decimal("3.00"),
         currency="USD",
         status="SUCCEEDED",
-        created_at=NOW - dt.timedelta(seconds=age),
+        created_at=now - dt.timedelta(seconds=age),
     )
 
 
@@ -77,17 +77,19 @@ def settlement(of: PaymentRow, outcome: str | None) -> SettlementRow:
 
 
 async def test_the_gauges_count_holds_the_outbox_and_payments(engine: AsyncEngine) -> None:
+    # Ages are measured from now, when the test runs (not when the module was imported).
+    now = dt.datetime.now(dt.UTC)
     ledger = ReservationLedger(engine)
     for reservation in (
-        hold(ReservationStatus.PENDING, 600, ("SKU-1", 2), ("SKU-2", 1)),
-        hold(ReservationStatus.PENDING, -50, ("SKU-1", 1)),  # overdue by 50 s
-        hold(ReservationStatus.PENDING, -10, ("SKU-2", 4)),  # overdue by 10 s
-        hold(ReservationStatus.CONFIRMED, -100, ("SKU-1", 7)),  # settled: neither held nor late
-        hold(ReservationStatus.EXPIRED, -200, ("SKU-2", 9)),
+        hold(now, ReservationStatus.PENDING, 600, ("SKU-1", 2), ("SKU-2", 1)),
+        hold(now, ReservationStatus.PENDING, -50, ("SKU-1", 1)),  # overdue by 50 s
+        hold(now, ReservationStatus.PENDING, -10, ("SKU-2", 4)),  # overdue by 10 s
+        hold(now, ReservationStatus.CONFIRMED, -100, ("SKU-1", 7)),  # settled: not held, not late
+        hold(now, ReservationStatus.EXPIRED, -200, ("SKU-2", 9)),
     ):
         assert await ledger.record_created(reservation)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    lost, waiting, settled = payment(age=100), payment(age=40), payment(age=300)
+    lost, waiting, settled = payment(now, age=100), payment(now, age=40), payment(now, age=300)
     async with sessions() as session, session.begin():
         session.add_all([StockRow(sku="SKU-1", added=20, sold=7), StockRow(sku="SKU-2", added=9)])
         session.add_all(
@@ -97,10 +99,10 @@ async def test_the_gauges_count_holds_the_outbox_and_payments(engine: AsyncEngin
                     event_type="reservation.created",
                     key="k",
                     body="{}",
-                    created_at=NOW - dt.timedelta(seconds=age),
+                    created_at=now - dt.timedelta(seconds=age),
                     sent_at=sent,
                 )
-                for n, (age, sent) in enumerate([(30, None), (5, None), (90, NOW)])
+                for n, (age, sent) in enumerate([(30, None), (5, None), (90, now)])
             ]
         )
         session.add_all([lost, waiting, settled])
