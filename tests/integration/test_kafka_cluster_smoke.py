@@ -151,14 +151,6 @@ async def test_a_killed_leader_loses_no_acknowledged_record_and_comes_back_in_sy
     await _until(lambda: cluster.in_sync([topic]), "the restarted broker to catch up")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "create_topics (aiokafka's admin) sends CreateTopics to the broker the metadata names "
-        "as controller; while a dead broker is not yet fenced, that may be it, and the admin "
-        "waits its whole request timeout (40 s) for it instead of failing or asking another"
-    ),
-)
 async def test_create_topics_answers_quickly_while_a_dead_broker_is_fenced(
     cluster: KafkaCluster,
 ) -> None:

@@ -61,8 +61,15 @@ async def create_topics(
     partitions: int | Mapping[str, int] = 3,
     replication_factor: int = 1,
     dead_letter_partitions: int = 1,
+    patience: float = 60.0,
 ) -> dict[str, int]:
     """Create the catalog's topics and the dead-letter topic; keep those that exist.
+
+    Each attempt gives the brokers a few seconds, and a timed-out one is
+    tried again with fresh metadata: the admin request goes to
+    the broker the metadata names as controller, which may be a dead broker
+    the cluster has not fenced yet, and waiting out a long request timeout on
+    it would hold a starting service for nothing.
 
     Args:
         bootstrap_servers: the brokers.
@@ -70,6 +77,7 @@ async def create_topics(
         partitions: partitions of every topic, or per logical topic (3 if absent).
         replication_factor: copies of each partition (3 in production).
         dead_letter_partitions: partitions of the dead-letter topic.
+        patience: seconds to keep trying before giving up.
 
     Returns:
         Every topic's real name and its partition count on the broker.
@@ -85,7 +93,31 @@ async def create_topics(
         for logical in names.catalog.topics
     }
     wanted[names.dead_letter_topic] = dead_letter_partitions
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            async with asyncio.timeout(_ADMIN_ATTEMPT_S):
+                return await _create_once(bootstrap_servers, wanted, replication_factor)
+        except (KafkaError, TimeoutError) as exc:
+            retriable = not isinstance(exc, KafkaError) or getattr(exc, "retriable", False)
+            if not retriable or asyncio.get_running_loop().time() >= deadline:
+                raise BackendUnavailable(f"cannot create the topics: {exc!r}") from exc
+            log.info("creating topics: %r; trying again", exc)
+            await asyncio.sleep(0.5)
+
+
+_ADMIN_REQUEST_MS = 3_000
+"""How long one admin request waits for a broker."""
+_ADMIN_ATTEMPT_S = 5.0
+"""How long one attempt (connect, create, describe) may take before it is tried again."""
+
+
+async def _create_once(
+    bootstrap_servers: str | list[str], wanted: dict[str, int], replication_factor: int
+) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=_ADMIN_REQUEST_MS
+    )
     try:
         await admin.start()
         response = await admin.create_topics(
@@ -98,8 +130,6 @@ async def create_topics(
             if code not in (0, _TOPIC_ALREADY_EXISTS):
                 raise BackendUnavailable(f"cannot create topic {topic}: error {code} {message}")
         described = await admin.describe_topics(list(wanted))
-    except KafkaError as exc:
-        raise BackendUnavailable(f"cannot create the topics: {exc!r}") from exc
     finally:
         await admin.close()
     return {t["topic"]: len(t["partitions"]) for t in described}
