@@ -128,6 +128,11 @@ class Coalescer(Generic[T, R]):
 _Call = tuple[Script, Sequence[str], Sequence[object]]
 _RELOADS = 3  # a script flushed again between loading and running it is loaded again
 _REDIRECTS = 3  # a call MOVED to another node is sent there, at most this many times
+_CLUSTER_DOWN = (
+    redis_errors.RedisClusterException,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+)
 
 
 class ScriptPipeline:
@@ -309,7 +314,10 @@ class ReplicatedScriptPipeline(ScriptPipeline):
         for _ in range(_REDIRECTS):
             if self._stale:
                 await self._refresh(None)
-            await client.initialize()  # a no-op once the client knows its nodes
+            try:
+                await client.initialize()  # a no-op once the client knows its nodes
+            except _CLUSTER_DOWN as exc:
+                raise BackendUnavailable(f"redis cluster unreachable: {exc}") from exc
             groups: dict[Any, list[int]] = {}
             for i in todo:
                 try:

@@ -19,7 +19,11 @@ What it guarantees:
   and the idempotency keys of every reservation made within the store's
   `idempotency_ttl`: a retry with the key of a confirmed, released or
   expired reservation gets that reservation back, never a second hold;
-- `reconcile` finds and repairs what a crash between the two left behind.
+- `reconcile` finds and repairs what a crash between the two left behind;
+- with a store created with ``replicas=``, a hold is acknowledged only once
+  a Redis replica has it and its record is written, so a Redis failover
+  loses no acknowledged hold; a write the replicas did not confirm
+  (`NotReplicated`) is not recorded (the store undoes a refused hold).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from commercekit.errors import (
     ConfigurationError,
     HoldExpired,
     InvalidTransition,
+    NotReplicated,
     RedisDataLost,
     ReservationNotFound,
 )
@@ -282,6 +287,10 @@ class DurableReservations:
             await self.store.release(hold.id)
         except InvalidTransition:
             pass  # settled meanwhile: its stock went back (or was sold) already
+        except NotReplicated:
+            # Released on the master; if a failover loses the release, the
+            # hold expires at its deadline and the sweeper returns its stock.
+            logger.warning("hold %s released after a ledger failure, not yet replicated", hold.id)
         except Exception:
             # The hold stays until its deadline; the sweeper returns the stock then.
             logger.exception("could not release hold %s after a ledger failure", hold.id)
