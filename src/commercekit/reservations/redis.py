@@ -85,6 +85,7 @@ _LEVEL = ("available", "held", "sold")
 _Record = dict[str, Any]
 _decode = json.JSONDecoder().raw_decode
 _PENDING = ReservationStatus.PENDING
+_UNREPORTED_MAX = 10_000  # per shard
 
 
 def _refuse_newer(reply: _Record) -> None:
@@ -204,6 +205,9 @@ class RedisReservationStore:
             self._pipeline = ScriptPipeline(redis, limit=pipeline_limit)
         self._loading = asyncio.Lock()
         self._loaded = False
+        # Per shard, holds a refused expire_due expired on the master: the
+        # next sweep's run in that shard reports them (see expire_due).
+        self._unreported: dict[int, dict[str, _Record]] = {}
 
     # ------------------------------------------------------------ keys
     def _base(self, shard: int) -> str:
@@ -269,8 +273,8 @@ class RedisReservationStore:
         except _UNREACHABLE as exc:
             raise BackendUnavailable(f"redis unreachable during {name}: {exc}") from exc
         except Unreplicated as exc:
-            if name in ("reserve", "stock"):
-                raise  # the caller undoes what it made
+            if name in ("reserve", "stock", "expire_due"):
+                raise  # the caller undoes (or keeps) what it made
             raise _public(exc) from None
         except redis_errors.ResponseError as exc:
             if "NOTHYDRATED" in str(exc):
@@ -612,19 +616,51 @@ class RedisReservationStore:
         return await self._transition(reservation_id, "extend", _input.check_ttl(ttl))
 
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
-        """See `ReservationStore.expire_due`; `limit` applies to each shard."""
+        """See `ReservationStore.expire_due`; `limit` applies to each shard.
+
+        With `replicas`, a run whose expiries no replica confirmed raises
+        `NotReplicated`; the holds it expired on the master are reported by
+        a later run in this process once its writes are replicated (a hold
+        a failover brought back pending is due, and expired again).
+        """
         limit = _input.check_int(limit, "limit", minimum=1)
         expired: list[Reservation] = []
         for shard in range(self.shards):
-            reply = await self._run(
-                "expire_due", [self._due(shard)], [self._base(shard), limit, self._retention_ms]
-            )
-            for record in reply["expired"] if reply["n"] else ():
+            try:
+                reply = await self._run(
+                    "expire_due", [self._due(shard)], [self._base(shard), limit, self._retention_ms]
+                )
+            except Unreplicated as exc:
+                self._keep_unreported(shard, exc.reply)
+                raise _public(exc) from None
+            records = reply["expired"] if reply["n"] else []
+            if shard in self._unreported:
+                with contextlib.suppress(BackendUnavailable):  # kept for the next run
+                    records += await self._reported_late(shard, {r["id"] for r in records})
+            for record in records:
                 await self._follow(record)
                 expired.append(to_reservation(record))
             for part in reply["parts"] if reply["p"] else ():
                 await self._settle_stray(shard, part)
         return expired
+
+    def _keep_unreported(self, shard: int, raw: Any) -> None:
+        with contextlib.suppress(Exception):
+            reply = _decode(raw.decode() if type(raw) is bytes else raw)[0]
+            kept = self._unreported.setdefault(shard, {})
+            for record in reply["expired"] if reply["n"] else ():
+                if len(kept) < _UNREPORTED_MAX:  # past it, the ledger's reconcile catches up
+                    kept[record["id"]] = record
+
+    async def _reported_late(self, shard: int, seen: set[str]) -> list[_Record]:
+        """The holds refused runs expired in `shard` that are EXPIRED, now replicated."""
+        await self._replicated(shard)  # what those runs wrote has reached the replicas
+        ids = [rid for rid in self._unreported.get(shard, {}) if rid not in seen]
+        keys = [self._record_key(shard, rid) for rid in ids]
+        raws = await self._read([shard], lambda pipe: [pipe.get(key) for key in keys])
+        self._unreported.pop(shard, None)
+        found = (json.loads(raw) for raw in raws if raw is not None)
+        return [record for record in found if record.get("status") == "EXPIRED"]
 
     async def _settle_stray(self, shard: int, part: _Record) -> None:
         """A part past its grace: follow its parent, or undo it if the parent never was."""

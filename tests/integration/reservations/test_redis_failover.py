@@ -502,3 +502,33 @@ async def _master_port(sentinel: Sentinel) -> int | None:
     except MasterNotFoundError:  # the master is down and none promoted yet
         return None
     return int(port)
+
+
+async def test_expiries_no_replica_confirmed_are_reported_once_replicated(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    master, replica = pair
+    await _in_sync(replica)
+    client = aioredis.Redis.from_url(master.url)
+    try:
+        store = RedisReservationStore(
+            client, prefix=f"p{uuid.uuid4().hex[:8]}", replicas=1, replica_timeout=WAIT
+        )
+        await store.set_stock("SKU-1", 5)
+        hold = await store.reserve([("SKU-1", 2)], ttl=dt.timedelta(milliseconds=200), owner="ann")
+        await asyncio.sleep(0.4)
+
+        assert replica.pid is not None
+        os.kill(replica.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(NotReplicated):
+                await store.expire_due()  # expired on the master, not acknowledged
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        assert (await store.stock("SKU-1")).available == 5
+
+        expired = await store.expire_due()  # the next sweep reports it
+        assert [(r.id, r.status) for r in expired] == [(hold.id, ReservationStatus.EXPIRED)]
+        assert await store.expire_due() == []  # once
+    finally:
+        await client.aclose()
