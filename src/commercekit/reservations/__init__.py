@@ -17,7 +17,11 @@ on first use, so the models work without either.
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
+from commercekit.reservations.locations import Channel, ChannelLocation, Split, Strategy
 from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Allocation,
+    LocationName,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -33,10 +37,15 @@ if TYPE_CHECKING:
     from commercekit.reservations.redis import RedisReservationStore
 
 __all__ = [
+    "DEFAULT_LOCATION",
+    "Allocation",
+    "Channel",
+    "ChannelLocation",
     "DurableReservations",
     "ExpiryCallback",
     "ExpirySweeper",
     "LineInput",
+    "LocationName",
     "ReconcileReport",
     "RedisReservationStore",
     "Reservation",
@@ -44,7 +53,9 @@ __all__ = [
     "ReservationLine",
     "ReservationStatus",
     "ReservationStore",
+    "Split",
     "StockLevel",
+    "Strategy",
     "TTLInput",
     "merge_lines",
 ]

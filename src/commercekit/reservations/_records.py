@@ -11,15 +11,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from commercekit.errors import UnsupportedRecordVersion
-from commercekit.reservations.models import Reservation, ReservationLine, ReservationStatus
+from commercekit.reservations.models import (
+    Allocation,
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+)
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 """The newest record format this release reads (``RECORD_VERSION`` of ``lua/_lib.lua``).
 
 Version 0 is a record written before records had a version (no ``v``);
-version 1 adds ``v`` and nothing else. Each version only adds fields, so a
-release reads every older record, and refuses a newer one
-(`UnsupportedRecordVersion`) instead of misreading it.
+version 1 adds ``v``; version 2 adds ``alloc``, where the units are held
+(a record without allocations is still written as version 1). Each version
+only adds fields, so a release reads every older record, and refuses a
+newer one (`UnsupportedRecordVersion`) instead of misreading it.
 """
 
 
@@ -79,6 +85,15 @@ def to_lines(pairs: Iterable[Any]) -> tuple[ReservationLine, ...]:
     return tuple(ReservationLine(sku=sku, quantity=int(qty)) for sku, qty in pairs)
 
 
+def to_allocations(triples: Iterable[Any] | None) -> tuple[Allocation, ...]:
+    """``[[sku, location, qty], ...]`` as allocations (none for a record without)."""
+    if not triples:
+        return ()
+    return tuple(
+        Allocation(sku=sku, location=location, quantity=int(qty)) for sku, location, qty in triples
+    )
+
+
 def to_reservation(record: Mapping[str, Any]) -> Reservation:
     """A record as the model; a cart spread over shards reports its whole cart."""
     check_version(record)
@@ -91,12 +106,14 @@ def to_reservation(record: Mapping[str, Any]) -> Reservation:
         updated_at=to_time(int(record["updated"])),
         expires_at=to_time(int(record["expires"])),
         idempotency_key=record.get("idem") or None,
+        allocations=to_allocations(record.get("cart_alloc") or record.get("alloc")),
     )
 
 
 def to_record(
     reservation: Reservation,
     lines: Iterable[ReservationLine],
+    allocations: Iterable[Allocation] = (),
     **extra: Any,
 ) -> dict[str, Any]:
     """What restore.lua makes the record of (one shard's `lines` of) a reservation from.
@@ -104,6 +121,7 @@ def to_record(
     The same fields reserve.lua gives ``new_record`` (``lua/_lib.lua``), which
     adds the version: the scripts write every record.
     """
+    alloc = [[a.sku, a.location, a.quantity] for a in allocations]
     return {
         "id": reservation.id,
         "status": reservation.status.value,
@@ -114,5 +132,6 @@ def to_record(
         "expires": to_ms(reservation.expires_at),
         "idem": reservation.idempotency_key or "",
         "fp": fingerprint(reservation.lines),
+        **({"alloc": alloc} if alloc else {}),
         **extra,
     }

@@ -10,7 +10,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "DEFAULT_LOCATION",
     "SKU",
+    "Allocation",
+    "LocationName",
     "Reservation",
     "ReservationLine",
     "ReservationStatus",
@@ -23,6 +26,14 @@ SKU = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"),
 ]
 """A stock-keeping unit: 1-200 characters, letters, digits and ``. _ : / -``."""
+
+LocationName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+"""A stock location (a warehouse, a store): 1-64 letters, digits and ``. _ -``."""
+
+DEFAULT_LOCATION = "default"
+"""The location of a store that has only one: stock set and held without naming a location."""
 
 
 class ReservationStatus(StrEnum):
@@ -67,8 +78,23 @@ def merge_lines(lines: Iterable[ReservationLine]) -> tuple[ReservationLine, ...]
     return tuple(ReservationLine(sku=sku, quantity=qty) for sku, qty in totals.items())
 
 
+class Allocation(BaseModel):
+    """Units of one SKU held at (and returned to) one location."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    sku: SKU
+    location: LocationName
+    quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+
+
 class Reservation(BaseModel):
-    """A hold on stock for one owner, until it is confirmed, released or expires."""
+    """A hold on stock for one owner, until it is confirmed, released or expires.
+
+    `allocations` say where the units are held, when the cart was reserved
+    in a `commercekit.reservations.Channel`; without one (empty), every unit
+    is at `DEFAULT_LOCATION` (see `holdings`).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -80,6 +106,17 @@ class Reservation(BaseModel):
     updated_at: dt.datetime
     expires_at: dt.datetime
     idempotency_key: str | None = None
+    allocations: tuple[Allocation, ...] = ()
+
+    @property
+    def holdings(self) -> tuple[Allocation, ...]:
+        """Where every unit is: the allocations, or each line at `DEFAULT_LOCATION`."""
+        if self.allocations:
+            return self.allocations
+        return tuple(
+            Allocation(sku=line.sku, location=DEFAULT_LOCATION, quantity=line.quantity)
+            for line in self.lines
+        )
 
     @property
     def total_quantity(self) -> int:
@@ -92,11 +129,12 @@ class Reservation(BaseModel):
 
 
 class StockLevel(BaseModel):
-    """The stock of one SKU: ``available + held + sold`` is every unit ever added."""
+    """The stock of one SKU at one location: ``available + held + sold`` is every unit added."""
 
     model_config = ConfigDict(frozen=True)
 
     sku: str
+    location: str = DEFAULT_LOCATION
     available: int
     held: int
     sold: int

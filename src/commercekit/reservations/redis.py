@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import zlib
@@ -51,12 +52,16 @@ from commercekit.reservations import _input
 from commercekit.reservations._records import (
     fingerprint,
     new_id,
+    to_allocations,
     to_ms,
     to_record,
     to_reservation,
     to_time,
 )
+from commercekit.reservations.locations import Channel, Split, Strategy, check_location
 from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Allocation,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -82,6 +87,21 @@ __all__ = ["RedisReservationStore"]
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
 _LEVEL = ("available", "held", "sold")
+
+
+def _fields(location: str) -> tuple[str, str, str]:
+    """The stock hash's fields of `location` (the default location's have no suffix)."""
+    if location == DEFAULT_LOCATION:
+        return _LEVEL
+    return (f"available@{location}", f"held@{location}", f"sold@{location}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(channel: Channel) -> str:
+    """The channel's allocation rule as reserve.lua reads it (JSON)."""
+    return json.dumps(channel.spec(), separators=(",", ":"))
+
+
 _Record = dict[str, Any]
 _decode = json.JSONDecoder().raw_decode
 _PENDING = ReservationStatus.PENDING
@@ -117,6 +137,7 @@ def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -
         updated_at=created_at if updated == created else to_time(updated),
         expires_at=to_time(int(record["expires"])),
         idempotency_key=key,
+        allocations=to_allocations(record.get("cart_alloc") or record.get("alloc")),
     )
 
 
@@ -303,61 +324,117 @@ class RedisReservationStore:
         return values[len(checked) :]
 
     # --------------------------------------------------------------- stock
-    async def _stock_op(self, sku: str, op: str, amount: int) -> StockLevel:
+    async def _stock_op(self, sku: str, op: str, amount: int, location: str) -> StockLevel:
+        location = check_location(location)
         base = self._base(self._shard_of(sku))
+        at = "" if location == DEFAULT_LOCATION else location
         try:
-            reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base])
+            reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base, at])
         except Unreplicated as exc:
             if op != "set":  # a retried set is harmless; a retried change is not: undo it
                 with contextlib.suppress(Exception):
                     made = _decode(exc.reply.decode() if type(exc.reply) is bytes else exc.reply)
                     if "err" not in made[0]:
-                        await self._run("stock", [self._stock_key(sku)], ["adjust", -amount, base])
+                        await self._run(
+                            "stock", [self._stock_key(sku)], ["adjust", -amount, base, at]
+                        )
             raise _public(exc) from None
         if "err" in reply:
             level = f"available {reply['available']}, held {reply['held']}"
-            raise StockConflict(f"cannot {op} {sku} by {amount}: {level}")
+            raise StockConflict(f"cannot {op} {sku} at {location} by {amount}: {level}")
         return StockLevel(
-            sku=sku, available=reply["available"], held=reply["held"], sold=reply["sold"]
+            sku=sku,
+            location=location,
+            available=reply["available"],
+            held=reply["held"],
+            sold=reply["sold"],
         )
 
-    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+    async def set_stock(
+        self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
         """See `ReservationStore.set_stock`."""
         sku = _input.check_sku(sku)
-        return await self._stock_op(sku, "set", _input.check_int(on_hand, "on_hand", minimum=0))
+        amount = _input.check_int(on_hand, "on_hand", minimum=0)
+        return await self._stock_op(sku, "set", amount, location)
 
-    async def restock(self, sku: str, quantity: int) -> StockLevel:
+    async def restock(
+        self, sku: str, quantity: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
         """See `ReservationStore.restock`."""
         sku = _input.check_sku(sku)
         amount = _input.check_int(quantity, "quantity", minimum=1)
-        return await self._stock_op(sku, "restock", amount)
+        return await self._stock_op(sku, "restock", amount, location)
 
-    async def adjust(self, sku: str, delta: int) -> StockLevel:
+    async def adjust(self, sku: str, delta: int, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.adjust`."""
         sku = _input.check_sku(sku)
-        return await self._stock_op(sku, "adjust", _input.check_int(delta, "delta"))
+        return await self._stock_op(sku, "adjust", _input.check_int(delta, "delta"), location)
 
-    async def stock(self, sku: str) -> StockLevel:
+    async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.stock`."""
         sku = _input.check_sku(sku)
+        location = check_location(location)
+        fields = _fields(location)
         (values,) = await self._read(
-            [self._shard_of(sku)], lambda pipe: pipe.hmget(self._stock_key(sku), *_LEVEL)
+            [self._shard_of(sku)], lambda pipe: pipe.hmget(self._stock_key(sku), *fields)
         )
         available, held, sold = (int(v or 0) for v in values)
-        return StockLevel(sku=sku, available=available, held=held, sold=sold)
+        return StockLevel(sku=sku, location=location, available=available, held=held, sold=sold)
 
-    async def available(self, skus: Iterable[str]) -> dict[str, int]:
+    async def stock_by_location(self, sku: str) -> dict[str, StockLevel]:
+        """See `ReservationStore.stock_by_location`."""
+        sku = _input.check_sku(sku)
+        (values,) = await self._read(
+            [self._shard_of(sku)], lambda pipe: pipe.hgetall(self._stock_key(sku))
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for raw_name, raw_value in values.items():
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            bucket, _, location = name.partition("@")
+            if bucket in _LEVEL:
+                counts.setdefault(location or DEFAULT_LOCATION, {})[bucket] = int(raw_value)
+        return {
+            location: StockLevel(
+                sku=sku,
+                location=location,
+                available=level.get("available", 0),
+                held=level.get("held", 0),
+                sold=level.get("sold", 0),
+            )
+            for location, level in sorted(counts.items())
+        }
+
+    async def available(
+        self, skus: Iterable[str], *, channel: Channel | None = None
+    ) -> dict[str, int]:
         """See `ReservationStore.available`."""
         wanted = list(dict.fromkeys(_input.check_sku(sku) for sku in skus))
         if not wanted:
             return {}
+        if channel is None:
 
-        def queue(pipe: Any) -> None:
+            def queue(pipe: Any) -> None:
+                for sku in wanted:
+                    pipe.hget(self._stock_key(sku), "available")
+
+            values = await self._read(map(self._shard_of, wanted), queue)
+            return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+        places = channel.locations
+        fields = [_fields(place.name)[0] for place in places]
+
+        def queue_all(pipe: Any) -> None:
             for sku in wanted:
-                pipe.hget(self._stock_key(sku), "available")
+                pipe.hmget(self._stock_key(sku), *fields)
 
-        values = await self._read(map(self._shard_of, wanted), queue)
-        return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+        rows = await self._read(map(self._shard_of, wanted), queue_all)
+        return {
+            sku: sum(
+                max(0, int(value or 0) - place.safety_stock)
+                for value, place in zip(row, places, strict=True)
+            )
+            for sku, row in zip(wanted, rows, strict=True)
+        }
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -367,10 +444,11 @@ class RedisReservationStore:
         ttl: TTLInput,
         owner: str,
         idempotency_key: str | None = None,
+        channel: Channel | None = None,
     ) -> Reservation:
         """See `ReservationStore.reserve`."""
         reservation, _made = await self.reserve_or_replay(
-            lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+            lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key, channel=channel
         )
         return reservation
 
@@ -381,12 +459,15 @@ class RedisReservationStore:
         ttl: TTLInput,
         owner: str,
         idempotency_key: str | None = None,
+        channel: Channel | None = None,
     ) -> tuple[Reservation, bool]:
         """`reserve`, also saying whether this call made the hold (False: a replay)."""
         cart = _input.check_lines(lines)
         ttl_ms = _input.check_ttl(ttl)
         owner = str(_input.check_text(owner, "owner"))
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
+        if channel is not None and not isinstance(channel, Channel):
+            raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
         groups: dict[int, list[ReservationLine]] = {}
         if self.shards > 1:
             for line in cart:
@@ -394,12 +475,17 @@ class RedisReservationStore:
         home = next(iter(groups)) if groups else 0
         rid = self._new_id(home)
         if len(groups) <= 1:
+            spec = "" if channel is None else _spec(channel)
             record = await self._reserve_in(
-                home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
+                home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, spec=spec
+            )
+        elif channel is not None and channel.split is Split.SHIPMENT:
+            record = await self._reserve_shipment(
+                rid, groups, channel, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
             )
         else:
             record = await self._reserve_spread(
-                rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
+                rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=channel
             )
         if record["id"] != rid:  # an idempotent replay: the record is all we know
             await self._replicated(self._shard_of(record["id"]))
@@ -419,6 +505,7 @@ class RedisReservationStore:
         role: str = "single",
         parent: str = "",
         parts: Sequence[int] = (),
+        spec: str = "",
     ) -> _Record:
         """Run reserve.lua in one shard; return the record or raise the domain error."""
         due = self._dues[shard]
@@ -428,7 +515,7 @@ class RedisReservationStore:
         args: list[object] = [
             self._bases[shard], rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
             "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
-            whole, json.dumps(list(parts)) if role == "parent" else "",
+            whole, json.dumps(list(parts)) if role == "parent" else "", spec,
         ]  # fmt: skip
         for line in lines:
             args += (line.sku, line.quantity)
@@ -477,16 +564,18 @@ class RedisReservationStore:
         ttl_ms: int,
         owner: str,
         key: str | None,
+        channel: Channel | None = None,
     ) -> _Record:
         """A cart over several shards: the parent first, then each part, undone on failure."""
-        available = await self.available(line.sku for line in cart)
+        available = await self.available((line.sku for line in cart), channel=channel)
         short = tuple(
             ShortLine(line.sku, line.quantity, available[line.sku])
             for line in cart
             if available[line.sku] < line.quantity
         )
         home, *others = groups
-        common: dict[str, Any] = {"ttl_ms": ttl_ms, "owner": owner, "cart": cart}
+        spec = "" if channel is None else _spec(channel)
+        common: dict[str, Any] = {"ttl_ms": ttl_ms, "owner": owner, "cart": cart, "spec": spec}
         try:
             parent = await self._reserve_in(
                 home, rid, groups[home], key=key, role="parent", parts=others, **common
@@ -499,13 +588,15 @@ class RedisReservationStore:
             await self._abort(home, rid, owner, key)
             raise OutOfStock(short)
         made: list[int] = []
+        allocations: list[Any] = list(parent.get("alloc") or ())
         try:
             for shard in others:
-                await self._reserve_in(
+                part = await self._reserve_in(
                     shard, f"{rid}/{shard}", groups[shard], key=None, role="part", parent=rid,
                     **common,
                 )  # fmt: skip
                 made.append(shard)
+                allocations += part.get("alloc") or ()
         except BaseException:
             # Undo what was held; a part this misses is undone by the sweeper.
             for shard in made:
@@ -514,14 +605,57 @@ class RedisReservationStore:
             with contextlib.suppress(Exception):
                 await self._abort(home, rid, owner, key)
             raise
+        whole = json.dumps(allocations) if allocations else ""
         try:
-            reply = await self._transition_in(home, rid, "complete")
+            reply = await self._transition_in(home, rid, "complete", cart_alloc=whole)
         except NotReplicated:
             with contextlib.suppress(Exception):
                 await self._call(home, rid, "release")  # its parts follow
             raise
         completed: _Record = reply["reservation"]
         return completed
+
+    async def _reserve_shipment(
+        self,
+        rid: str,
+        groups: dict[int, list[ReservationLine]],
+        channel: Channel,
+        *,
+        cart: Sequence[ReservationLine],
+        ttl_ms: int,
+        owner: str,
+        key: str | None,
+    ) -> _Record:
+        """A one-shipment cart over several shards: each location in turn, the whole cart there.
+
+        Each try is all or nothing (the parts protocol), so the first location
+        that holds every line wins; the error names what the best one lacked.
+        """
+        places = list(channel.locations)
+        if channel.strategy is Strategy.MOST_STOCK:
+            levels = {
+                place.name: await self.available(
+                    (line.sku for line in cart), channel=Channel(channel.name, [place])
+                )
+                for place in places
+            }
+            gives = {
+                name: sum(min(level[line.sku], line.quantity) for line in cart)
+                for name, level in levels.items()
+            }
+            places.sort(key=lambda place: -gives[place.name])  # stable: ties keep the order
+        best: OutOfStock | None = None
+        for place in places:
+            alone = Channel(channel.name, [place], split=Split.LINES)
+            try:
+                return await self._reserve_spread(
+                    rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=alone
+                )
+            except OutOfStock as exc:
+                if best is None or len(exc.short) < len(best.short):
+                    best = exc
+        assert best is not None  # a channel has at least one location
+        raise best
 
     async def _abort(self, shard: int, rid: str, owner: str, key: str | None) -> None:
         idem = self._idempotency_key(shard, owner, key) if key is not None else ""
@@ -536,12 +670,22 @@ class RedisReservationStore:
         ttl_ms: int = 0,
         status: str = "",
         idem: str = "",
+        cart_alloc: str = "",
     ) -> dict[str, Any]:
         return dict(
             await self._run(
                 "transition",
                 [self._due(shard), self._record_key(shard, rid)],
-                [self._base(shard), rid, action, ttl_ms, self._retention_ms, status, idem],
+                [
+                    self._base(shard),
+                    rid,
+                    action,
+                    ttl_ms,
+                    self._retention_ms,
+                    status,
+                    idem,
+                    cart_alloc,
+                ],
             )
         )
 
@@ -709,8 +853,9 @@ class RedisReservationStore:
         idempotency: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
         now_ms = to_ms(dt.datetime.now(dt.UTC))
         for level in stock:
+            at = "" if level.location == DEFAULT_LOCATION else level.location
             levels[self._shard_of(level.sku)].append(
-                [level.sku, level.available, level.held, level.sold]
+                [level.sku, level.available, level.held, level.sold, at]
             )
         for reservation in pending:
             self._split(reservation, records)
@@ -735,20 +880,29 @@ class RedisReservationStore:
         groups: dict[int, list[ReservationLine]] = {}
         for line in reservation.lines:
             groups.setdefault(self._shard_of(line.sku), []).append(line)
+        placed: dict[int, list[Allocation]] = {}
+        for allocation in reservation.allocations:
+            placed.setdefault(self._shard_of(allocation.sku), []).append(allocation)
         home = self._shard_of(reservation.id)
         others = [shard for shard in groups if shard != home]
         if not others:
-            records[home].append(to_record(reservation, reservation.lines))
+            records[home].append(to_record(reservation, reservation.lines, reservation.allocations))
         else:
             cart = [[line.sku, line.quantity] for line in reservation.lines]
+            whole = [[a.sku, a.location, a.quantity] for a in reservation.allocations]
             records[home].append(
-                to_record(reservation, groups.get(home, []), cart=cart, parts=others)
-            )
+                to_record(
+                    reservation, groups.get(home, []), placed.get(home, ()), cart=cart,
+                    parts=others, **({"cart_alloc": whole} if whole else {}),
+                )
+            )  # fmt: skip
             due = to_ms(reservation.expires_at) + self._grace_ms
             for shard in others:
                 part = reservation.model_copy(update={"id": f"{reservation.id}/{shard}"})
                 records[shard].append(
-                    to_record(part, groups[shard], parent=reservation.id, due=due)
+                    to_record(
+                        part, groups[shard], placed.get(shard, ()), parent=reservation.id, due=due
+                    )
                 )
 
     def _keep_key(

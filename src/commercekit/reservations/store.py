@@ -6,7 +6,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from commercekit.reservations.models import Reservation, ReservationLine, StockLevel
+from commercekit.reservations.locations import Channel
+from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Reservation,
+    ReservationLine,
+    StockLevel,
+)
 
 __all__ = ["LineInput", "ReservationStore", "TTLInput"]
 
@@ -29,32 +35,46 @@ class ReservationStore(Protocol):
     `commercekit.errors.BackendUnavailable`.
     """
 
-    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
-        """Make `on_hand` (available + held) units of `sku` exist; holds are kept.
+    async def set_stock(
+        self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """Make `on_hand` (available + held) units of `sku` exist at `location`; holds are kept.
 
         Raises:
             StockConflict: `on_hand` is below the units currently held.
         """
         ...
 
-    async def restock(self, sku: str, quantity: int) -> StockLevel:
-        """Add `quantity` (> 0) units to the available stock of `sku`."""
+    async def restock(
+        self, sku: str, quantity: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """Add `quantity` (> 0) units to the available stock of `sku` at `location`."""
         ...
 
-    async def adjust(self, sku: str, delta: int) -> StockLevel:
-        """Change the available stock of `sku` by `delta` (shrinkage, corrections).
+    async def adjust(self, sku: str, delta: int, *, location: str = DEFAULT_LOCATION) -> StockLevel:
+        """Change the available stock of `sku` at `location` by `delta` (shrinkage, corrections).
 
         Raises:
             StockConflict: available stock would become negative.
         """
         ...
 
-    async def stock(self, sku: str) -> StockLevel:
-        """The available, held and sold units of `sku` (zeros if unknown)."""
+    async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
+        """The available, held and sold units of `sku` at `location` (zeros if unknown)."""
         ...
 
-    async def available(self, skus: Iterable[str]) -> Mapping[str, int]:
-        """Available units for each SKU (0 for unknown SKUs)."""
+    async def stock_by_location(self, sku: str) -> Mapping[str, StockLevel]:
+        """The stock of `sku` at every location that has ever had some, by location."""
+        ...
+
+    async def available(
+        self, skus: Iterable[str], *, channel: Channel | None = None
+    ) -> Mapping[str, int]:
+        """Units each SKU can sell now (0 for unknown SKUs).
+
+        Without a `channel`, the default location's available units; in a
+        channel, the sum over its locations, less each one's safety stock.
+        """
         ...
 
     async def reserve(
@@ -64,12 +84,16 @@ class ReservationStore(Protocol):
         ttl: TTLInput,
         owner: str,
         idempotency_key: str | None = None,
+        channel: Channel | None = None,
     ) -> Reservation:
         """Hold every line of the cart for `ttl`, or nothing.
 
         Lines naming the same SKU are summed first. With an `idempotency_key`,
         a retry of the same cart by the same owner returns the reservation
-        made the first time, whatever its status now.
+        made the first time, whatever its status now. In a `channel`, each
+        line is allocated to the channel's locations by its strategy and
+        split rule (`Reservation.allocations`); without one, every unit is
+        held at the default location.
 
         Raises:
             OutOfStock: some lines cannot be held (all are named); nothing was held.

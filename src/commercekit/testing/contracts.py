@@ -42,7 +42,14 @@ from commercekit.errors import (
     ReservationNotFound,
     StockConflict,
 )
-from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
+from commercekit.reservations.locations import Channel, ChannelLocation, Split, Strategy
+from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Allocation,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+)
 from commercekit.reservations.store import ReservationStore
 
 __all__ = ["ReservationStoreContract", "StoreFactory", "assert_conserved"]
@@ -496,6 +503,186 @@ class ReservationStoreContract:
             assert level.held == 0
             assert level.available + level.sold == 40
             await assert_conserved(one, {sku: 40}, holds)
+
+    # --------------------------------------------------------- locations
+    async def test_stock_is_kept_per_location(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 4)
+        await store.set_stock(sku, 10, location="east")
+        await store.restock(sku, 2, location="west")
+        assert (await store.adjust(sku, -3, location="east")).available == 7
+        east = await store.stock(sku, location="east")
+        assert east == StockLevel(sku=sku, location="east", available=7, held=0, sold=0)
+        assert (await store.stock(sku)).available == 4  # the default location, as ever
+        assert await store.available([sku]) == {sku: 4}
+        assert await store.stock_by_location(sku) == {
+            DEFAULT_LOCATION: StockLevel(sku=sku, available=4, held=0, sold=0),
+            "east": east,
+            "west": StockLevel(sku=sku, location="west", available=2, held=0, sold=0),
+        }
+        with pytest.raises(StockConflict):
+            await store.adjust(sku, -8, location="east")
+        with pytest.raises(InvalidRequest):
+            await store.set_stock(sku, 1, location="no spaces")
+
+    async def test_a_channel_sells_the_sum_of_its_locations_less_safety_stock(
+        self, store: ReservationStore
+    ) -> None:
+        a, b = _sku(), _sku()
+        await store.set_stock(a, 5, location="east")
+        await store.set_stock(a, 1, location="west")
+        await store.set_stock(b, 3, location="west")
+        await store.set_stock(a, 100)  # the default location is not in the channel
+        web = Channel("web", [ChannelLocation("east", safety_stock=2), "west"])
+        assert await store.available([a, b], channel=web) == {a: 4, b: 3}
+        strict = Channel("strict", [ChannelLocation("west", safety_stock=5)])
+        assert await store.available([a, b], channel=strict) == {a: 0, b: 0}
+
+    async def test_priority_takes_the_first_location_first_and_splits_a_line(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 3, location="east")
+        await store.set_stock(sku, 5, location="west")
+        web = Channel("web", ["east", "west"])
+        first = await store.reserve([(sku, 2)], ttl=60, owner="u1", channel=web)
+        assert first.allocations == (Allocation(sku=sku, location="east", quantity=2),)
+        split = await store.reserve([(sku, 4)], ttl=60, owner="u1", channel=web)
+        assert set(split.allocations) == {
+            Allocation(sku=sku, location="east", quantity=1),
+            Allocation(sku=sku, location="west", quantity=3),
+        }
+        assert await store.get(split.id) == split
+        assert (await store.stock(sku, location="east")).held == 3
+        assert (await store.stock(sku, location="west")).held == 3
+        with pytest.raises(OutOfStock) as error:
+            await store.reserve([(sku, 3)], ttl=60, owner="u1", channel=web)
+        assert [(s.sku, s.requested, s.available) for s in error.value.short] == [(sku, 3, 2)]
+
+    async def test_most_stock_takes_the_fullest_location_first(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 3, location="east")
+        await store.set_stock(sku, 5, location="west")
+        web = Channel("web", ["east", "west"], strategy=Strategy.MOST_STOCK)
+        hold = await store.reserve([(sku, 2)], ttl=60, owner="u1", channel=web)
+        assert hold.allocations == (Allocation(sku=sku, location="west", quantity=2),)
+        tie = await store.reserve([(sku, 1)], ttl=60, owner="u1", channel=web)  # 3 and 3
+        assert tie.allocations == (Allocation(sku=sku, location="east", quantity=1),)
+
+    async def test_without_split_each_line_comes_from_one_location(
+        self, store: ReservationStore
+    ) -> None:
+        a, b = _sku(), _sku()
+        await store.set_stock(a, 2, location="east")
+        await store.set_stock(a, 3, location="west")
+        await store.set_stock(b, 1, location="east")
+        whole = Channel("whole", ["east", "west"], split=Split.NONE)
+        hold = await store.reserve([(a, 3), (b, 1)], ttl=60, owner="u1", channel=whole)
+        assert set(hold.allocations) == {
+            Allocation(sku=a, location="west", quantity=3),
+            Allocation(sku=b, location="east", quantity=1),
+        }
+        with pytest.raises(OutOfStock) as error:  # 2 in the east: no one place has 2 now
+            await store.reserve([(a, 2), (b, 1)], ttl=60, owner="u1", channel=whole)
+        short = {(s.sku, s.requested, s.available) for s in error.value.short}
+        assert short == {(b, 1, 0)}
+        assert await store.available([a], channel=whole) == {a: 2}
+
+    async def test_one_shipment_takes_the_whole_cart_from_one_location(
+        self, store: ReservationStore
+    ) -> None:
+        a, b = _sku(), _sku()
+        await store.set_stock(a, 5, location="east")
+        await store.set_stock(b, 1, location="west")
+        await store.set_stock(a, 2, location="west")
+        await store.set_stock(b, 1, location="north")
+        ship = Channel("ship", ["east", "west", "north"], split=Split.SHIPMENT)
+        hold = await store.reserve([(a, 2), (b, 1)], ttl=60, owner="u1", channel=ship)
+        assert set(hold.allocations) == {
+            Allocation(sku=a, location="west", quantity=2),
+            Allocation(sku=b, location="west", quantity=1),
+        }
+        # Together east and north could, but no one location holds both now.
+        with pytest.raises(OutOfStock):
+            await store.reserve([(a, 1), (b, 1)], ttl=60, owner="u1", channel=ship)
+        assert (await store.stock(a, location="east")).available == 5
+
+    async def test_each_transition_returns_units_where_they_came_from(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 2, location="east")
+        await store.set_stock(sku, 10, location="west")
+        web = Channel("web", ["east", "west"])
+
+        async def levels() -> dict[str, tuple[int, int, int]]:
+            return {
+                place: (level.available, level.held, level.sold)
+                for place, level in (await store.stock_by_location(sku)).items()
+            }
+
+        released = await store.reserve([(sku, 3)], ttl=60, owner="u1", channel=web)
+        assert await levels() == {"east": (0, 2, 0), "west": (9, 1, 0)}
+        await store.release(released.id)
+        assert await levels() == {"east": (2, 0, 0), "west": (10, 0, 0)}
+        confirmed = await store.reserve([(sku, 3)], ttl=60, owner="u1", channel=web)
+        assert (await store.confirm(confirmed.id)).allocations == confirmed.allocations
+        assert await levels() == {"east": (0, 0, 2), "west": (9, 0, 1)}
+        expiring = await store.reserve([(sku, 4)], ttl=SHORT_TTL, owner="u1", channel=web)
+        assert expiring.allocations == (Allocation(sku=sku, location="west", quantity=4),)
+        await _wait_past(expiring)
+        assert [r.id for r in await store.expire_due()] == [expiring.id]
+        assert await levels() == {"east": (0, 0, 2), "west": (9, 0, 1)}
+
+    async def test_a_replay_in_a_channel_returns_the_first_allocations(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 1, location="east")
+        await store.set_stock(sku, 5, location="west")
+        web = Channel("web", ["east", "west"])
+        first = await store.reserve(
+            [(sku, 2)], ttl=60, owner="u1", idempotency_key="k", channel=web
+        )
+        again = await store.reserve(
+            [(sku, 2)], ttl=60, owner="u1", idempotency_key="k", channel=web
+        )
+        assert again == first
+        assert (await store.stock(sku, location="west")).held == 1
+
+    async def test_concurrent_reserves_in_a_channel_oversell_no_location(
+        self, make_store: StoreFactory
+    ) -> None:
+        sku = _sku()
+        stock = {"east": 7, "west": 5, "north": 3}
+        web = Channel("web", list(stock), strategy=Strategy.MOST_STOCK)
+        async with make_store() as one, make_store() as two:
+            for place, units in stock.items():
+                await one.set_stock(sku, units, location=place)
+
+            async def attempt(store: ReservationStore, quantity: int) -> Reservation | None:
+                try:
+                    return await store.reserve([(sku, quantity)], ttl=60, owner="u", channel=web)
+                except OutOfStock:
+                    return None
+
+            results = await asyncio.gather(
+                *(attempt(one if i % 2 else two, 1 + i % 3) for i in range(40))
+            )
+            holds = [hold for hold in results if hold is not None]
+            assert holds
+            for hold in holds:  # each hold's allocations are exactly its line
+                assert sum(a.quantity for a in hold.allocations) == hold.total_quantity
+            levels = await one.stock_by_location(sku)
+            for place, units in stock.items():
+                taken = sum(
+                    a.quantity for hold in holds for a in hold.allocations if a.location == place
+                )
+                level = levels[place]
+                assert (level.available, level.held) == (units - taken, taken), place
+                assert level.available >= 0
 
     # ---------------------------------------------------------- property
     @settings(

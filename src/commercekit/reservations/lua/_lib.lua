@@ -5,13 +5,16 @@
 -- script only touches keys of one cluster slot):
 --   BASE .. "due"            sorted set: pending reservation id -> deadline (ms)
 --   BASE .. "res:" .. id     string: the reservation record as JSON
---   BASE .. "stock:" .. sku  hash: available, held, sold
+--   BASE .. "stock:" .. sku  hash: available, held, sold of the default location, and
+--                            available@L, held@L, sold@L of each other location L
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
 --
 -- A record is {v, id, status, owner, lines = {{sku, qty}, ...}, created,
 -- updated, expires, idem, fp} (and a spread cart's cart, parts, incomplete
--- or parent); times are Redis server milliseconds, so every replica of every
+-- or parent; `alloc` = {{sku, location, qty}, ...} when the lines were
+-- allocated to locations, else every unit is at the default one, and a
+-- spread cart's parent keeps the whole cart's in `cart_alloc`); times are Redis server milliseconds, so every replica of every
 -- service agrees on one clock. `new_record` makes every record, `save_record`
 -- writes every one, `load_record` reads every one.
 
@@ -38,11 +41,23 @@ local function res_key(base, id)
 end
 
 -- The record format these scripts write (field `v`). A record without `v` was
--- written before versions existed: version 0, the same fields. A script meets
--- a newer record only during a rolling deploy (a newer release wrote it) and
--- leaves it alone: it answers RECORD_VERSION, the caller retries, and the
--- newer release's scripts handle it.
-local RECORD_VERSION = 1
+-- written before versions existed: version 0, the same fields. Version 2 adds
+-- `alloc`. A record is stamped with the oldest version that reads it right
+-- (1 without `alloc`), so a release that reads only version 1 still handles
+-- what needs no more. A script meets a newer record only during a rolling
+-- deploy (a newer release wrote it) and leaves it alone: it answers
+-- RECORD_VERSION, the caller retries, and the newer release's scripts handle it.
+local RECORD_VERSION = 2
+
+local DEFAULT_LOCATION = 'default'
+
+-- The hash field of `name` (available, held, sold) at location `loc`.
+local function field(name, loc)
+  if loc == nil or loc == '' or loc == DEFAULT_LOCATION then
+    return name
+  end
+  return name .. '@' .. loc
+end
 
 local function newer_record(id, v)
   return cjson.encode({err = 'RECORD_VERSION', id = id, v = v, max = RECORD_VERSION})
@@ -56,14 +71,15 @@ local function new_record(f)
     created = f.created, updated = f.updated or f.created, expires = f.expires,
     idem = f.idem or '', fp = f.fp,
     cart = f.cart, parts = f.parts, incomplete = f.incomplete, parent = f.parent,
+    alloc = f.alloc, cart_alloc = f.cart_alloc,
   }
 end
 
 -- Write `rec` (kept `retention` ms when given: a settled record; a pending one
--- never expires by itself, only a transition settles it). A record of an older
--- version is written as this version: each version only adds to the last.
+-- never expires by itself, only a transition settles it), stamped with the
+-- oldest version that reads it right: each version only adds to the last.
 local function save_record(base, rec, retention)
-  rec.v = RECORD_VERSION
+  rec.v = (rec.alloc or rec.cart_alloc) and 2 or 1
   if retention then
     redis.call('SET', res_key(base, rec.id), cjson.encode(rec), 'PX', retention)
   else
@@ -86,23 +102,41 @@ local function load_record(key)
   return rec
 end
 
-local function stock_of(key)
-  local v = redis.call('HMGET', key, 'available', 'held', 'sold')
+local function stock_of(key, loc)
+  local v = redis.call('HMGET', key, field('available', loc), field('held', loc), field('sold', loc))
   return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')}
 end
 
+-- Where a record's units are: {{sku, location, qty}, ...}.
+local function holdings(rec)
+  if rec.alloc then
+    return rec.alloc
+  end
+  local out = {}
+  for i, line in ipairs(rec.lines) do
+    out[i] = {line[1], DEFAULT_LOCATION, line[2]}
+  end
+  return out
+end
+
+-- Move `qty` units of `sku` at `loc` from one bucket (available, held, sold) to another.
+local function move(base, sku, loc, qty, from, into)
+  local key = stock_key(base, sku)
+  redis.call('HINCRBY', key, field(from, loc), -qty)
+  redis.call('HINCRBY', key, field(into, loc), qty)
+end
+
 -- Move a PENDING record to a terminal status, exactly once: its units go
--- from held to sold (CONFIRMED) or back to available (RELEASED, EXPIRED);
+-- from held to sold (CONFIRMED) or back to available (RELEASED, EXPIRED),
+-- each at the location it was allocated from;
 -- the record is kept for `retention` ms and leaves the due index.
 local function settle(base, due_key, rec, to_status, now, retention)
   local into = 'available'
   if to_status == 'CONFIRMED' then
     into = 'sold'
   end
-  for _, line in ipairs(rec.lines) do
-    local key = stock_key(base, line[1])
-    redis.call('HINCRBY', key, 'held', -line[2])
-    redis.call('HINCRBY', key, into, line[2])
+  for _, h in ipairs(holdings(rec)) do
+    move(base, h[1], h[2], h[3], 'held', into)
   end
   rec.status = to_status
   rec.updated = now

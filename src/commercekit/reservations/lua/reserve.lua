@@ -4,8 +4,14 @@
 -- KEYS[2]  the idempotency key (BASE .. "idem:..."), or KEYS[1] when none
 -- ARGV     base, id, owner, ttl_ms, idem_ttl_ms, fingerprint, has_idem ("1"/"0"),
 --          idem (the caller's key, for the record), role, parent, grace_ms,
---          cart JSON, parts JSON, then sku, qty pairs (SKUs unique, quantities
+--          cart JSON, parts JSON, allocation JSON (or "": every unit from the
+--          default location), then sku, qty pairs (SKUs unique, quantities
 --          positive: the Python side checked).
+--          allocation {locs = {{location, safety stock}, ...} in priority order,
+--            most = true to take from the location with the most units first,
+--            split = "lines" (a line may come from several locations), "none"
+--            (each line from one location) or "shipment" (every line of this
+--            call from one location)}.
 --          role "single": a cart whose SKUs all live in this shard.
 --          role "parent": the home part of a cart spread over shards; `cart`
 --            is the whole cart, `parts` the other shards holding the rest.
@@ -17,12 +23,143 @@
 --          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
 --          or {err = "RECORD_VERSION", id, v, max}: the replayed record is a newer release's
 
+-- The units of each line one may take at each of the spec's locations:
+-- sellable[i][j] = available at location j, less its safety stock (never < 0).
+local function sellable_units(base, lines, locs)
+  local sellable = {}
+  for i, line in ipairs(lines) do
+    local key = stock_key(base, line[1])
+    local fields = {}
+    for j, loc in ipairs(locs) do
+      fields[j] = field('available', loc[1])
+    end
+    local values = redis.call('HMGET', key, unpack(fields))
+    local row = {}
+    for j, loc in ipairs(locs) do
+      row[j] = math.max(0, tonumber(values[j] or '0') - (tonumber(loc[2]) or 0))
+    end
+    sellable[i] = row
+  end
+  return sellable
+end
+
+-- The locations' indices in the order to take from: the spec's order, or by
+-- `weight` (most first; ties keep the spec's order).
+local function order_by(count, weight)
+  local order = {}
+  for j = 1, count do
+    order[j] = j
+  end
+  if weight then
+    table.sort(order, function(a, b)
+      if weight[a] ~= weight[b] then
+        return weight[a] > weight[b]
+      end
+      return a < b
+    end)
+  end
+  return order
+end
+
+-- Allocate every line to locations, or say which lines cannot be held.
+-- Returns alloc {{sku, location, qty}, ...} and short {{sku, wanted, available}, ...}
+-- where `available` is what the rule could have given the line.
+local function allocate(base, lines, spec)
+  local locs = spec.locs
+  local sellable = sellable_units(base, lines, locs)
+  local alloc, short = {}, {}
+  if spec.split == 'shipment' then
+    local weight = nil
+    if spec.most then  -- the location able to give the most of this cart
+      weight = {}
+      for j = 1, #locs do
+        weight[j] = 0
+        for i, line in ipairs(lines) do
+          weight[j] = weight[j] + math.min(sellable[i][j], line[2])
+        end
+      end
+    end
+    local best, best_fits, best_gives = nil, -1, -1
+    for _, j in ipairs(order_by(#locs, weight)) do
+      local fits, gives = 0, 0
+      for i, line in ipairs(lines) do
+        if sellable[i][j] >= line[2] then
+          fits = fits + 1
+        end
+        gives = gives + math.min(sellable[i][j], line[2])
+      end
+      if fits == #lines then
+        for _, line in ipairs(lines) do
+          alloc[#alloc + 1] = {line[1], locs[j][1], line[2]}
+        end
+        return alloc, short
+      end
+      if fits > best_fits or (fits == best_fits and gives > best_gives) then
+        best, best_fits, best_gives = j, fits, gives
+      end
+    end
+    -- short at the location that comes closest: the most lines whole, then the most units
+    for i, line in ipairs(lines) do
+      local there = best and sellable[i][best] or 0
+      if there < line[2] then
+        short[#short + 1] = {line[1], line[2], there}
+      end
+    end
+    return nil, short
+  end
+  for i, line in ipairs(lines) do
+    local sku, wanted = line[1], line[2]
+    local order = order_by(#locs, spec.most and sellable[i] or nil)
+    if spec.split == 'none' then
+      local chosen = nil
+      for _, j in ipairs(order) do
+        if sellable[i][j] >= wanted then
+          chosen = j
+          break
+        end
+      end
+      if chosen then
+        alloc[#alloc + 1] = {sku, locs[chosen][1], wanted}
+      else
+        local most = 0
+        for j = 1, #locs do
+          most = math.max(most, sellable[i][j])
+        end
+        short[#short + 1] = {sku, wanted, most}
+      end
+    else
+      local left, total = wanted, 0
+      for j = 1, #locs do
+        total = total + sellable[i][j]
+      end
+      if total < wanted then
+        short[#short + 1] = {sku, wanted, total}
+      else
+        for _, j in ipairs(order) do
+          local take = math.min(left, sellable[i][j])
+          if take > 0 then
+            alloc[#alloc + 1] = {sku, locs[j][1], take}
+            left = left - take
+          end
+          if left == 0 then
+            break
+          end
+        end
+      end
+    end
+  end
+  if #short > 0 then
+    return nil, short
+  end
+  return alloc, short
+end
+
 local base, id, owner = ARGV[1], ARGV[2], ARGV[3]
 local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local fp, has_idem, idem = ARGV[6], ARGV[7] == '1', ARGV[8]
 local role, parent, grace = ARGV[9], ARGV[10], tonumber(ARGV[11])
-local cart, parts = ARGV[12], ARGV[13]
-local first = 14
+local cart, parts, spec = ARGV[12], ARGV[13], ARGV[14]
+local first = 15
 if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
@@ -50,26 +187,43 @@ if redis.call('EXISTS', res_key(base, id)) == 1 then
 end
 
 local lines, short = {}, {}
-for i = first, #ARGV, 2 do
-  local sku, qty = ARGV[i], tonumber(ARGV[i + 1])
-  local available = stock_of(stock_key(base, sku))[1]
-  if available < qty then
-    short[#short + 1] = {sku, qty, available}
+local alloc = nil
+if spec == '' then
+  for i = first, #ARGV, 2 do
+    local sku, qty = ARGV[i], tonumber(ARGV[i + 1])
+    local available = stock_of(stock_key(base, sku))[1]
+    if available < qty then
+      short[#short + 1] = {sku, qty, available}
+    end
+    lines[#lines + 1] = {sku, qty}
   end
-  lines[#lines + 1] = {sku, qty}
+else
+  for i = first, #ARGV, 2 do
+    lines[#lines + 1] = {ARGV[i], tonumber(ARGV[i + 1])}
+  end
+  alloc, short = allocate(base, lines, cjson.decode(spec))
 end
 if #short > 0 then
   return cjson.encode({err = 'OUT_OF_STOCK', short = short})
 end
 
-for _, line in ipairs(lines) do
-  local key = stock_key(base, line[1])
-  redis.call('HINCRBY', key, 'available', -line[2])
-  redis.call('HINCRBY', key, 'held', line[2])
+if alloc then
+  for _, a in ipairs(alloc) do
+    move(base, a[1], a[2], a[3], 'available', 'held')
+  end
+else
+  for _, line in ipairs(lines) do
+    local key = stock_key(base, line[1])
+    redis.call('HINCRBY', key, 'available', -line[2])
+    redis.call('HINCRBY', key, 'held', line[2])
+  end
 end
 
 local now = now_ms()
-local f = {id = id, owner = owner, lines = lines, created = now, expires = now + ttl, idem = idem, fp = fp}
+local f = {
+  id = id, owner = owner, lines = lines, created = now, expires = now + ttl, idem = idem, fp = fp,
+  alloc = alloc,
+}
 local due = f.expires
 if role == 'parent' then
   f.cart = cjson.decode(cart)

@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the marker (BASE .. "hydrated")
--- ARGV     base, marker value, stock JSON {{sku, available, held, sold}, ...},
+-- ARGV     base, marker value, stock JSON {{sku, available, held, sold, location}, ...},
 --          pending holds JSON {fields, ...} (what `new_record` makes a record
 --          of, and `due`: the score in the due index, when not the deadline),
 --          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
@@ -16,7 +16,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return 'ALREADY'
 end
 for _, s in ipairs(cjson.decode(ARGV[3])) do
-  redis.call('HSET', stock_key(base, s[1]), 'available', s[2], 'held', s[3], 'sold', s[4])
+  local loc = s[5]
+  redis.call('HSET', stock_key(base, s[1]), field('available', loc), s[2], field('held', loc), s[3],
+    field('sold', loc), s[4])
 end
 for _, f in ipairs(cjson.decode(ARGV[4])) do
   local rec = new_record(f)

@@ -8,7 +8,8 @@
 --            `status`, whatever its deadline; "reschedule": a part's cleanup
 --            time becomes ttl_ms (absolute, ms). Parts refuse other actions.
 --          action "complete": every part of this parent is held; it may be
---            confirmed from now on (before, confirm answers INCOMPLETE).
+--            confirmed from now on (before, confirm answers INCOMPLETE);
+--            ARGV[8], when not empty, is the whole cart's allocations (JSON).
 --          action "abort": undo a part, or a parent still incomplete, as if it
 --            had never been made: units back, record, due entry and
 --            idempotency key (if it names this id) deleted.
@@ -43,10 +44,8 @@ if action == 'abort' then
   if not (rec.parent or rec.incomplete) then
     return cjson.encode({err = 'INVALID_TRANSITION', reservation = rec})
   end
-  for _, line in ipairs(rec.lines) do
-    local key = stock_key(base, line[1])
-    redis.call('HINCRBY', key, 'held', -line[2])
-    redis.call('HINCRBY', key, 'available', line[2])
+  for _, h in ipairs(holdings(rec)) do
+    move(base, h[1], h[2], h[3], 'held', 'available')
   end
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[1], id)
@@ -60,6 +59,9 @@ if action == 'abort' then
   return cjson.encode({ok = action, reservation = rec})
 elseif action == 'complete' then
   rec.incomplete = nil
+  if ARGV[8] and ARGV[8] ~= '' then
+    rec.cart_alloc = cjson.decode(ARGV[8])
+  end
   save_record(base, rec)
   return cjson.encode({ok = action, reservation = rec})
 elseif action == 'confirm' and rec.incomplete then
