@@ -48,7 +48,13 @@ from commercekit.errors import (
 from commercekit.reservations import _input
 from commercekit.reservations._batch import Coalescer
 from commercekit.reservations.ledger import ReservationLedger
-from commercekit.reservations.models import Reservation, ReservationStatus, StockLevel
+from commercekit.reservations.locations import Channel, check_location
+from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+)
 from commercekit.reservations.redis import RedisReservationStore
 from commercekit.reservations.store import LineInput, TTLInput
 from commercekit.reservations.sweeper import ExpiryCallback, report_expiry
@@ -93,7 +99,8 @@ class ReconcileReport:
     lost_holds: list[str] = field(default_factory=list)
     """PENDING in the ledger, unknown to Redis: recorded as EXPIRED (no units were held)."""
     stock_repaired: dict[str, int] = field(default_factory=dict)
-    """Per SKU, the units added to (or taken from) Redis's available stock."""
+    """Per SKU (``sku@location`` past the default location), the units added to (or
+    taken from) Redis's available stock."""
 
     @property
     def clean(self) -> bool:
@@ -208,31 +215,52 @@ class DurableReservations:
             hook(reservation)
 
     # -------------------------------------------------------------- stock
-    async def _stock(self, sku: str, change: Callable[[], Awaitable[StockLevel]]) -> StockLevel:
+    async def _stock(
+        self, sku: str, location: str, change: Callable[[], Awaitable[StockLevel]]
+    ) -> StockLevel:
         sku = _input.check_sku(sku)
+        location = check_location(location)
         with _ledger_down("ledger unavailable"):
-            return await self.ledger.change_stock(sku, lambda: self._redis(change))
+            return await self.ledger.change_stock(
+                sku, lambda: self._redis(change), location=location
+            )
 
-    async def set_stock(self, sku: str, on_hand: int) -> StockLevel:
+    async def set_stock(
+        self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
         """See `ReservationStore.set_stock`; the total is recorded in the ledger."""
-        return await self._stock(sku, lambda: self.store.set_stock(sku, on_hand))
+        return await self._stock(
+            sku, location, lambda: self.store.set_stock(sku, on_hand, location=location)
+        )
 
-    async def restock(self, sku: str, quantity: int) -> StockLevel:
+    async def restock(
+        self, sku: str, quantity: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
         """See `ReservationStore.restock`; the total is recorded in the ledger."""
-        return await self._stock(sku, lambda: self.store.restock(sku, quantity))
+        return await self._stock(
+            sku, location, lambda: self.store.restock(sku, quantity, location=location)
+        )
 
-    async def adjust(self, sku: str, delta: int) -> StockLevel:
+    async def adjust(self, sku: str, delta: int, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.adjust`; the total is recorded in the ledger."""
-        return await self._stock(sku, lambda: self.store.adjust(sku, delta))
+        return await self._stock(
+            sku, location, lambda: self.store.adjust(sku, delta, location=location)
+        )
 
-    async def stock(self, sku: str) -> StockLevel:
+    async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.stock`."""
-        return await self._redis(lambda: self.store.stock(sku))
+        return await self._redis(lambda: self.store.stock(sku, location=location))
 
-    async def available(self, skus: Iterable[str]) -> dict[str, int]:
+    async def stock_by_location(self, sku: str) -> dict[str, StockLevel]:
+        """See `ReservationStore.stock_by_location`."""
+        return await self._redis(lambda: self.store.stock_by_location(sku))
+
+    async def available(
+        self, skus: Iterable[str], *, channel: Channel | None = None
+    ) -> dict[str, int]:
         """See `ReservationStore.available`."""
         wanted = list(skus)
-        return await self._redis(lambda: self.store.available(wanted))
+        return await self._redis(lambda: self.store.available(wanted, channel=channel))
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -242,6 +270,7 @@ class DurableReservations:
         ttl: TTLInput,
         owner: str,
         idempotency_key: str | None = None,
+        channel: Channel | None = None,
     ) -> Reservation:
         """See `ReservationStore.reserve`: the hold, then its record, or neither.
 
@@ -251,7 +280,7 @@ class DurableReservations:
         try:
             hold, made = await self._redis(
                 lambda: self.store.reserve_or_replay(
-                    lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key
+                    lines, ttl=ttl, owner=owner, idempotency_key=idempotency_key, channel=channel
                 )
             )
         except ReservationNotFound as exc:
@@ -344,18 +373,19 @@ class DurableReservations:
         return found
 
     # ----------------------------------------------------------- reconcile
-    async def _repair_total(self, sku: str) -> int:
-        """Make Redis's units of `sku` add up to the ledger's total; return the change."""
+    async def _repair_total(self, sku: str, location: str) -> int:
+        """Make Redis's units of `sku` at `location` add up to the ledger's; return the change."""
         drift = 0
 
         async def fix() -> StockLevel:
             nonlocal drift
-            added, _sold = await self.ledger.totals_of(sku)  # read under the row lock
-            level = await self.store.stock(sku)
+            # read under the row lock
+            added, _sold = await self.ledger.totals_of(sku, location=location)
+            level = await self.store.stock(sku, location=location)
             drift = added - (level.available + level.held + level.sold)
-            return await self.store.adjust(sku, drift) if drift else level
+            return await self.store.adjust(sku, drift, location=location) if drift else level
 
-        await self._stock(sku, fix)
+        await self._stock(sku, location, fix)
         return drift
 
     async def reconcile(self) -> ReconcileReport:
@@ -392,10 +422,11 @@ class DurableReservations:
             if now.status.is_terminal and await self.ledger.record_transition(now):
                 report.transitions_recorded.append(rid)
 
-        for sku in await self.ledger.stock_totals():
-            drift = await self._repair_total(sku)
+        for sku, location in await self.ledger.location_totals():
+            drift = await self._repair_total(sku, location)
             if drift:
-                report.stock_repaired[sku] = drift
+                where = sku if location == DEFAULT_LOCATION else f"{sku}@{location}"
+                report.stock_repaired[where] = drift
         if not report.clean:
             logger.warning("reconcile repaired drift: %s", report)
         return report

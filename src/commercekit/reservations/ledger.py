@@ -15,6 +15,8 @@ from typing import Any
 
 from commercekit.errors import MissingExtraError
 from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    Allocation,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -35,11 +37,14 @@ __all__ = ["ReservationLedger", "ReservationRow", "StockRow"]
 
 
 class StockRow(Base):
-    """Units ever added to a SKU (net of adjustments), and units sold."""
+    """Units ever added to a SKU at a location (net of adjustments), and units sold there."""
 
     __tablename__ = "commercekit_stock"
 
     sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    location: Mapped[str] = mapped_column(
+        String(64), primary_key=True, server_default=DEFAULT_LOCATION
+    )
     added: Mapped[int] = mapped_column(BigInteger, default=0)
     sold: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
@@ -56,6 +61,9 @@ class ReservationRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    allocations: Mapped[list[list[Any]] | None] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql")
+    )
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
@@ -64,14 +72,18 @@ class ReservationRow(Base):
 _INSERT_MANY = text(
     """
     INSERT INTO commercekit_reservations
-        (id, owner, status, lines, idempotency_key, created_at, updated_at, expires_at)
-    SELECT id, owner, status, lines::jsonb, idempotency_key, created_at, updated_at, expires_at
+        (id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
+         expires_at)
+    SELECT id, owner, status, lines::jsonb, idempotency_key, allocations::jsonb, created_at,
+        updated_at, expires_at
     FROM unnest(
         CAST(:id AS text[]), CAST(:owner AS text[]), CAST(:status AS text[]),
         CAST(:lines AS text[]), CAST(:idempotency_key AS text[]),
+        CAST(:allocations AS text[]),
         CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]),
         CAST(:expires_at AS timestamptz[])
-    ) AS t(id, owner, status, lines, idempotency_key, created_at, updated_at, expires_at)
+    ) AS t(id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
+        expires_at)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
     """
@@ -85,6 +97,7 @@ def _row_values(r: Reservation) -> dict[str, Any]:
         "status": r.status.value,
         "lines": [[line.sku, line.quantity] for line in r.lines],
         "idempotency_key": r.idempotency_key,
+        "allocations": [[a.sku, a.location, a.quantity] for a in r.allocations] or None,
         "created_at": r.created_at,
         "updated_at": r.updated_at,
         "expires_at": r.expires_at,
@@ -106,6 +119,10 @@ def _reservation(row: Any) -> Reservation:
         updated_at=_aware(row.updated_at),
         expires_at=_aware(row.expires_at),
         idempotency_key=row.idempotency_key,
+        allocations=tuple(
+            Allocation(sku=sku, location=location, quantity=int(q))
+            for sku, location, q in row.allocations or ()
+        ),
     )
 
 
@@ -147,6 +164,9 @@ class ReservationLedger:
             # and COMMIT round trips of an explicit transaction.
             columns = {name: [row[name] for row in rows] for name in rows[0]}
             columns["lines"] = [json.dumps(lines) for lines in columns["lines"]]
+            columns["allocations"] = [
+                None if placed is None else json.dumps(placed) for placed in columns["allocations"]
+            ]
             async with self.engine.connect() as conn:
                 single = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 inserted = set((await single.execute(_INSERT_MANY, columns)).scalars())
@@ -161,7 +181,7 @@ class ReservationLedger:
         """Record a reservation's new status (or deadline); True if this call changed the row.
 
         A PENDING row moves to the terminal status once; confirmed units are
-        added to the SKU's sold total in the same transaction. A row that is
+        added to the sold total of their SKU and location in the same transaction. A row that is
         missing (its insert failed after the hold was made) is created in
         its final state. Recording the same transition again does nothing.
         """
@@ -187,40 +207,47 @@ class ReservationLedger:
                 if not inserted.rowcount:
                     return False  # the row was terminal already: recorded before
             if reservation.status is ReservationStatus.CONFIRMED:
-                for line in reservation.lines:
-                    await self._add_sold(conn, line.sku, line.quantity)
+                for held in reservation.holdings:
+                    await self._add_sold(conn, held.sku, held.location, held.quantity)
             return True
 
-    async def _add_sold(self, conn: AsyncConnection, sku: str, quantity: int) -> None:
+    async def _add_sold(
+        self, conn: AsyncConnection, sku: str, location: str, quantity: int
+    ) -> None:
         await conn.execute(
             upsert(
                 self._dialect,
                 StockRow,
-                {"sku": sku, "added": 0, "sold": quantity},
-                index_elements=["sku"],
+                {"sku": sku, "location": location, "added": 0, "sold": quantity},
+                index_elements=["sku", "location"],
                 set_={"sold": StockRow.sold + quantity, "updated_at": func.now()},
             )
         )
 
     async def change_stock(
-        self, sku: str, change: Callable[[], Awaitable[StockLevel]]
+        self,
+        sku: str,
+        change: Callable[[], Awaitable[StockLevel]],
+        *,
+        location: str = DEFAULT_LOCATION,
     ) -> StockLevel:
-        """Run `change` (the Redis stock script) under the SKU's row lock, then record it.
+        """Run `change` (the Redis stock script) under the row lock of `sku` at `location`.
 
-        The lock serialises stock changes of one SKU across replicas, so the
-        ledger's ``added`` always matches the last change Redis made. If the
-        change fails, nothing is recorded.
+        The lock serialises stock changes of one SKU and location across
+        replicas, so the ledger's ``added`` always matches the last change
+        Redis made. If the change fails, nothing is recorded.
         """
+        here = (StockRow.sku == sku) & (StockRow.location == location)
         async with self.engine.begin() as conn:
-            seed = {"sku": sku, "added": 0, "sold": 0}
+            seed = {"sku": sku, "location": location, "added": 0, "sold": 0}
             await conn.execute(
-                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku"])
+                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
             )
-            await conn.execute(select(StockRow.sku).where(StockRow.sku == sku).with_for_update())
+            await conn.execute(select(StockRow.sku).where(here).with_for_update())
             level = await change()
             await conn.execute(
                 update(StockRow)
-                .where(StockRow.sku == sku)
+                .where(here)
                 .values(added=level.available + level.held + level.sold, updated_at=func.now())
             )
             return level
@@ -260,23 +287,38 @@ class ReservationLedger:
             return [_reservation(row) for row in rows]
 
     async def stock_totals(self) -> dict[str, tuple[int, int]]:
-        """``{sku: (added, sold)}`` for every SKU in the ledger."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(select(StockRow.sku, StockRow.added, StockRow.sold))
-            return {sku: (int(added), int(sold)) for sku, added, sold in rows}
+        """``{sku: (added, sold)}`` for every SKU in the ledger, summed over its locations."""
+        totals: dict[str, tuple[int, int]] = {}
+        for (sku, _location), (added, sold) in (await self.location_totals()).items():
+            before = totals.get(sku, (0, 0))
+            totals[sku] = (before[0] + added, before[1] + sold)
+        return totals
 
-    async def totals_of(self, sku: str) -> tuple[int, int]:
-        """``(added, sold)`` of one SKU (zeros if unknown)."""
+    async def location_totals(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """``{(sku, location): (added, sold)}`` for every SKU and location in the ledger."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(StockRow.sku, StockRow.location, StockRow.added, StockRow.sold)
+            )
+            return {(sku, place): (int(added), int(sold)) for sku, place, added, sold in rows}
+
+    async def totals_of(self, sku: str, *, location: str = DEFAULT_LOCATION) -> tuple[int, int]:
+        """``(added, sold)`` of one SKU at one location (zeros if unknown)."""
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(select(StockRow.added, StockRow.sold).where(StockRow.sku == sku))
+                await conn.execute(
+                    select(StockRow.added, StockRow.sold).where(
+                        StockRow.sku == sku, StockRow.location == location
+                    )
+                )
             ).first()
         return (int(row.added), int(row.sold)) if row is not None else (0, 0)
 
     async def snapshot(self) -> tuple[list[StockLevel], list[Reservation]]:
         """Stock levels and pending holds as the ledger has them, read consistently.
 
-        available = added - sold - held, held being the pending holds' units.
+        Per SKU and location: available = added - sold - held, held being the
+        pending holds' units allocated there.
         """
         # One snapshot for both reads (SQLite's single writer gives that already).
         isolation = (
@@ -288,18 +330,22 @@ class ReservationLedger:
                 select(ReservationRow).where(ReservationRow.status == "PENDING")
             )
             pending = [_reservation(row) for row in rows]
-            totals = await conn.execute(select(StockRow.sku, StockRow.added, StockRow.sold))
-            held: dict[str, int] = {}
+            totals = await conn.execute(
+                select(StockRow.sku, StockRow.location, StockRow.added, StockRow.sold)
+            )
+            held: dict[tuple[str, str], int] = {}
             for reservation in pending:
-                for line in reservation.lines:
-                    held[line.sku] = held.get(line.sku, 0) + line.quantity
+                for placed in reservation.holdings:
+                    here = (placed.sku, placed.location)
+                    held[here] = held.get(here, 0) + placed.quantity
             stock = [
                 StockLevel(
                     sku=sku,
-                    available=max(int(added) - int(sold) - held.get(sku, 0), 0),
-                    held=held.get(sku, 0),
+                    location=place,
+                    available=max(int(added) - int(sold) - held.get((sku, place), 0), 0),
+                    held=held.get((sku, place), 0),
                     sold=int(sold),
                 )
-                for sku, added, sold in totals
+                for sku, place, added, sold in totals
             ]
         return stock, pending
