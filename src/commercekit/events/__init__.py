@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from commercekit.events.catalog import (
         CATALOG,
         Catalog,
+        EventAllocation,
         EventLine,
         PaymentConfirmed,
         PaymentFailed,
@@ -64,6 +65,7 @@ __all__ = [
     "Currency",
     "DeadLetter",
     "Envelope",
+    "EventAllocation",
     "EventBus",
     "EventLine",
     "EventPayload",
@@ -100,6 +102,7 @@ _MODULES = {
     "commercekit.events.catalog": [
         "CATALOG",
         "Catalog",
+        "EventAllocation",
         "EventLine",
         "PaymentConfirmed",
         "PaymentFailed",

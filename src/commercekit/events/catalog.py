@@ -51,6 +51,7 @@ __all__ = [
     "Amount",
     "Catalog",
     "Currency",
+    "EventAllocation",
     "EventLine",
     "EventPayload",
     "Identifier",
@@ -95,6 +96,16 @@ class UserCreated(EventPayload):
 # ---------------------------------------------------------------- reservations
 
 
+class EventAllocation(BaseModel):
+    """Where units of a reservation are held: a SKU, a location and a quantity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Identifier
+    location: Identifier
+    quantity: Annotated[int, Field(gt=0)]
+
+
 class _ReservationEvent(EventPayload):
     topic = "reservations"
     key_field = "reservation_id"
@@ -102,13 +113,17 @@ class _ReservationEvent(EventPayload):
     reservation_id: Identifier
     owner: Identifier = Field(description="the user the stock is held for")
     lines: tuple[EventLine, ...] = Field(min_length=1)
+    allocations: tuple[EventAllocation, ...] = Field(
+        default=(),
+        description="where the units are held (version 2; none: all at the default location)",
+    )
 
 
 class ReservationCreated(_ReservationEvent):
     """Stock was held for a cart until `expires_at`."""
 
     event_type = "reservation.created"
-    schema_version = 1
+    schema_version = 2
 
     expires_at: AwareDatetime
 
@@ -117,7 +132,7 @@ class ReservationConfirmed(_ReservationEvent):
     """The reservation was paid for: its units are sold."""
 
     event_type = "reservation.confirmed"
-    schema_version = 1
+    schema_version = 2
 
     payment_id: Identifier | None = None
 
@@ -126,7 +141,7 @@ class ReservationReleased(_ReservationEvent):
     """The reservation was cancelled (by its owner or a failed payment): stock is back."""
 
     event_type = "reservation.released"
-    schema_version = 1
+    schema_version = 2
 
     reason: str | None = Field(default=None, max_length=500)
 
@@ -135,7 +150,7 @@ class ReservationExpired(_ReservationEvent):
     """The reservation's deadline passed before it was paid for: stock is back."""
 
     event_type = "reservation.expired"
-    schema_version = 1
+    schema_version = 2
 
     expired_at: AwareDatetime
 
