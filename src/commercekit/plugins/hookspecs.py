@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from commercekit.email.templates import RenderedEmail
     from commercekit.events.envelope import Envelope
     from commercekit.payments.models import Payment, PaymentCase, RefundDecision
-    from commercekit.reservations.models import Reservation
+    from commercekit.reservations.locations import Channel
+    from commercekit.reservations.models import Reservation, ReservationLine
 
 PROJECT = "commercekit"
 """The pluggy project name, and the entry-point group plugins are found under."""
@@ -67,6 +68,21 @@ def commercekit_reservation_expired(reservation: Reservation) -> None:
 
     Called once, by whichever process expired it (a sweeper, or a late
     confirm, release or extend that found the deadline past).
+    """
+
+
+@hookspec(firstresult=True)
+def commercekit_allocation_order(
+    lines: tuple[ReservationLine, ...], channel: Channel, owner: str
+) -> list[str] | None:
+    """Choose the order of the channel's locations for this cart (None: the channel's own).
+
+    Asked by `DurableReservations.reserve` before a cart is reserved in a
+    `channel`: return some of the channel's location names, first choice
+    first (the warehouse nearest the shopper's address, say); locations left
+    out are not used for this cart. Allocation then takes the locations in
+    that order (`Strategy.PRIORITY`), with the channel's split rule and
+    safety stocks, in the same atomic step as ever.
     """
 
 

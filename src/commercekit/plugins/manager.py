@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from commercekit.events.envelope import Envelope
     from commercekit.payments.models import Payment, PaymentCase, RefundDecision
     from commercekit.payments.policy import RefundPolicy
-    from commercekit.reservations.models import Reservation
+    from commercekit.reservations.locations import Channel
+    from commercekit.reservations.models import Reservation, ReservationLine
 
 __all__ = ["DEFAULT_PLUGINS", "PluginManager"]
 
@@ -146,6 +147,15 @@ class PluginManager:
 
             result = DefaultRefundPolicy().decide(case)
         return result
+
+    def allocation_order(
+        self, lines: tuple[ReservationLine, ...], channel: Channel, owner: str
+    ) -> Channel:
+        """Ask `commercekit_allocation_order`; the channel with the order chosen (or as it is)."""
+        order: list[str] | None = self._pm.hook.commercekit_allocation_order(
+            lines=lines, channel=channel, owner=owner
+        )
+        return channel if order is None else channel.ordered(order)
 
     # -------------------------------------------------------------- events
     def event_published(self, event: Envelope[Any]) -> None:

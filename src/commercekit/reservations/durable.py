@@ -274,9 +274,14 @@ class DurableReservations:
     ) -> Reservation:
         """See `ReservationStore.reserve`: the hold, then its record, or neither.
 
+        In a `channel`, the plugins may choose the order of its locations for
+        this cart first (`commercekit_allocation_order`).
+
         A key whose reservation Redis no longer keeps (past its retention)
         replays it from the ledger.
         """
+        if channel is not None and self.plugins is not None:
+            channel = self.plugins.allocation_order(_input.check_lines(lines), channel, owner)
         try:
             hold, made = await self._redis(
                 lambda: self.store.reserve_or_replay(
