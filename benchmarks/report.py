@@ -43,8 +43,15 @@ def ratios(records: list[dict[str, Any]], ceiling: dict[str, Any]) -> dict[str, 
     rowlock = _find(records, scenario, "pg-rowlock", c)
     original = _find(records, scenario, "original", c)
     top = float(ceiling["ops_per_s"]) if ceiling.get("available") else None
+    five = _find(records, scenario, "commercekit-5loc", c)
+    most = _find(records, scenario, "commercekit-5loc-most", c)
+    cart = _find(records, "cart5", "commercekit", c)
+    cart_five = _find(records, "cart5", "commercekit-5loc", c)
     targets = [
         ("hot@64 commercekit / redis-benchmark EVALSHA -c 64", _ratio(ck, top), 0.5),
+        ("hot@64 commercekit-5loc / commercekit (one location)", _ratio(five, ck), 0.7),
+        ("hot@64 commercekit-5loc-most / commercekit (one location)", _ratio(most, ck), 0.7),
+        ("cart5@64 commercekit-5loc / commercekit (one location)", _ratio(cart_five, cart), 0.7),
         ("hot@64 commercekit / pg-rowlock@64", _ratio(ck, rowlock), 15.0),
         ("hot@64 commercekit / pg-cte at its best concurrency", _ratio(ck, cte_best), 2.0),
         ("hot@64 commercekit-durable / original@64", _ratio(durable, original), 1.5),

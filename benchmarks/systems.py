@@ -24,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from benchmarks.scenarios import Line, Scenario, sku_name
 from commercekit.errors import OutOfStock
 from commercekit.reservations import (
+    Channel,
     DurableReservations,
     RedisReservationStore,
     ReservationLedger,
     StockLevel,
+    Strategy,
 )
 from commercekit.sql import migrate
 
@@ -174,6 +176,67 @@ class CommerceKit(_RedisSystem):
             result.conserved = False
             result.problems.append("units sold without a confirm")
         return result
+
+
+class CommerceKitLocations(CommerceKit):
+    """The same store, each SKU's stock over 5 locations, reserved in a channel of all 5.
+
+    Priority order: a line takes from the first location with units, then the
+    next (a line splits where a location runs out).
+    """
+
+    name = "commercekit-5loc"
+    label = "commercekit, stock over 5 locations (priority)"
+    locations: ClassVar[tuple[str, ...]] = tuple(f"wh{i}" for i in range(5))
+    strategy: ClassVar[Strategy] = Strategy.PRIORITY
+
+    async def open(self) -> None:
+        await super().open()
+        self.channel = Channel("bench", self.locations, strategy=self.strategy)
+
+    async def prepare(self, stock: int) -> None:
+        await self._redis.flushdb()
+        # `stock` units of each SKU in all, spread over the locations (the first get the rest).
+        share, rest = divmod(stock, len(self.locations))
+        levels = [
+            StockLevel(sku=n, location=place, available=share + (i < rest), held=0, sold=0)
+            for n in self._names
+            for i, place in enumerate(self.locations)
+        ]
+        await self.store.restore(levels, [], marker=uuid.uuid4().hex)
+
+    async def reserve(self, lines: list[Line]) -> bool:
+        try:
+            await self.store.reserve(
+                [(self._names[i], q) for i, q in lines],
+                ttl=TTL,
+                owner="bench",
+                channel=self.channel,
+            )
+        except OutOfStock:
+            return False
+        return True
+
+    async def _levels(self) -> tuple[list[int], list[int], list[int]]:
+        fields = [
+            f"{bucket}@{place}"
+            for place in self.locations
+            for bucket in ("available", "held", "sold")
+        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in self._names:
+                pipe.hmget(self.store._stock_key(name), *fields)
+            rows = await pipe.execute()
+        totals = [[sum(int(v or 0) for v in row[k::3]) for row in rows] for k in range(3)]
+        return totals[0], totals[1], totals[2]
+
+
+class CommerceKitMostStock(CommerceKitLocations):
+    """Over 5 locations, the fullest first: each call reads and ranks all 5."""
+
+    name = "commercekit-5loc-most"
+    label = "commercekit, stock over 5 locations (most stock first)"
+    strategy = Strategy.MOST_STOCK
 
 
 class CommerceKitUnpipelined(CommerceKit):
@@ -468,6 +531,8 @@ SYSTEMS: dict[str, type[System]] = {
         CommerceKit,
         CommerceKitDurable,
         CommerceKitUnpipelined,
+        CommerceKitLocations,
+        CommerceKitMostStock,
         RowLockTransaction,
         SingleStatement,
         NaiveRedis,

@@ -86,11 +86,16 @@ def to_lines(pairs: Iterable[Any]) -> tuple[ReservationLine, ...]:
 
 
 def to_allocations(triples: Iterable[Any] | None) -> tuple[Allocation, ...]:
-    """``[[sku, location, qty], ...]`` as allocations (none for a record without)."""
+    """``[[sku, location, qty], ...]`` as allocations (none for a record without).
+
+    The scripts wrote them from checked SKUs and location names, so they are
+    not validated again.
+    """
     if not triples:
         return ()
     return tuple(
-        Allocation(sku=sku, location=location, quantity=int(qty)) for sku, location, qty in triples
+        Allocation.model_construct(sku=sku, location=location, quantity=int(qty))
+        for sku, location, qty in triples
     )
 
 

@@ -61,13 +61,62 @@ local function order_by(count, weight)
   return order
 end
 
+-- The units of `sku` one may take at location `loc` ({name, safety stock}).
+local function sellable_at(base, sku, loc)
+  local v = redis.call('HGET', stock_key(base, sku), field('available', loc[1]))
+  return math.max(0, tonumber(v or '0') - (tonumber(loc[2]) or 0))
+end
+
+-- A line by priority, reading one location at a time until the line is whole
+-- (the first location usually has enough): alloc entries, or nil and what
+-- the rule could have given it (the total with splits, else the most at one place).
+local function take_in_order(base, sku, wanted, locs, split)
+  local alloc, left, total, most = {}, wanted, 0, 0
+  for _, loc in ipairs(locs) do
+    local here = sellable_at(base, sku, loc)
+    if split == 'none' then
+      if here >= wanted then
+        return {{sku, loc[1], wanted}}
+      end
+      most = math.max(most, here)
+    else
+      local take = math.min(left, here)
+      if take > 0 then
+        alloc[#alloc + 1] = {sku, loc[1], take}
+        left = left - take
+      end
+      total = total + here
+      if left == 0 then
+        return alloc
+      end
+    end
+  end
+  return nil, split == 'none' and most or total
+end
+
 -- Allocate every line to locations, or say which lines cannot be held.
 -- Returns alloc {{sku, location, qty}, ...} and short {{sku, wanted, available}, ...}
 -- where `available` is what the rule could have given the line.
 local function allocate(base, lines, spec)
   local locs = spec.locs
-  local sellable = sellable_units(base, lines, locs)
   local alloc, short = {}, {}
+  if not spec.most and spec.split ~= 'shipment' then
+    for _, line in ipairs(lines) do
+      local taken, could = take_in_order(base, line[1], line[2], locs, spec.split)
+      if taken then
+        for _, a in ipairs(taken) do
+          alloc[#alloc + 1] = a
+        end
+      else
+        short[#short + 1] = {line[1], line[2], could}
+      end
+    end
+    if #short > 0 then
+      return nil, short
+    end
+    return alloc, short
+  end
+  local sellable = sellable_units(base, lines, locs)
   if spec.split == 'shipment' then
     local weight = nil
     if spec.most then  -- the location able to give the most of this cart
