@@ -229,11 +229,15 @@ class InventorySettings(ServiceSettings):
         currency: ``CURRENCY``, the ISO code of prices and payments.
         redis_shards: ``REDIS_SHARDS``, how many Redis Cluster slots the
             stock keys are spread over (1 on a single Redis).
+        channel_cache_seconds: ``CHANNEL_CACHE_SECONDS``, how long a replica
+            keeps the sales channels before reading them again (a change an
+            admin makes is seen everywhere within it).
     """
 
     reservation_ttl_seconds: int = Field(default=900, gt=0)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     redis_shards: int = Field(default=1, ge=1, le=16384)
+    channel_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
 
 
 class WorkerSettings(InventorySettings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from commercekit.payments import Money
-from commercekit.reservations import DurableReservations, Reservation
-from reference_app.inventory.models import Product
+from commercekit.reservations import Channel, ChannelLocation, DurableReservations, Reservation
+from reference_app.inventory.models import Product, SalesChannel
 from reference_app.settings import InventorySettings
 
-__all__ = ["InventoryServices", "ProductCache", "ProductInfo", "ServicesDep"]
+__all__ = ["ChannelCache", "InventoryServices", "ProductCache", "ProductInfo", "ServicesDep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,49 @@ class ProductCache:
         return {s: self._by_sku[s] for s in wanted if s in self._by_sku}
 
 
+class ChannelCache:
+    """The sales channels by name, read from PostgreSQL at most every `ttl` seconds.
+
+    A channel an admin changes is seen by every replica within `ttl` (the
+    reserve path then reads no row per request).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ttl: float = 5.0) -> None:
+        self.sessions = sessions
+        self.ttl = ttl
+        self._channels: dict[str, Channel] = {}
+        self._read_at = float("-inf")
+
+    async def get(self, name: str) -> Channel | None:
+        """The channel `name`, or None if there is none."""
+        if time.monotonic() - self._read_at > self.ttl or name not in self._channels:
+            await self.refresh()
+        return self._channels.get(name)
+
+    async def all(self) -> list[Channel]:
+        """Every channel, by name."""
+        await self.refresh()
+        return [self._channels[name] for name in sorted(self._channels)]
+
+    async def refresh(self) -> None:
+        """Read every channel again."""
+        async with self.sessions() as session:
+            rows = (await session.scalars(select(SalesChannel))).all()
+        self._channels = {
+            row.name: Channel(
+                row.name,
+                [
+                    ChannelLocation(place, safety_stock=int(safety))
+                    for place, safety in row.locations
+                ],
+                strategy=row.strategy,
+                split=row.split,
+            )
+            for row in rows
+        }
+        self._read_at = time.monotonic()
+
+
 @dataclass(frozen=True, slots=True)
 class InventoryServices:
     """Everything the routes use; tests may swap any part through ``dependency_overrides``.
@@ -85,6 +129,7 @@ class InventoryServices:
         settings: the service's settings.
         sessions: database sessions (the ``products`` table).
         products: the products, cached.
+        channels: the sales channels, cached for a few seconds.
         reservations: commercekit's stock holds (Redis) with their ledger (PostgreSQL).
         outcomes: ``refapp_inventory_reservations_total`` by outcome.
     """
@@ -92,6 +137,7 @@ class InventoryServices:
     settings: InventorySettings
     sessions: async_sessionmaker[AsyncSession]
     products: ProductCache
+    channels: ChannelCache
     reservations: DurableReservations
     outcomes: Counter
 

@@ -25,7 +25,7 @@ from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
 from reference_app.common.runtime import tune_gc
-from reference_app.inventory.deps import InventoryServices, ProductCache
+from reference_app.inventory.deps import ChannelCache, InventoryServices, ProductCache
 from reference_app.inventory.routes import router
 from reference_app.settings import InventorySettings
 
@@ -73,6 +73,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         settings=settings,
         sessions=infra.sessions,
         products=ProductCache(infra.sessions),
+        channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),
         reservations=reservations,
         outcomes=outcomes,
     )

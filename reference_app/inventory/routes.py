@@ -17,15 +17,22 @@ from commercekit.errors import (
     InvalidTransition,
     OutOfStock,
     ReservationNotFound,
+    StockConflict,
 )
-from commercekit.reservations import Reservation
+from commercekit.reservations import DEFAULT_LOCATION, Channel, LocationName, Reservation
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
 from reference_app.common.identity import MAX_IDEMPOTENCY_KEY, scoped_key
 from reference_app.common.money import MAX_AMOUNT
 from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
-from reference_app.inventory.models import Product
+from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.inventory.schemas import (
+    ChannelPublic,
+    ChannelPut,
+    LocationPublic,
+    LocationPut,
+    LocationStockPublic,
+    LocationStockPut,
     ProductCreate,
     ProductPublic,
     ReservationPublic,
@@ -51,6 +58,11 @@ IdempotencyKey = Annotated[
 ]
 
 ReservationId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+
+ChannelQuery = Annotated[
+    LocationName | None,
+    Query(description="A sales channel: the units it can sell (its locations, less safety stock)."),
+]
 
 
 _LISTED = (Product.id, Product.sku, Product.name, Product.price)
@@ -79,6 +91,25 @@ async def _owned(services: InventoryServices, reservation_id: str, user_id: str)
     return reservation
 
 
+async def _channel(services: InventoryServices, name: str | None) -> Channel | None:
+    """The channel `name` (None for none); 404 for an unknown one."""
+    if name is None:
+        return None
+    channel = await services.channels.get(name)
+    if channel is None:
+        raise ApiError(404, f"channel {name} not found", code="channel_not_found")
+    return channel
+
+
+async def _known_location(services: InventoryServices, name: str) -> None:
+    """404 unless `name` is the default location or one an admin created."""
+    if name == DEFAULT_LOCATION:
+        return
+    async with services.sessions() as session:
+        if await session.get(StockLocation, name) is None:
+            raise ApiError(404, f"location {name} not found", code="location_not_found")
+
+
 async def _view(services: InventoryServices, reservation: Reservation) -> ReservationPublic:
     products = await services.products.by_skus(line.sku for line in reservation.lines)
     return ReservationPublic.of(reservation, {sku: p.id for sku, p in products.items()})
@@ -91,8 +122,10 @@ async def list_products(
     response: Response,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    channel: ChannelQuery = None,
 ) -> list[ProductPublic]:
     """Products, oldest first, with the units available now; ``X-Total-Count`` has the total."""
+    selling = await _channel(services, channel)
     page = (
         select(*_LISTED, func.count().over().label("total"))
         .order_by(Product.created_at, Product.id)
@@ -107,19 +140,22 @@ async def list_products(
         else:  # a page past the end has no row to carry the count
             total = await session.scalar(select(func.count()).select_from(Product))
     products = [ProductInfo(id=r.id, sku=r.sku, name=r.name, price=r.price) for r in rows]
-    available = await services.reservations.available([p.sku for p in products])
+    available = await services.reservations.available([p.sku for p in products], channel=selling)
     response.headers["X-Total-Count"] = str(total or 0)
     currency = services.settings.currency
     return [_public(p, available.get(p.sku, 0), currency) for p in products]
 
 
 @router.get("/products/{product_id}", tags=["products"], responses=errors(404))
-async def get_product(product_id: uuid.UUID, services: ServicesDep) -> ProductPublic:
-    """One product with the units available now."""
+async def get_product(
+    product_id: uuid.UUID, services: ServicesDep, channel: ChannelQuery = None
+) -> ProductPublic:
+    """One product with the units available now (in a channel, if one is named)."""
+    selling = await _channel(services, channel)
     product = (await services.products.by_ids([product_id])).get(product_id)
     if product is None:
         raise ApiError(404, f"product {product_id} not found", code="product_not_found")
-    available = await services.reservations.available([product.sku])
+    available = await services.reservations.available([product.sku], channel=selling)
     return _public(product, available.get(product.sku, 0), services.settings.currency)
 
 
@@ -157,13 +193,121 @@ async def create_product(
 async def restock(
     product_id: uuid.UUID, body: RestockRequest, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
-    """Add units to a product's stock (admins only)."""
+    """Add units to a product's stock (admins only), at a location if one is named."""
     product = (await services.products.by_ids([product_id])).get(product_id)
     if product is None:
         raise ApiError(404, f"product {product_id} not found", code="product_not_found")
-    level = await services.reservations.restock(product.sku, body.quantity)
-    log.info("restocked", extra={"sku": product.sku, "added": body.quantity, "by": admin.user_id})
+    location = body.location or DEFAULT_LOCATION
+    await _known_location(services, location)
+    level = await services.reservations.restock(product.sku, body.quantity, location=location)
+    log.info(
+        "restocked",
+        extra={"sku": product.sku, "added": body.quantity, "at": location, "by": admin.user_id},
+    )
     return _public(product, level.available, services.settings.currency)
+
+
+# ---------------------------------------------------------- locations
+@router.put(
+    "/inventory/locations/{name}",
+    tags=["locations"],
+    responses=errors(401, 403, 409, s409="the default location's name"),
+)
+async def put_location(
+    name: Annotated[LocationName, Path()],
+    body: LocationPut,
+    services: ServicesDep,
+    admin: AdminUser,
+) -> LocationPublic:
+    """Create a stock location, or change its label (admins only)."""
+    if name == DEFAULT_LOCATION:
+        raise ApiError(409, f"{DEFAULT_LOCATION} is every store's own location", code="reserved")
+    async with services.sessions() as session, session.begin():
+        location = await session.get(StockLocation, name)
+        if location is None:
+            session.add(StockLocation(name=name, label=body.label))
+        else:
+            location.label = body.label
+    log.info("location saved", extra={"location": name, "by": admin.user_id})
+    return LocationPublic(name=name, label=body.label)
+
+
+@router.get("/inventory/locations", tags=["locations"], responses=errors(401, 403))
+async def list_locations(services: ServicesDep, admin: AdminUser) -> list[LocationPublic]:
+    """Every stock location an admin created, by name (admins only)."""
+    async with services.sessions() as session:
+        rows = await session.scalars(select(StockLocation).order_by(StockLocation.name))
+        return [LocationPublic(name=row.name, label=row.label) for row in rows]
+
+
+@router.put(
+    "/inventory/{product_id}/stock/{location}",
+    tags=["locations"],
+    responses=errors(401, 403, 404, 409, s409="fewer units than are held there"),
+)
+async def put_location_stock(
+    product_id: uuid.UUID,
+    location: Annotated[LocationName, Path()],
+    body: LocationStockPut,
+    services: ServicesDep,
+    admin: AdminUser,
+) -> LocationStockPublic:
+    """Make `onHand` units of a product exist at a location (admins only); holds are kept."""
+    product = (await services.products.by_ids([product_id])).get(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    await _known_location(services, location)
+    try:
+        level = await services.reservations.set_stock(product.sku, body.onHand, location=location)
+    except StockConflict as exc:
+        raise ApiError(409, str(exc), code="below_held") from None
+    log.info(
+        "stock set",
+        extra={"sku": product.sku, "at": location, "on_hand": body.onHand, "by": admin.user_id},
+    )
+    return LocationStockPublic.of(level)
+
+
+@router.get("/inventory/{product_id}/stock", tags=["locations"], responses=errors(401, 403, 404))
+async def get_location_stock(
+    product_id: uuid.UUID, services: ServicesDep, admin: AdminUser
+) -> list[LocationStockPublic]:
+    """A product's available, held and sold units at every location (admins only)."""
+    product = (await services.products.by_ids([product_id])).get(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    levels = await services.reservations.stock_by_location(product.sku)
+    return [LocationStockPublic.of(level) for level in levels.values()]
+
+
+@router.put("/inventory/channels/{name}", tags=["locations"], responses=errors(401, 403, 404))
+async def put_channel(
+    name: Annotated[LocationName, Path()], body: ChannelPut, services: ServicesDep, admin: AdminUser
+) -> ChannelPublic:
+    """Create or change a sales channel: its locations, first choice first, and its rules."""
+    for place in body.locations:
+        await _known_location(services, place.location)
+    values = {
+        "locations": [[p.location, p.safetyStock] for p in body.locations],
+        "strategy": body.strategy.value,
+        "split": body.split.value,
+    }
+    async with services.sessions() as session, session.begin():
+        row = await session.get(SalesChannel, name)
+        if row is None:
+            session.add(SalesChannel(name=name, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    await services.channels.refresh()
+    log.info("channel saved", extra={"channel": name, "by": admin.user_id})
+    return ChannelPublic(name=name, **body.model_dump())
+
+
+@router.get("/inventory/channels", tags=["locations"], responses=errors(401, 403))
+async def list_channels(services: ServicesDep, admin: AdminUser) -> list[ChannelPublic]:
+    """Every sales channel, by name (admins only)."""
+    return [ChannelPublic.of(channel) for channel in await services.channels.all()]
 
 
 # -------------------------------------------------------------- reservations
@@ -186,7 +330,12 @@ async def reserve(
     user: CurrentUser,
     idempotency_key: IdempotencyKey = None,
 ) -> ReserveResponse:
-    """Hold the units of every line until ``expiresAt``, all or nothing."""
+    """Hold the units of every line until ``expiresAt``, all or nothing.
+
+    In a ``channel``, the lines are allocated to its locations by its rules
+    (``allocations`` says where); without one, at the default location.
+    """
+    selling = await _channel(services, body.channel)
     lines = body.lines()
     products = await services.products.by_ids(line.productId for line in lines)
     missing = sorted(str(line.productId) for line in lines if line.productId not in products)
@@ -209,6 +358,7 @@ async def reserve(
             idempotency_key=None
             if idempotency_key is None
             else scoped_key(user.user_id, idempotency_key),
+            channel=selling,
         )
     except OutOfStock as exc:
         services.outcomes.labels("out_of_stock").inc()

@@ -14,13 +14,30 @@ from pydantic import (
     model_validator,
 )
 
-from commercekit.reservations import Reservation, ReservationStatus
+from commercekit.reservations import (
+    Channel,
+    ChannelLocation,
+    LocationName,
+    Reservation,
+    ReservationStatus,
+    Split,
+    StockLevel,
+    Strategy,
+)
+from commercekit.reservations.locations import MAX_LOCATIONS
 from commercekit.reservations.models import SKU
 from reference_app.common.money import Amount, ShownAmount
 
 __all__ = [
+    "AllocationPublic",
     "CartLine",
+    "ChannelPublic",
+    "ChannelPut",
     "LinePublic",
+    "LocationPublic",
+    "LocationPut",
+    "LocationStockPublic",
+    "LocationStockPut",
     "ProductCreate",
     "ProductPublic",
     "ReservationPublic",
@@ -57,6 +74,105 @@ class RestockRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     quantity: Units
+    location: LocationName | None = Field(
+        default=None,
+        description="Where the units arrive (a known location; the default one if absent).",
+    )
+
+
+class LocationPut(BaseModel):
+    """``PUT /api/v1/inventory/locations/{name}`` (admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Name
+
+
+class LocationPublic(BaseModel):
+    """A place stock is kept."""
+
+    name: str
+    label: str
+
+
+class ChannelLocationBody(BaseModel):
+    """A location a channel sells from, and the units it keeps back there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: LocationName
+    safetyStock: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)] = 0  # noqa: N815
+
+
+class ChannelPut(BaseModel):
+    """``PUT /api/v1/inventory/channels/{name}`` (admins only): where it sells from, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    locations: Annotated[
+        list[ChannelLocationBody], Field(min_length=1, max_length=MAX_LOCATIONS)
+    ] = Field(description="In priority order; each a known location, once.")
+    strategy: Strategy = Strategy.PRIORITY
+    split: Split = Split.LINES
+
+    @model_validator(mode="after")
+    def _once_each(self) -> Self:
+        names = [place.location for place in self.locations]
+        if len(set(names)) != len(names):
+            raise ValueError("a channel names each location once")
+        return self
+
+
+class ChannelPublic(ChannelPut):
+    """A sales channel."""
+
+    name: str
+
+    @classmethod
+    def of(cls, channel: Channel) -> Self:
+        """The public view of `channel`."""
+        return cls(
+            name=channel.name,
+            locations=[
+                ChannelLocationBody(location=place.name, safetyStock=place.safety_stock)
+                for place in channel.locations
+            ],
+            strategy=channel.strategy,
+            split=channel.split,
+        )
+
+    def channel(self) -> Channel:
+        """The library's `Channel`."""
+        return Channel(
+            self.name,
+            [ChannelLocation(p.location, safety_stock=p.safetyStock) for p in self.locations],
+            strategy=self.strategy,
+            split=self.split,
+        )
+
+
+class LocationStockPut(BaseModel):
+    """``PUT /api/v1/inventory/{productId}/stock/{location}`` (admins only): units on hand there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    onHand: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)]  # noqa: N815
+
+
+class LocationStockPublic(BaseModel):
+    """A product's units at one location."""
+
+    location: str
+    available: int
+    held: int
+    sold: int
+
+    @classmethod
+    def of(cls, level: StockLevel) -> Self:
+        """The public view of `level`."""
+        return cls(
+            location=level.location, available=level.available, held=level.held, sold=level.sold
+        )
 
 
 class ProductPublic(BaseModel):
@@ -91,6 +207,11 @@ class ReserveRequest(BaseModel):
     productId: uuid.UUID | None = None  # noqa: N815
     quantity: Units | None = None
     items: Annotated[list[CartLine], Field(min_length=1, max_length=MAX_LINES)] | None = None
+    channel: LocationName | None = Field(
+        default=None,
+        description="The sales channel to reserve in: its locations and rules allocate the "
+        "lines. Without one, the default location.",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> Self:
@@ -118,12 +239,25 @@ class LinePublic(BaseModel):
     quantity: int
 
 
+class AllocationPublic(BaseModel):
+    """Units of a line held at one location."""
+
+    productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
+    sku: str
+    location: str
+    quantity: int
+
+
 class ReservationPublic(BaseModel):
     """A reservation, as its owner sees it."""
 
     id: str
     status: ReservationStatus
     items: list[LinePublic]
+    allocations: list[AllocationPublic] = Field(
+        default_factory=list,
+        description="Where the units are held, for a reservation made in a channel.",
+    )
     expiresAt: dt.datetime  # noqa: N815
     createdAt: dt.datetime  # noqa: N815
     updatedAt: dt.datetime  # noqa: N815
@@ -143,6 +277,15 @@ class ReservationPublic(BaseModel):
                     productId=product_ids.get(line.sku), sku=line.sku, quantity=line.quantity
                 )
                 for line in reservation.lines
+            ],
+            allocations=[
+                AllocationPublic(
+                    productId=product_ids.get(a.sku),
+                    sku=a.sku,
+                    location=a.location,
+                    quantity=a.quantity,
+                )
+                for a in reservation.allocations
             ],
             expiresAt=reservation.expires_at,
             createdAt=reservation.created_at,

@@ -240,3 +240,146 @@ async def test_a_payment_event_confirms_at_the_products_price(inventory: Invento
     await inventory.bus.drain()
     path = f"/api/v1/inventory/reservations/{held['reservationId']}"
     assert (await inventory.http.get(path, headers=ALICE)).json()["status"] == "CONFIRMED"
+
+
+# ---------------------------------------------------- locations and channels
+async def _locations(inventory: Inventory, *names: str) -> None:
+    for name in names:
+        answer = await inventory.http.put(
+            f"/api/v1/inventory/locations/{name}", json={"label": name.title()}, headers=ADMIN
+        )
+        assert answer.status_code == 200, answer.text
+
+
+async def _stock(inventory: Inventory, product: str, location: str, units: int) -> None:
+    answer = await inventory.http.put(
+        f"/api/v1/inventory/{product}/stock/{location}", json={"onHand": units}, headers=ADMIN
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["available"] == units
+
+
+async def test_a_channel_sells_from_its_locations_and_a_line_splits(
+    inventory: Inventory,
+) -> None:
+    product = await inventory.product(stock=0)
+    await _locations(inventory, "berlin", "hamburg")
+    await _stock(inventory, product, "berlin", 3)
+    await _stock(inventory, product, "hamburg", 10)
+    channel = {
+        "locations": [{"location": "berlin", "safetyStock": 1}, {"location": "hamburg"}],
+        "strategy": "priority",
+        "split": "lines",
+    }
+    saved = await inventory.http.put("/api/v1/inventory/channels/web", json=channel, headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == {"name": "web", **channel, "locations": [
+        {"location": "berlin", "safetyStock": 1}, {"location": "hamburg", "safetyStock": 0}
+    ]}  # fmt: skip
+
+    listed = await inventory.http.get("/api/v1/products", params={"channel": "web"})
+    (shown,) = [p for p in listed.json() if p["id"] == product]
+    assert shown["stock"] == 12  # 3 - 1 kept back, + 10
+    assert await inventory.stock(product) == 0  # the default location has none
+
+    held = await inventory.reserve({"productId": product, "quantity": 5, "channel": "web"})
+    assert held.status_code == 201, held.text
+    body = held.json()
+    assert sorted((a["location"], a["quantity"]) for a in body["allocations"]) == [
+        ("berlin", 2),
+        ("hamburg", 3),
+    ]
+    assert all(a["productId"] == product for a in body["allocations"])
+    again = await inventory.http.get(
+        f"/api/v1/inventory/reservations/{body['reservationId']}", headers=ALICE
+    )
+    assert again.json()["allocations"] == body["allocations"]
+
+    levels = await inventory.http.get(f"/api/v1/inventory/{product}/stock", headers=ADMIN)
+    assert {row["location"]: (row["available"], row["held"]) for row in levels.json()} == {
+        "berlin": (1, 2),
+        "default": (0, 0),  # where the product was created, with no stock
+        "hamburg": (7, 3),
+    }
+    cancelled = await inventory.http.post(
+        f"/api/v1/inventory/reservations/{body['reservationId']}/cancel", headers=ALICE
+    )
+    assert cancelled.status_code == 200
+    levels = await inventory.http.get(f"/api/v1/inventory/{product}/stock", headers=ADMIN)
+    assert {row["location"]: row["available"] for row in levels.json()} == {
+        "berlin": 3,
+        "default": 0,
+        "hamburg": 10,
+    }
+
+
+async def test_unknown_channels_and_locations_are_404s_and_nothing_changes(
+    inventory: Inventory,
+) -> None:
+    product = await inventory.product(stock=2)
+    missing = await inventory.reserve({"productId": product, "quantity": 1, "channel": "nope"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "channel_not_found"
+    listed = await inventory.http.get("/api/v1/products", params={"channel": "nope"})
+    assert listed.status_code == 404
+    nowhere = await inventory.http.put(
+        f"/api/v1/inventory/{product}/stock/atlantis", json={"onHand": 1}, headers=ADMIN
+    )
+    assert nowhere.status_code == 404
+    assert nowhere.json()["error"]["code"] == "location_not_found"
+    bad = await inventory.http.put(
+        "/api/v1/inventory/channels/web",
+        json={"locations": [{"location": "atlantis"}]},
+        headers=ADMIN,
+    )
+    assert bad.status_code == 404
+    twice = await inventory.http.put(
+        "/api/v1/inventory/channels/web",
+        json={"locations": [{"location": "default"}, {"location": "default"}]},
+        headers=ADMIN,
+    )
+    assert twice.status_code == 422
+    assert await inventory.stock(product) == 2
+    listing = await inventory.http.get("/api/v1/inventory/channels", headers=ADMIN)
+    assert listing.json() == []
+
+
+async def test_locations_and_channels_are_for_admins(inventory: Inventory) -> None:
+    name = f"wh-{uuid.uuid4().hex[:6]}"
+    for method, path, body in (
+        ("PUT", f"/api/v1/inventory/locations/{name}", {"label": "A"}),
+        ("GET", "/api/v1/inventory/locations", None),
+        ("PUT", "/api/v1/inventory/channels/web", {"locations": [{"location": "default"}]}),
+        ("GET", "/api/v1/inventory/channels", None),
+    ):
+        answer = await inventory.http.request(method, path, json=body, headers=ALICE)
+        assert answer.status_code == 403, (method, path)
+    default = await inventory.http.put(
+        "/api/v1/inventory/locations/default", json={"label": "X"}, headers=ADMIN
+    )
+    assert default.status_code == 409
+
+
+async def test_one_shipment_channel_and_a_restock_at_a_location(inventory: Inventory) -> None:
+    mug, tee = await inventory.product(stock=0), await inventory.product(stock=0)
+    await _locations(inventory, "berlin", "hamburg")
+    await _stock(inventory, mug, "berlin", 5)
+    await _stock(inventory, tee, "hamburg", 1)
+    await _stock(inventory, mug, "hamburg", 1)
+    channel = {"locations": [{"location": "berlin"}, {"location": "hamburg"}], "split": "shipment"}
+    await inventory.http.put("/api/v1/inventory/channels/parcel", json=channel, headers=ADMIN)
+    cart = {"items": [{"productId": mug, "quantity": 1}, {"productId": tee, "quantity": 1}]}
+    held = await inventory.reserve({**cart, "channel": "parcel"})
+    assert held.status_code == 201, held.text
+    assert {a["location"] for a in held.json()["allocations"]} == {"hamburg"}
+    short = await inventory.reserve({**cart, "channel": "parcel"})
+    assert short.status_code == 409  # berlin has no tee, hamburg no mug left
+    restocked = await inventory.http.post(
+        f"/api/v1/inventory/{tee}/restock",
+        json={"quantity": 2, "location": "berlin"},
+        headers=ADMIN,
+    )
+    assert restocked.status_code == 200, restocked.text
+    held = await inventory.reserve({**cart, "channel": "parcel"})
+    assert held.status_code == 201, held.text
+    assert {a["location"] for a in held.json()["allocations"]} == {"berlin"}
