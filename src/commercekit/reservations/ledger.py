@@ -43,7 +43,7 @@ class StockRow(Base):
 
     sku: Mapped[str] = mapped_column(String(200), primary_key=True)
     location: Mapped[str] = mapped_column(
-        String(64), primary_key=True, server_default=DEFAULT_LOCATION
+        String(64), primary_key=True, default=DEFAULT_LOCATION, server_default=DEFAULT_LOCATION
     )
     added: Mapped[int] = mapped_column(BigInteger, default=0)
     sold: Mapped[int] = mapped_column(BigInteger, default=0)
