@@ -26,6 +26,8 @@ from typing import Any, TextIO, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from commercekit.reservations import DEFAULT_LOCATION
+
 __all__ = ["SHORT_TTL_SECONDS", "Walk", "WalkError", "play"]
 
 SHORT_TTL_SECONDS = 20
@@ -33,6 +35,8 @@ SHORT_TTL_SECONDS = 20
 
 PRICE = Decimal("12.50")
 STOCK = 10
+STORE = DEFAULT_LOCATION
+"""Where the mug's first stock is (the product's own location)."""
 PASSWORD = "demo-password-1"  # noqa: S105 (a demo account on a throw-away database)
 
 T = TypeVar("T")
@@ -148,6 +152,7 @@ class Walk:
         product_id = await self.create_product(suffix, admin, shopper)
         await self.buy(shopper, shopper_email, product_id)
         await self.pay_late(shopper, shopper_email, product_id)
+        await self.two_warehouses(suffix, admin, shopper, product_id)
 
         self.step("Stock after the walk")
         listed = (await self.call("GET", "/api/v1/products")).json()
@@ -267,6 +272,57 @@ class Walk:
             f"{refund['reason']} ({refund['description']})"
         )
         await self.mail_went_out("refund_issued", refunds, shopper_email)
+
+    async def two_warehouses(self, suffix: str, admin: str, shopper: str, product_id: str) -> None:
+        """Stock in two places sold through one channel: a line split over both, then cancelled."""
+        self.step("Stock in two warehouses, sold through one channel")
+        berlin, hamburg = f"berlin-{suffix}", f"hamburg-{suffix}"
+        for name, units in ((berlin, 2), (hamburg, 5)):
+            await self.call(
+                "PUT",
+                f"/api/v1/inventory/locations/{name}",
+                token=admin,
+                body={"label": name.split("-")[0].title()},
+                quiet=True,
+            )
+            await self.call(
+                "PUT",
+                f"/api/v1/inventory/{product_id}/stock/{name}",
+                token=admin,
+                body={"onHand": units},
+                quiet=True,
+            )
+        channel = f"web-{suffix}"
+        await self.call(
+            "PUT",
+            f"/api/v1/inventory/channels/{channel}",
+            token=admin,
+            body={"locations": [{"location": berlin}, {"location": hamburg}]},
+        )
+        self.detail(f"channel {channel}: {berlin} first (2 mugs), then {hamburg} (5 mugs)")
+        held = (
+            await self.call(
+                "POST",
+                "/api/v1/inventory/reserve",
+                token=shopper,
+                body={"productId": product_id, "quantity": 4, "channel": channel},
+                expect=(201,),
+            )
+        ).json()
+        split = ", ".join(f"{a['quantity']} from {a['location']}" for a in held["allocations"])
+        self.detail(f"4 mugs held in {channel}: {split}")
+        await self.call(
+            "POST", f"/api/v1/inventory/reservations/{held['id']}/cancel", token=shopper
+        )
+        levels = (
+            await self.call("GET", f"/api/v1/inventory/{product_id}/stock", token=admin)
+        ).json()
+        back = ", ".join(
+            f"{row['location']} {row['available']}"
+            for row in levels
+            if row["location"] != "default"
+        )
+        self.detail(f"cancelled: every mug back where it came from ({back})")
 
     async def login(self, address: str) -> str:
         """Log in as `address`; the access token."""
