@@ -17,9 +17,10 @@ import random
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -43,8 +44,9 @@ from commercekit.reservations import (
 )
 from commercekit.testing.servers import RedisClusterServer, RedisServer
 
-WAIT = dt.timedelta(milliseconds=300)
+WAIT = dt.timedelta(milliseconds=500)
 SKUS = ("HOT-1", "HOT-2", "HOT-3")
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -62,6 +64,18 @@ async def client(cluster: RedisClusterServer) -> AsyncIterator[RedisCluster]:
     await redis.initialize()
     yield redis
     await redis.aclose()
+
+
+async def _soon(call: Callable[[], Awaitable[T]]) -> T:
+    """`call`, retried while a replica that just (re)joined starts acknowledging writes."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return await call()
+        except NotReplicated:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def _store(client: object, replicas: int, prefix: str) -> RedisReservationStore:
@@ -101,7 +115,7 @@ async def _writes_after_replication_is_cut(
     """
     prefix = f"f{uuid.uuid4().hex[:8]}"
     setup = _store(client, 1, prefix)
-    await setup.set_stock("HOT-1", 10)  # acknowledged by a replica: survives the failover
+    await _soon(lambda: setup.set_stock("HOT-1", 10))  # on a replica: survives the failover
     store = _store(client, replicas, prefix)
     master = cluster.master_of(store._stock_key("HOT-1"))
     await _cut_replication(master, cluster.replicas_of(master)[0])
@@ -151,8 +165,8 @@ async def test_with_wait_nothing_acknowledged_is_lost_and_writes_resume_with_a_r
         await store.reserve([("HOT-1", 1)], ttl=600, owner="ann")
     dead = next(node for node in cluster.nodes if not node.running)
     await asyncio.to_thread(cluster.revive, dead)  # back as the new master's replica
-    hold = await store.reserve([("HOT-1", 1)], ttl=600, owner="ann")
-    assert (await store.confirm(hold.id)).status is ReservationStatus.CONFIRMED
+    hold = await _soon(lambda: store.reserve([("HOT-1", 1)], ttl=600, owner="ann"))
+    assert (await _soon(lambda: store.confirm(hold.id))).status is ReservationStatus.CONFIRMED
     level = await store.stock("HOT-1")
     # The refused reserve's hold was released on the master, so nothing leaked.
     assert (level.available, level.held, level.sold) == (9, 0, 1)
@@ -219,7 +233,7 @@ async def _storm(
         shop = DurableReservations(store, ReservationLedger(durable))
         await shop.start()
     for sku in SKUS:
-        await shop.set_stock(sku, stock)
+        await _soon(lambda sku=sku: shop.set_stock(sku, stock))
     master = cluster.master_of(store._stock_key(SKUS[0]))  # shards=1: every SKU's slot
 
     storm, stop = _Storm(), asyncio.Event()
@@ -349,7 +363,7 @@ async def test_a_plain_redis_acknowledges_writes_only_while_its_replica_has_them
             client, prefix=f"p{uuid.uuid4().hex[:8]}", replicas=1, replica_timeout=WAIT,
             pipeline=pipeline,
         )  # fmt: skip
-        await store.set_stock("SKU-1", 5)
+        await _soon(lambda: store.set_stock("SKU-1", 5))
         kept = await store.reserve([("SKU-1", 2)], ttl=600, owner="ann")
 
         replica.kill()
@@ -367,9 +381,9 @@ async def test_a_plain_redis_acknowledges_writes_only_while_its_replica_has_them
         await _in_sync(replica)
         # The refused confirm was made on the master: the retry finds it made.
         with pytest.raises(InvalidTransition) as done:
-            await store.confirm(kept.id)
+            await _soon(lambda: store.confirm(kept.id))
         assert done.value.reservation.status is ReservationStatus.CONFIRMED
-        await store.restock("SKU-1", 1)
+        await _soon(lambda: store.restock("SKU-1", 1))
     finally:
         await client.aclose()
     on_replica = aioredis.Redis.from_url(replica.url)
@@ -397,7 +411,7 @@ async def test_a_retry_reports_a_refused_calls_work_only_once_a_replica_has_it(
     prefix = f"p{uuid.uuid4().hex[:8]}"
     try:
         store = RedisReservationStore(first, prefix=prefix, replicas=1, replica_timeout=WAIT)
-        await store.set_stock("SKU-1", 5)
+        await _soon(lambda: store.set_stock("SKU-1", 5))
         hold = await store.reserve([("SKU-1", 2)], ttl=600, owner="ann")
         # Another process, whose connection wrote nothing yet: its WAIT alone covers nothing.
         retrying = RedisReservationStore(second, prefix=prefix, replicas=1, replica_timeout=WAIT)
@@ -418,7 +432,7 @@ async def test_a_retry_reports_a_refused_calls_work_only_once_a_replica_has_it(
             os.kill(replica.pid, signal.SIGCONT)
 
         with pytest.raises(InvalidTransition) as done:
-            await retrying.confirm(hold.id)
+            await _soon(lambda: retrying.confirm(hold.id))
         assert done.value.reservation.status is ReservationStatus.CONFIRMED
     finally:
         await first.aclose()
@@ -458,7 +472,7 @@ async def test_a_sentinel_client_acknowledges_writes_a_replica_has_through_a_fai
         store = RedisReservationStore(
             client, prefix=f"p{uuid.uuid4().hex[:8]}", replicas=1, replica_timeout=WAIT
         )
-        await store.set_stock("SKU-1", 5)
+        await _soon(lambda: store.set_stock("SKU-1", 5))
         hold = await store.reserve([("SKU-1", 2)], ttl=600, owner="ann")
 
         master.kill()
@@ -514,7 +528,7 @@ async def test_expiries_no_replica_confirmed_are_reported_once_replicated(
         store = RedisReservationStore(
             client, prefix=f"p{uuid.uuid4().hex[:8]}", replicas=1, replica_timeout=WAIT
         )
-        await store.set_stock("SKU-1", 5)
+        await _soon(lambda: store.set_stock("SKU-1", 5))
         hold = await store.reserve([("SKU-1", 2)], ttl=dt.timedelta(milliseconds=200), owner="ann")
         await asyncio.sleep(0.4)
 
@@ -527,7 +541,7 @@ async def test_expiries_no_replica_confirmed_are_reported_once_replicated(
             os.kill(replica.pid, signal.SIGCONT)
         assert (await store.stock("SKU-1")).available == 5
 
-        expired = await store.expire_due()  # the next sweep reports it
+        expired = await _soon(store.expire_due)  # the next sweep reports it
         assert [(r.id, r.status) for r in expired] == [(hold.id, ReservationStatus.EXPIRED)]
         assert await store.expire_due() == []  # once
     finally:

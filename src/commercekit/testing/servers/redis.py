@@ -202,8 +202,14 @@ class RedisClusterServer:
         live = self._live()
         if not all(self._cluster_ok(node) for node in live) or not self._agreed():
             return False
-        return all(_info(node, "replication").get("master_link_status", "up") == "up"
-                   for node in live)  # fmt: skip
+        for node in live:
+            info = _info(node, "replication")
+            if info.get("master_link_status", "up") != "up":  # a replica still syncing
+                return False
+            followers = [v for k, v in info.items() if k.startswith("slave") and k[5:].isdigit()]
+            if any("state=online" not in follower for follower in followers):
+                return False  # a master still sending its copy
+        return True
 
     def _node_at(self, address: str) -> RedisServer | None:
         return next((n for n in self.nodes if f"{n.host}:{n.port}" == address), None)
