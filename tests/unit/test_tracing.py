@@ -159,7 +159,6 @@ async def test_the_context_follows_awaits_and_tasks_and_stays_in_its_task() -> N
 
 
 def test_without_a_tracer_provider_opentelemetry_is_left_alone() -> None:
-    pytest.importorskip("opentelemetry.trace")
     assert not tracing.otel_enabled()
     with tracing.start_span("plain", TraceContext.parse(VALID)) as span:
         from opentelemetry import trace  # noqa: PLC0415
@@ -174,7 +173,6 @@ def test_without_a_tracer_provider_opentelemetry_is_left_alone() -> None:
 @pytest.fixture
 def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A real SDK tracer provider as the global one (for this test only), and its spans."""
-    pytest.importorskip("opentelemetry.sdk")
     from opentelemetry import trace  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
