@@ -20,7 +20,8 @@ and the reference app answers them with a 503 and ``Retry-After``.
 What counts, per dependency:
 
 - **commercekit**: `BackendUnavailable` and its subclasses (`RedisDataLost`,
-  `PublishError`, `ProcessorUnavailable`).
+  `NotReplicated`, `UnsupportedRecordVersion`, `PublishError`,
+  `ProcessorUnavailable`).
 - **PostgreSQL**, by SQLSTATE, read from asyncpg's ``sqlstate``, psycopg's
   ``sqlstate`` / ``pgcode`` or SQLAlchemy's wrapper, wherever it sits in the
   chain: every connection exception (class ``08``), every lack of resources
