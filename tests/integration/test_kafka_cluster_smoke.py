@@ -93,11 +93,14 @@ async def test_a_killed_leader_loses_no_acknowledged_record_and_comes_back_in_sy
     finally:
         await admin.close()
 
+    leaders: dict[int, int] = {}
+
     async def created() -> bool:  # each call asks a random broker: wait until all know it
-        return len(await cluster.leaders(topic)) == PARTITIONS and await cluster.in_sync([topic])
+        nonlocal leaders
+        leaders = await cluster.leaders(topic)  # the map the check passed with, not a new ask
+        return len(leaders) == PARTITIONS and await cluster.in_sync([topic])
 
     await _until(created, "the topic to be in sync")
-    leaders = await cluster.leaders(topic)
     victim = leaders[0]
     led = sorted(p for p, leader in leaders.items() if leader == victim)
 
