@@ -32,7 +32,7 @@ import re
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
@@ -162,9 +162,21 @@ class TraceContext:
             raise ValueError(f"not a valid tracestate: {self.tracestate[:80]!r}")
 
     @classmethod
+    def _checked(
+        cls, trace_id: str, span_id: str, flags: int, tracestate: str | None
+    ) -> TraceContext:
+        """A context of values already checked (parsed, or made here): not checked again."""
+        context = object.__new__(cls)
+        object.__setattr__(context, "trace_id", trace_id)
+        object.__setattr__(context, "span_id", span_id)
+        object.__setattr__(context, "flags", flags)
+        object.__setattr__(context, "tracestate", tracestate)
+        return context
+
+    @classmethod
     def new(cls, *, sampled: bool = True) -> TraceContext:
         """The root span of a new trace."""
-        return cls(new_trace_id(), new_span_id(), _SAMPLED if sampled else 0)
+        return cls._checked(new_trace_id(), new_span_id(), _SAMPLED if sampled else 0, None)
 
     @classmethod
     def parse(cls, traceparent: str, tracestate: str | None = None) -> TraceContext:
@@ -177,7 +189,8 @@ class TraceContext:
         """
         trace_id, span_id, flags = parse_traceparent(traceparent)
         state = tracestate.strip(" \t") if tracestate else None
-        return cls(trace_id, span_id, flags, state if state and valid_tracestate(state) else None)
+        kept = state if state and valid_tracestate(state) else None
+        return cls._checked(trace_id, span_id, flags, kept)
 
     @classmethod
     def from_headers(
@@ -203,7 +216,7 @@ class TraceContext:
 
     def child(self) -> TraceContext:
         """A new span in this trace, whose parent is this one (same flags and state)."""
-        return replace(self, span_id=new_span_id())
+        return self._checked(self.trace_id, new_span_id(), self.flags, self.tracestate)
 
     def headers(self) -> dict[str, str]:
         """``traceparent`` (and ``tracestate``, if any) as HTTP or Kafka headers carry them."""
