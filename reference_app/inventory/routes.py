@@ -207,109 +207,6 @@ async def restock(
     return _public(product, level.available, services.settings.currency)
 
 
-# ---------------------------------------------------------- locations
-@router.put(
-    "/inventory/locations/{name}",
-    tags=["locations"],
-    responses=errors(401, 403, 409, s409="the default location's name"),
-)
-async def put_location(
-    name: Annotated[LocationName, Path()],
-    body: LocationPut,
-    services: ServicesDep,
-    admin: AdminUser,
-) -> LocationPublic:
-    """Create a stock location, or change its label (admins only)."""
-    if name == DEFAULT_LOCATION:
-        raise ApiError(409, f"{DEFAULT_LOCATION} is every store's own location", code="reserved")
-    async with services.sessions() as session, session.begin():
-        location = await session.get(StockLocation, name)
-        if location is None:
-            session.add(StockLocation(name=name, label=body.label))
-        else:
-            location.label = body.label
-    log.info("location saved", extra={"location": name, "by": admin.user_id})
-    return LocationPublic(name=name, label=body.label)
-
-
-@router.get("/inventory/locations", tags=["locations"], responses=errors(401, 403))
-async def list_locations(services: ServicesDep, admin: AdminUser) -> list[LocationPublic]:
-    """Every stock location an admin created, by name (admins only)."""
-    async with services.sessions() as session:
-        rows = await session.scalars(select(StockLocation).order_by(StockLocation.name))
-        return [LocationPublic(name=row.name, label=row.label) for row in rows]
-
-
-@router.put(
-    "/inventory/{product_id}/stock/{location}",
-    tags=["locations"],
-    responses=errors(401, 403, 404, 409, s409="fewer units than are held there"),
-)
-async def put_location_stock(
-    product_id: uuid.UUID,
-    location: Annotated[LocationName, Path()],
-    body: LocationStockPut,
-    services: ServicesDep,
-    admin: AdminUser,
-) -> LocationStockPublic:
-    """Make `onHand` units of a product exist at a location (admins only); holds are kept."""
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
-    await _known_location(services, location)
-    try:
-        level = await services.reservations.set_stock(product.sku, body.onHand, location=location)
-    except StockConflict as exc:
-        raise ApiError(409, str(exc), code="below_held") from None
-    log.info(
-        "stock set",
-        extra={"sku": product.sku, "at": location, "on_hand": body.onHand, "by": admin.user_id},
-    )
-    return LocationStockPublic.of(level)
-
-
-@router.get("/inventory/{product_id}/stock", tags=["locations"], responses=errors(401, 403, 404))
-async def get_location_stock(
-    product_id: uuid.UUID, services: ServicesDep, admin: AdminUser
-) -> list[LocationStockPublic]:
-    """A product's available, held and sold units at every location (admins only)."""
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
-    levels = await services.reservations.stock_by_location(product.sku)
-    return [LocationStockPublic.of(level) for level in levels.values()]
-
-
-@router.put("/inventory/channels/{name}", tags=["locations"], responses=errors(401, 403, 404))
-async def put_channel(
-    name: Annotated[LocationName, Path()], body: ChannelPut, services: ServicesDep, admin: AdminUser
-) -> ChannelPublic:
-    """Create or change a sales channel: its locations, first choice first, and its rules."""
-    for place in body.locations:
-        await _known_location(services, place.location)
-    values = {
-        "locations": [[p.location, p.safetyStock] for p in body.locations],
-        "strategy": body.strategy.value,
-        "split": body.split.value,
-    }
-    async with services.sessions() as session, session.begin():
-        row = await session.get(SalesChannel, name)
-        if row is None:
-            session.add(SalesChannel(name=name, **values))
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-    await services.channels.refresh()
-    log.info("channel saved", extra={"channel": name, "by": admin.user_id})
-    return ChannelPublic(name=name, **body.model_dump())
-
-
-@router.get("/inventory/channels", tags=["locations"], responses=errors(401, 403))
-async def list_channels(services: ServicesDep, admin: AdminUser) -> list[ChannelPublic]:
-    """Every sales channel, by name (admins only)."""
-    return [ChannelPublic.of(channel) for channel in await services.channels.all()]
-
-
 # -------------------------------------------------------------- reservations
 @router.post(
     "/inventory/reserve",
@@ -413,3 +310,108 @@ async def cancel_reservation(
         ) from None
     services.outcomes.labels("cancelled").inc()
     return await _view(services, reservation)
+
+
+# ---------------------------------------------------------- locations
+# Last: FastAPI tries routes in order, and these admin routes are rare (the reserve
+# path is tried first).
+@router.put(
+    "/inventory/locations/{name}",
+    tags=["locations"],
+    responses=errors(401, 403, 409, s409="the default location's name"),
+)
+async def put_location(
+    name: Annotated[LocationName, Path()],
+    body: LocationPut,
+    services: ServicesDep,
+    admin: AdminUser,
+) -> LocationPublic:
+    """Create a stock location, or change its label (admins only)."""
+    if name == DEFAULT_LOCATION:
+        raise ApiError(409, f"{DEFAULT_LOCATION} is every store's own location", code="reserved")
+    async with services.sessions() as session, session.begin():
+        location = await session.get(StockLocation, name)
+        if location is None:
+            session.add(StockLocation(name=name, label=body.label))
+        else:
+            location.label = body.label
+    log.info("location saved", extra={"location": name, "by": admin.user_id})
+    return LocationPublic(name=name, label=body.label)
+
+
+@router.get("/inventory/locations", tags=["locations"], responses=errors(401, 403))
+async def list_locations(services: ServicesDep, admin: AdminUser) -> list[LocationPublic]:
+    """Every stock location an admin created, by name (admins only)."""
+    async with services.sessions() as session:
+        rows = await session.scalars(select(StockLocation).order_by(StockLocation.name))
+        return [LocationPublic(name=row.name, label=row.label) for row in rows]
+
+
+@router.put(
+    "/inventory/{product_id}/stock/{location}",
+    tags=["locations"],
+    responses=errors(401, 403, 404, 409, s409="fewer units than are held there"),
+)
+async def put_location_stock(
+    product_id: uuid.UUID,
+    location: Annotated[LocationName, Path()],
+    body: LocationStockPut,
+    services: ServicesDep,
+    admin: AdminUser,
+) -> LocationStockPublic:
+    """Make `onHand` units of a product exist at a location (admins only); holds are kept."""
+    product = (await services.products.by_ids([product_id])).get(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    await _known_location(services, location)
+    try:
+        level = await services.reservations.set_stock(product.sku, body.onHand, location=location)
+    except StockConflict as exc:
+        raise ApiError(409, str(exc), code="below_held") from None
+    log.info(
+        "stock set",
+        extra={"sku": product.sku, "at": location, "on_hand": body.onHand, "by": admin.user_id},
+    )
+    return LocationStockPublic.of(level)
+
+
+@router.get("/inventory/{product_id}/stock", tags=["locations"], responses=errors(401, 403, 404))
+async def get_location_stock(
+    product_id: uuid.UUID, services: ServicesDep, admin: AdminUser
+) -> list[LocationStockPublic]:
+    """A product's available, held and sold units at every location (admins only)."""
+    product = (await services.products.by_ids([product_id])).get(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    levels = await services.reservations.stock_by_location(product.sku)
+    return [LocationStockPublic.of(level) for level in levels.values()]
+
+
+@router.put("/inventory/channels/{name}", tags=["locations"], responses=errors(401, 403, 404))
+async def put_channel(
+    name: Annotated[LocationName, Path()], body: ChannelPut, services: ServicesDep, admin: AdminUser
+) -> ChannelPublic:
+    """Create or change a sales channel: its locations, first choice first, and its rules."""
+    for place in body.locations:
+        await _known_location(services, place.location)
+    values = {
+        "locations": [[p.location, p.safetyStock] for p in body.locations],
+        "strategy": body.strategy.value,
+        "split": body.split.value,
+    }
+    async with services.sessions() as session, session.begin():
+        row = await session.get(SalesChannel, name)
+        if row is None:
+            session.add(SalesChannel(name=name, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    await services.channels.refresh()
+    log.info("channel saved", extra={"channel": name, "by": admin.user_id})
+    return ChannelPublic(name=name, **body.model_dump())
+
+
+@router.get("/inventory/channels", tags=["locations"], responses=errors(401, 403))
+async def list_channels(services: ServicesDep, admin: AdminUser) -> list[ChannelPublic]:
+    """Every sales channel, by name (admins only)."""
+    return [ChannelPublic.of(channel) for channel in await services.channels.all()]
