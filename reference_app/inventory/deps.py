@@ -92,8 +92,12 @@ class ChannelCache:
         self._read_at = float("-inf")
 
     async def get(self, name: str) -> Channel | None:
-        """The channel `name`, or None if there is none."""
-        if time.monotonic() - self._read_at > self.ttl or name not in self._channels:
+        """The channel `name`, or None if there is none (as read at most `ttl` seconds ago).
+
+        An unknown name does not read the table again: anyone may ask for any
+        channel on the public product list, and each ask must not cost a query.
+        """
+        if time.monotonic() - self._read_at > self.ttl:
             await self.refresh()
         return self._channels.get(name)
 
