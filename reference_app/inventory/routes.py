@@ -91,6 +91,14 @@ async def _owned(services: InventoryServices, reservation_id: str, user_id: str)
     return reservation
 
 
+async def _product(services: InventoryServices, product_id: uuid.UUID) -> ProductInfo:
+    """The product `product_id`; 404 for an unknown one."""
+    product = (await services.products.by_ids([product_id])).get(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    return product
+
+
 async def _channel(services: InventoryServices, name: str | None) -> Channel | None:
     """The channel `name` (None for none); 404 for an unknown one."""
     if name is None:
@@ -152,9 +160,7 @@ async def get_product(
 ) -> ProductPublic:
     """One product with the units available now (in a channel, if one is named)."""
     selling = await _channel(services, channel)
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    product = await _product(services, product_id)
     available = await services.reservations.available([product.sku], channel=selling)
     return _public(product, available.get(product.sku, 0), services.settings.currency)
 
@@ -194,9 +200,7 @@ async def restock(
     product_id: uuid.UUID, body: RestockRequest, services: ServicesDep, admin: AdminUser
 ) -> ProductPublic:
     """Add units to a product's stock (admins only), at a location if one is named."""
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    product = await _product(services, product_id)
     location = body.location or DEFAULT_LOCATION
     await _known_location(services, location)
     level = await services.reservations.restock(product.sku, body.quantity, location=location)
@@ -360,9 +364,7 @@ async def put_location_stock(
     admin: AdminUser,
 ) -> LocationStockPublic:
     """Make `onHand` units of a product exist at a location (admins only); holds are kept."""
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    product = await _product(services, product_id)
     await _known_location(services, location)
     try:
         level = await services.reservations.set_stock(product.sku, body.onHand, location=location)
@@ -380,9 +382,7 @@ async def get_location_stock(
     product_id: uuid.UUID, services: ServicesDep, admin: AdminUser
 ) -> list[LocationStockPublic]:
     """A product's available, held and sold units at every location (admins only)."""
-    product = (await services.products.by_ids([product_id])).get(product_id)
-    if product is None:
-        raise ApiError(404, f"product {product_id} not found", code="product_not_found")
+    product = await _product(services, product_id)
     levels = await services.reservations.stock_by_location(product.sku)
     return [LocationStockPublic.of(level) for level in levels.values()]
 

@@ -16,7 +16,6 @@ from pydantic import (
 
 from commercekit.reservations import (
     Channel,
-    ChannelLocation,
     LocationName,
     Reservation,
     ReservationStatus,
@@ -139,15 +138,6 @@ class ChannelPublic(ChannelPut):
             ],
             strategy=channel.strategy,
             split=channel.split,
-        )
-
-    def channel(self) -> Channel:
-        """The library's `Channel`."""
-        return Channel(
-            self.name,
-            [ChannelLocation(p.location, safety_stock=p.safetyStock) for p in self.locations],
-            strategy=self.strategy,
-            split=self.split,
         )
 
 

@@ -158,7 +158,7 @@ local function allocate(base, lines, spec)
   end
   for i, line in ipairs(lines) do
     local sku, wanted = line[1], line[2]
-    local order = order_by(#locs, spec.most and sellable[i] or nil)
+    local order = order_by(#locs, sellable[i])  -- most stock first: the rest returned early
     if spec.split == 'none' then
       local chosen = nil
       for _, j in ipairs(order) do
