@@ -19,6 +19,7 @@ from commercekit.errors import ConfigurationError
 from commercekit.testing import pytest_plugin
 from commercekit.testing.servers import (
     KAFKA_VERSION,
+    KafkaCluster,
     KafkaServer,
     NginxServer,
     PostgresServer,
@@ -293,3 +294,20 @@ def test_a_server_started_from_a_worker_thread_outlives_that_thread(tmp_path: Pa
     time.sleep(0.3)  # PDEATHSIG, had it been set, would have fired by now
     assert server.running
     server.stop()
+
+
+def _mebibytes(size: str) -> int:
+    number, unit = int(size[:-1]), size[-1].lower()
+    return number * {"k": 1, "m": 1024, "g": 1024 * 1024}[unit] // 1024
+
+
+@pytest.mark.parametrize("brokers", [1, 3])
+def test_kafka_heap_leaves_room_beside_the_log_cleaner_buffer(tmp_path: Path, brokers: int) -> None:
+    # The cleaner takes its whole dedupe buffer from the heap when it starts: at
+    # Kafka's 128 MiB in a 256 MiB heap a restarted cluster node ran out of memory.
+    nodes = (
+        [KafkaServer(tmp_path)] if brokers == 1 else KafkaCluster(tmp_path, brokers=brokers).nodes
+    )
+    for node in nodes:
+        buffer = int(node._properties().get("log.cleaner.dedupe.buffer.size", 128 << 20))
+        assert buffer >> 20 <= _mebibytes(node.heap) // 8

@@ -135,6 +135,9 @@ class KafkaServer(Server):
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
             "log.flush.interval.messages": "9223372036854775807",
+            # The log cleaner takes its dedupe buffer (128 MiB by default) from the heap
+            # when it starts; a test broker's compacted topics are a few kilobytes.
+            "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         }
 
     def _write_config(self) -> None:
