@@ -17,6 +17,7 @@ on first use, so the models work without either.
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
+from commercekit.reservations.kits import Kit, KitStore
 from commercekit.reservations.locations import Channel, ChannelLocation, Split, Strategy
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
@@ -44,6 +45,8 @@ __all__ = [
     "DurableReservations",
     "ExpiryCallback",
     "ExpirySweeper",
+    "Kit",
+    "KitStore",
     "LineInput",
     "LocationName",
     "ReconcileReport",

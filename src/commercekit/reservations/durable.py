@@ -47,6 +47,7 @@ from commercekit.errors import (
 )
 from commercekit.reservations import _input
 from commercekit.reservations._batch import Coalescer
+from commercekit.reservations.kits import Kit, check_components
 from commercekit.reservations.ledger import ReservationLedger
 from commercekit.reservations.locations import Channel, check_location
 from commercekit.reservations.models import (
@@ -88,6 +89,13 @@ def _ledger_down(message: str) -> Iterator[None]:
         raise BackendUnavailable(f"{message}: {exc}") from exc
 
 
+def _same_kit(one: Kit | None, other: Kit | None) -> bool:
+    """Whether two definitions (or absences) of a kit agree."""
+    if one is None or other is None:
+        return one is other
+    return (one.components, one.version) == (other.components, other.version)
+
+
 @dataclass
 class ReconcileReport:
     """What `DurableReservations.reconcile` found, and repaired."""
@@ -101,6 +109,8 @@ class ReconcileReport:
     stock_repaired: dict[str, int] = field(default_factory=dict)
     """Per SKU (``sku@location`` past the default location), the units added to (or
     taken from) Redis's available stock."""
+    kits_repaired: list[str] = field(default_factory=list)
+    """Kits Redis had otherwise than the ledger (or not at all); the ledger's were written."""
 
     @property
     def clean(self) -> bool:
@@ -110,6 +120,7 @@ class ReconcileReport:
             or self.transitions_recorded
             or self.lost_holds
             or self.stock_repaired
+            or self.kits_repaired
         )
 
 
@@ -170,8 +181,9 @@ class DurableReservations:
         with _ledger_down("ledger unavailable, cannot restore redis"):
             stock, pending = await self.ledger.snapshot()
             settled = await self.ledger.settled_with_keys(since)
+            kits = await self.ledger.kits()
         restored = await self.store.restore(
-            stock, pending, marker=str(uuid.uuid4()), replayable=settled
+            stock, pending, marker=str(uuid.uuid4()), replayable=settled, kits=kits.values()
         )
         if restored:
             # An empty ledger restored into an empty Redis is a first start, not news.
@@ -261,6 +273,49 @@ class DurableReservations:
         """See `ReservationStore.available`."""
         wanted = list(skus)
         return await self._redis(lambda: self.store.available(wanted, channel=channel))
+
+    # ---------------------------------------------------------------- kits
+    async def define_kit(self, sku: str, components: Sequence[LineInput]) -> Kit:
+        """See `KitStore.define_kit`; the ledger counts the versions.
+
+        The kit is recorded in the ledger and written to Redis in one step:
+        if either fails, neither changes.
+        """
+        sku = _input.check_sku(sku)
+        parts = check_components(sku, components)
+
+        async def write(kit: Kit) -> Kit:
+            return await self._redis(lambda: self.store.define_kit(sku, parts, version=kit.version))
+
+        with _ledger_down("ledger unavailable"):
+            return await self.ledger.save_kit(sku, parts, write)
+
+    async def remove_kit(self, sku: str) -> bool:
+        """See `KitStore.remove_kit`: from the ledger and Redis together."""
+        sku = _input.check_sku(sku)
+        with _ledger_down("ledger unavailable"):
+            return await self.ledger.delete_kit(
+                sku, lambda: self._redis(lambda: self.store.remove_kit(sku))
+            )
+
+    async def kits(self) -> dict[str, Kit]:
+        """See `KitStore.kits`: as the ledger has them."""
+        with _ledger_down("ledger unavailable"):
+            return await self.ledger.kits()
+
+    async def _repair_kit(self, sku: str) -> bool:
+        """Write the ledger's kit `sku` (or its absence) to Redis; True if Redis differed."""
+
+        async def fix(recorded: Kit | None) -> bool:
+            current = (await self.store.kits()).get(sku)
+            if _same_kit(recorded, current):
+                return False
+            if recorded is None:
+                return await self.store.remove_kit(sku)
+            await self.store.define_kit(sku, recorded.components, version=recorded.version)
+            return True
+
+        return await self.ledger.with_kit(sku, fix)
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -426,6 +481,11 @@ class DurableReservations:
                 continue
             if now.status.is_terminal and await self.ledger.record_transition(now):
                 report.transitions_recorded.append(rid)
+
+        kept, known = await self.ledger.kits(), await self.store.kits()
+        for sku in sorted(kept.keys() | known.keys()):
+            if not _same_kit(kept.get(sku), known.get(sku)) and await self._repair_kit(sku):
+                report.kits_repaired.append(sku)
 
         for sku, location in await self.ledger.location_totals():
             drift = await self._repair_total(sku, location)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from commercekit.errors import MissingExtraError
+from commercekit.reservations.kits import Kit, check_nesting
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
     Allocation,
@@ -24,7 +25,18 @@ from commercekit.reservations.models import (
 )
 
 try:
-    from sqlalchemy import JSON, BigInteger, Index, String, func, select, text, update
+    from sqlalchemy import (
+        JSON,
+        BigInteger,
+        Index,
+        Integer,
+        String,
+        delete,
+        func,
+        select,
+        text,
+        update,
+    )
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.orm import Mapped, mapped_column
@@ -33,7 +45,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["ReservationLedger", "ReservationRow", "StockRow"]
+__all__ = ["KitRow", "ReservationLedger", "ReservationRow", "StockRow"]
+
+T = TypeVar("T")
 
 
 class StockRow(Base):
@@ -67,6 +81,26 @@ class ReservationRow(Base):
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     expires_at: Mapped[dt.datetime]
+
+
+class KitRow(Base):
+    """A kit's definition: its components per unit, and the version of that definition."""
+
+    __tablename__ = "commercekit_kits"
+
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    components: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime]
+
+
+def _kit(row: Any) -> Kit:
+    return Kit(
+        sku=row.sku,
+        components=tuple(ReservationLine(sku=sku, quantity=int(q)) for sku, q in row.components),
+        version=int(row.version),
+        updated_at=_aware(row.updated_at),
+    )
 
 
 _INSERT_MANY = text(
@@ -349,3 +383,66 @@ class ReservationLedger:
                 for sku, place, added, sold in totals
             ]
         return stock, pending
+
+    # ---------------------------------------------------------------- kits
+    async def kits(self) -> dict[str, Kit]:
+        """Every kit's current definition, by SKU."""
+        async with self.engine.connect() as conn:
+            return {row.sku: _kit(row) for row in await conn.execute(select(KitRow))}
+
+    async def save_kit(
+        self,
+        sku: str,
+        components: Sequence[ReservationLine],
+        write: Callable[[Kit], Awaitable[Kit]],
+    ) -> Kit:
+        """Record kit `sku` as `components` (its version one more), and `write` it to Redis.
+
+        Kits are changed one at a time (a table lock on PostgreSQL), so the
+        check that no kit is made of kits holds; if `write` fails, nothing
+        is recorded.
+
+        Raises:
+            InvalidRequest: a component is a kit, or `sku` is another kit's component.
+        """
+        async with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            kits = {row.sku: _kit(row) for row in await conn.execute(select(KitRow))}
+            check_nesting(sku, components, kits)
+            before = kits.get(sku)
+            kit = Kit(
+                sku=sku,
+                components=tuple(components),
+                version=before.version + 1 if before is not None else 1,
+                updated_at=dt.datetime.now(dt.UTC),
+            )
+            values = {
+                "sku": sku,
+                "components": [[part.sku, part.quantity] for part in kit.components],
+                "version": kit.version,
+                "updated_at": kit.updated_at,
+            }
+            await conn.execute(
+                upsert(self._dialect, KitRow, values, index_elements=["sku"], set_=values)
+            )
+            return await write(kit)
+
+    async def delete_kit(self, sku: str, write: Callable[[], Awaitable[bool]]) -> bool:
+        """Forget kit `sku` and `write` that to Redis (nothing changes if it fails).
+
+        Returns whether the ledger or Redis had it.
+        """
+        async with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            deleted = (await conn.execute(delete(KitRow).where(KitRow.sku == sku))).rowcount
+            return await write() or bool(deleted)
+
+    async def with_kit(self, sku: str, apply: Callable[[Kit | None], Awaitable[T]]) -> T:
+        """Run `apply` with kit `sku` as recorded (None: no such kit), no kit changing meanwhile."""
+        async with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            row = (await conn.execute(select(KitRow).where(KitRow.sku == sku))).first()
+            return await apply(_kit(row) if row is not None else None)

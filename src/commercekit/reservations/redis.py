@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -57,6 +58,13 @@ from commercekit.reservations._records import (
     to_record,
     to_reservation,
     to_time,
+)
+from commercekit.reservations.kits import (
+    Kit,
+    check_components,
+    expand,
+    kit_available,
+    refuse_nesting,
 )
 from commercekit.reservations.locations import Channel, Split, Strategy, check_location
 from commercekit.reservations.models import (
@@ -100,6 +108,87 @@ def _fields(location: str) -> tuple[str, str, str]:
 def _spec(channel: Channel) -> str:
     """The channel's allocation rule as reserve.lua reads it (JSON)."""
     return json.dumps(channel.spec(), separators=(",", ":"))
+
+
+_AT_DEFAULT = json.dumps({"locs": [[DEFAULT_LOCATION, 0]], "split": "lines"})
+"""Every unit from the default location, recorded as allocations (a cart with kits
+needs them: its lines are not the units it holds)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Attempt:
+    """What the script calls of one reserve share.
+
+    The kits' generation it expanded the cart with, and the cart as asked
+    when it is not the units held (a cart with kits).
+    """
+
+    gen: int = 0
+    shown: str = ""
+
+    def spec(self, channel: Channel | None) -> str:
+        """The allocation rule in `channel`; without one, the default location's for kits."""
+        if channel is not None:
+            return _spec(channel)
+        return _AT_DEFAULT if self.shown else ""
+
+
+_PLAIN = _Attempt()
+
+
+class _KitsChanged(Exception):
+    """reserve.lua's ``KITS_CHANGED``: read the kits again (at least generation `gen`)."""
+
+    def __init__(self, gen: int) -> None:
+        self.gen = gen
+
+
+def _text(value: Any) -> str:
+    return value.decode() if type(value) is bytes else str(value)
+
+
+def _kit_of(sku: str, raw: Any) -> Kit:
+    definition = json.loads(raw)
+    return Kit(
+        sku=sku,
+        components=tuple(
+            ReservationLine(sku=part, quantity=int(qty)) for part, qty in definition["components"]
+        ),
+        version=int(definition["version"]),
+        updated_at=to_time(int(definition["updated"])) if "updated" in definition else None,
+    )
+
+
+def _definition(kit: Kit) -> dict[str, Any]:
+    """A kit as kits.lua keeps it."""
+    return {
+        "components": [[part.sku, part.quantity] for part in kit.components],
+        "version": kit.version,
+        **({"updated": to_ms(kit.updated_at)} if kit.updated_at is not None else {}),
+    }
+
+
+def _short_in_cart(
+    cart: Sequence[ReservationLine], kits: dict[str, Kit], short: Sequence[ShortLine]
+) -> tuple[ShortLine, ...]:
+    """The cart lines that need a short SKU (a kit: one of its components).
+
+    A kit line's `available` is the kits its short components make; lines
+    sharing a component may each get what they want alone, not all together.
+    """
+    left = {line.sku: line.available for line in short}
+    named: list[ShortLine] = []
+    for line in cart:
+        kit = kits.get(line.sku)
+        if kit is None:
+            if line.sku in left:
+                named.append(ShortLine(line.sku, line.quantity, left[line.sku]))
+            continue
+        lacking = [part for part in kit.components if part.sku in left]
+        if lacking:
+            makes = min(left[part.sku] // part.quantity for part in lacking)
+            named.append(ShortLine(line.sku, line.quantity, makes))
+    return tuple(named)
 
 
 _Record = dict[str, Any]
@@ -229,6 +318,10 @@ class RedisReservationStore:
         # Per shard, holds a refused expire_due expired on the master: the
         # next sweep's run in that shard reports them (see expire_due).
         self._unreported: dict[int, dict[str, _Record]] = {}
+        # The kits as last read, and the generation they were read at (see kits.lua).
+        self._kits: dict[str, Kit] | None = None
+        self._kit_gen = 0
+        self._kits_reading: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ keys
     def _base(self, shard: int) -> str:
@@ -260,6 +353,12 @@ class RedisReservationStore:
 
     def _sync_key(self, shard: int) -> str:
         return f"{self._base(shard)}synced"
+
+    def _kits_key(self) -> str:
+        return f"{self._bases[0]}kits"
+
+    def _kit_gen_key(self, shard: int) -> str:
+        return f"{self._base(shard)}kitgen"
 
     def _idempotency_key(self, shard: int, owner: str, key: str) -> str:
         digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:40]
@@ -408,33 +507,136 @@ class RedisReservationStore:
     async def available(
         self, skus: Iterable[str], *, channel: Channel | None = None
     ) -> dict[str, int]:
-        """See `ReservationStore.available`."""
+        """See `ReservationStore.available`; a kit's is what its components make."""
         wanted = list(dict.fromkeys(_input.check_sku(sku) for sku in skus))
         if not wanted:
             return {}
+        if channel is not None and not isinstance(channel, Channel):
+            raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
+        kits = self._kits if self._kits is not None else await self._read_kits()
+        for _ in range(3):
+            units = [sku for sku in wanted if sku not in kits]
+            for sku in wanted:
+                if sku in kits:
+                    units += (part.sku for part in kits[sku].components)
+            units = list(dict.fromkeys(units))
+            levels, gen = await self._available_units(units, channel)
+            if gen <= self._kit_gen:
+                break
+            kits = await self._read_kits(gen)  # a kit changed since they were read
+        return {
+            sku: kit_available(kits[sku], levels) if sku in kits else levels[sku] for sku in wanted
+        }
+
+    async def _available_units(
+        self, wanted: list[str], channel: Channel | None
+    ) -> tuple[dict[str, int], int]:
+        """The available units of plain SKUs, and the kits' generation read with them."""
+        gen_key = self._kit_gen_key(0)
         if channel is None:
 
             def queue(pipe: Any) -> None:
+                pipe.get(gen_key)
                 for sku in wanted:
                     pipe.hget(self._stock_key(sku), "available")
 
-            values = await self._read(map(self._shard_of, wanted), queue)
-            return {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+            gen, *values = await self._read(map(self._shard_of, wanted), queue)
+            levels = {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+            return levels, int(gen or 0)
         places = channel.locations
         fields = [_fields(place.name)[0] for place in places]
 
         def queue_all(pipe: Any) -> None:
+            pipe.get(gen_key)
             for sku in wanted:
                 pipe.hmget(self._stock_key(sku), *fields)
 
-        rows = await self._read(map(self._shard_of, wanted), queue_all)
-        return {
+        gen, *rows = await self._read(map(self._shard_of, wanted), queue_all)
+        levels = {
             sku: sum(
                 max(0, int(value or 0) - place.safety_stock)
                 for value, place in zip(row, places, strict=True)
             )
             for sku, row in zip(wanted, rows, strict=True)
         }
+        return levels, int(gen or 0)
+
+    # ---------------------------------------------------------------- kits
+    async def _read_kits(self, at_least: int = 0) -> dict[str, Kit]:
+        """The kits as of generation `at_least` or later, read once for every caller waiting.
+
+        Callers waiting share one read (and go on together, so a burst of
+        first calls still goes out in one pipeline).
+        """
+        while self._kits is None or self._kit_gen < at_least:
+            reading = self._kits_reading
+            if reading is None or reading.done():
+                reading = self._kits_reading = asyncio.ensure_future(self._fetch_kits(at_least))
+            await asyncio.shield(reading)
+        return self._kits
+
+    async def _fetch_kits(self, at_least: int) -> None:
+        gen_key = self._kit_gen_key(0)
+        raw, gen = await self._read(
+            [0], lambda pipe: (pipe.hgetall(self._kits_key()), pipe.get(gen_key))
+        )
+        kits = {_text(sku): _kit_of(_text(sku), value) for sku, value in raw.items()}
+        # A shard's generation may be ahead of shard 0's (restored later): the
+        # kits read now are at least as new as the change that raised it.
+        self._kits, self._kit_gen = kits, max(int(gen or 0), at_least)
+
+    async def kits(self) -> dict[str, Kit]:
+        """See `KitStore.kits` (read from Redis, not from this process's copy)."""
+        self._kits = None
+        return dict(await self._read_kits())
+
+    async def define_kit(
+        self, sku: str, components: Sequence[LineInput], *, version: int | None = None
+    ) -> Kit:
+        """See `KitStore.define_kit`.
+
+        Args:
+            sku: the kit's SKU.
+            components: ``(sku, quantity per kit)`` pairs or lines.
+            version: the version to write (a ledger keeps the count); by
+                default one more than the kit had.
+        """
+        sku = _input.check_sku(sku)
+        parts = check_components(sku, components)
+        if version is not None:
+            version = _input.check_int(version, "version", minimum=1)
+        pairs = json.dumps([[part.sku, part.quantity] for part in parts])
+        reply = await self._kit_op("define", sku, pairs, "" if version is None else version)
+        return Kit(
+            sku=sku,
+            components=parts,
+            version=int(reply["version"]),
+            updated_at=to_time(int(reply["updated"])),
+        )
+
+    async def remove_kit(self, sku: str) -> bool:
+        """See `KitStore.remove_kit`."""
+        reply = await self._kit_op("remove", _input.check_sku(sku), "", "")
+        return bool(reply["removed"])
+
+    async def _kit_op(self, op: str, sku: str, pairs: str, version: object) -> dict[str, Any]:
+        """Run kits.lua in shard 0, then raise every other shard's generation to its."""
+        keys = [self._kits_key(), self._kit_gen_key(0)]
+        reply = await self._run("kits", keys, [self._bases[0], op, sku, pairs, version])
+        error = reply.get("err")
+        if error is not None:
+            refuse_nesting(
+                sku,
+                nested=reply["kits"] if error == "NESTED" else (),
+                users=reply["kits"] if error == "COMPONENT" else (),
+            )
+            raise BackendUnavailable(f"kit {sku}: {op} failed: {error}")
+        gen = int(reply["gen"])
+        for shard in range(1, self.shards):
+            key = self._kit_gen_key(shard)
+            await self._run("kits", [key, key], [self._bases[shard], "stamp", sku, "", gen])
+        self._kits = None  # read again, with this change, on the next call
+        return dict(reply)
 
     # -------------------------------------------------------- reservations
     async def reserve(
@@ -468,25 +670,57 @@ class RedisReservationStore:
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
         if channel is not None and not isinstance(channel, Channel):
             raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
+        kits = self._kits if self._kits is not None else await self._read_kits()
+        for _ in range(3):
+            try:
+                return await self._reserve_with(
+                    cart, kits, ttl_ms=ttl_ms, owner=owner, key=key, channel=channel
+                )
+            except _KitsChanged as changed:
+                kits = await self._read_kits(changed.gen)
+            except OutOfStock as exc:
+                if not any(line.sku in kits for line in cart):
+                    raise
+                raise OutOfStock(_short_in_cart(cart, kits, exc.short)) from None
+        raise BackendUnavailable("the kits kept changing while this cart was reserved; retry")
+
+    async def _reserve_with(
+        self,
+        cart: tuple[ReservationLine, ...],
+        kits: dict[str, Kit],
+        *,
+        ttl_ms: int,
+        owner: str,
+        key: str | None,
+        channel: Channel | None,
+    ) -> tuple[Reservation, bool]:
+        """Reserve `cart`, its kits expanded as `kits` say (`_KitsChanged` if they are old)."""
+        units, shown = cart, ""
+        if kits and any(line.sku in kits for line in cart):
+            units = expand(cart, kits)
+            shown = json.dumps([[line.sku, line.quantity] for line in cart])
+        attempt = _Attempt(gen=self._kit_gen, shown=shown)
         groups: dict[int, list[ReservationLine]] = {}
         if self.shards > 1:
-            for line in cart:
+            for line in units:
                 groups.setdefault(self._shard_of(line.sku), []).append(line)
         home = next(iter(groups)) if groups else 0
         rid = self._new_id(home)
         if len(groups) <= 1:
-            spec = "" if channel is None else _spec(channel)
             record = await self._reserve_in(
-                home, rid, cart, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, spec=spec
-            )
+                home, rid, units, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart,
+                spec=attempt.spec(channel), attempt=attempt,
+            )  # fmt: skip
         elif channel is not None and channel.split is Split.SHIPMENT:
             record = await self._reserve_shipment(
-                rid, groups, channel, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart
-            )
+                rid, groups, channel, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart,
+                attempt=attempt,
+            )  # fmt: skip
         else:
             record = await self._reserve_spread(
-                rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=channel
-            )
+                rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=channel,
+                attempt=attempt,
+            )  # fmt: skip
         if record["id"] != rid:  # an idempotent replay: the record is all we know
             await self._replicated(self._shard_of(record["id"]))
             return to_reservation(record), False
@@ -506,6 +740,7 @@ class RedisReservationStore:
         parent: str = "",
         parts: Sequence[int] = (),
         spec: str = "",
+        attempt: _Attempt = _PLAIN,
     ) -> _Record:
         """Run reserve.lua in one shard; return the record or raise the domain error."""
         due = self._dues[shard]
@@ -515,7 +750,8 @@ class RedisReservationStore:
         args: list[object] = [
             self._bases[shard], rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
             "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
-            whole, json.dumps(list(parts)) if role == "parent" else "", spec,
+            whole, json.dumps(list(parts)) if role == "parent" else "", spec, attempt.gen,
+            attempt.shown if role == "single" else "",
         ]  # fmt: skip
         for line in lines:
             args += (line.sku, line.quantity)
@@ -529,6 +765,8 @@ class RedisReservationStore:
             record: _Record = reply["reservation"]
             return record
         _refuse_newer(reply)
+        if error == "KITS_CHANGED":
+            raise _KitsChanged(int(reply["gen"]))
         if error == "OUT_OF_STOCK":
             raise OutOfStock(tuple(ShortLine(s, int(r), int(a)) for s, r, a in reply["short"]))
         if error == "IDEMPOTENCY_CONFLICT":
@@ -565,6 +803,7 @@ class RedisReservationStore:
         owner: str,
         key: str | None,
         channel: Channel | None = None,
+        attempt: _Attempt = _PLAIN,
     ) -> _Record:
         """A cart over several shards: the parent first, then each part, undone on failure."""
         available = await self.available((line.sku for line in cart), channel=channel)
@@ -574,8 +813,10 @@ class RedisReservationStore:
             if available[line.sku] < line.quantity
         )
         home, *others = groups
-        spec = "" if channel is None else _spec(channel)
-        common: dict[str, Any] = {"ttl_ms": ttl_ms, "owner": owner, "cart": cart, "spec": spec}
+        common: dict[str, Any] = {
+            "ttl_ms": ttl_ms, "owner": owner, "cart": cart, "spec": attempt.spec(channel),
+            "attempt": attempt,
+        }  # fmt: skip
         try:
             parent = await self._reserve_in(
                 home, rid, groups[home], key=key, role="parent", parts=others, **common
@@ -625,6 +866,7 @@ class RedisReservationStore:
         ttl_ms: int,
         owner: str,
         key: str | None,
+        attempt: _Attempt = _PLAIN,
     ) -> _Record:
         """A one-shipment cart over several shards: each location in turn, the whole cart there.
 
@@ -649,8 +891,9 @@ class RedisReservationStore:
             alone = Channel(channel.name, [place], split=Split.LINES)
             try:
                 return await self._reserve_spread(
-                    rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=alone
-                )
+                    rid, groups, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart, channel=alone,
+                    attempt=attempt,
+                )  # fmt: skip
             except OutOfStock as exc:
                 if best is None or len(exc.short) < len(best.short):
                     best = exc
@@ -838,8 +1081,9 @@ class RedisReservationStore:
         *,
         marker: str,
         replayable: Sequence[Reservation] = (),
+        kits: Iterable[Kit] = (),
     ) -> bool:
-        """Write stock levels and pending holds from a ledger, once per shard, atomically.
+        """Write stock levels, pending holds and kits from a ledger, once per shard, atomically.
 
         The idempotency keys of `pending` and `replayable` (settled
         reservations made with a key) are written back too, each for what is
@@ -861,6 +1105,9 @@ class RedisReservationStore:
             self._split(reservation, records)
         for reservation in (*pending, *replayable):
             self._keep_key(reservation, idempotency, now_ms)
+        definitions = json.dumps(
+            [[kit.sku, json.dumps(_definition(kit), separators=(",", ":"))] for kit in kits]
+        )
         restored = False
         for shard in range(self.shards):
             reply = await self._run(
@@ -869,17 +1116,24 @@ class RedisReservationStore:
                 [
                     self._base(shard), marker, json.dumps(levels[shard]),
                     json.dumps(records[shard]), json.dumps(idempotency[shard]),
-                    self._idempotency_ms,
+                    self._idempotency_ms, definitions if shard == 0 else "",
                 ],
             )  # fmt: skip
             restored |= reply in (b"RESTORED", "RESTORED")
+        self._kits = None
         return restored
 
     def _split(self, reservation: Reservation, records: dict[int, list[_Record]]) -> None:
         """The records a pending reservation is kept as: one per shard it spans."""
-        groups: dict[int, list[ReservationLine]] = {}
-        for line in reservation.lines:
-            groups.setdefault(self._shard_of(line.sku), []).append(line)
+        # A shard's record holds the units of its SKUs (a kit line's are its components').
+        units: dict[int, dict[str, int]] = {}
+        for held in reservation.holdings:
+            here = units.setdefault(self._shard_of(held.sku), {})
+            here[held.sku] = here.get(held.sku, 0) + held.quantity
+        groups = {
+            shard: [ReservationLine(sku=sku, quantity=qty) for sku, qty in counts.items()]
+            for shard, counts in units.items()
+        }
         placed: dict[int, list[Allocation]] = {}
         for allocation in reservation.allocations:
             placed.setdefault(self._shard_of(allocation.sku), []).append(allocation)

@@ -42,17 +42,19 @@ from commercekit.errors import (
     ReservationNotFound,
     StockConflict,
 )
+from commercekit.reservations.kits import KitStore
 from commercekit.reservations.locations import Channel, ChannelLocation, Split, Strategy
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
     Allocation,
     Reservation,
+    ReservationLine,
     ReservationStatus,
     StockLevel,
 )
 from commercekit.reservations.store import ReservationStore
 
-__all__ = ["ReservationStoreContract", "StoreFactory", "assert_conserved"]
+__all__ = ["KitStoreContract", "ReservationStoreContract", "StoreFactory", "assert_conserved"]
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[ReservationStore]]
 
@@ -700,3 +702,166 @@ class ReservationStoreContract:
         self, make_store: StoreFactory, operations: list[tuple[Any, ...]]
     ) -> None:
         asyncio.run(_play(make_store, operations))
+
+
+class KitStoreContract(ReservationStoreContract):
+    """The reservation contract, and what a `KitStore` adds: kits held by their components.
+
+    Subclass it instead of `ReservationStoreContract` for a store that knows kits.
+    """
+
+    async def test_a_kit_is_what_its_components_make(self, store: ReservationStore) -> None:
+        kits = _kits(store)
+        mug, tea, box = _sku(), _sku(), _sku()
+        await store.set_stock(mug, 7)
+        await store.set_stock(tea, 5)
+        kit = await kits.define_kit(box, [(mug, 2), (tea, 1)])
+        assert (kit.sku, kit.version) == (box, 1)
+        assert kit.components == (
+            ReservationLine(sku=mug, quantity=2),
+            ReservationLine(sku=tea, quantity=1),
+        )
+        assert (await kits.kits())[box].components == kit.components
+        assert await store.available([box, mug]) == {box: 3, mug: 7}
+
+    async def test_reserving_a_kit_holds_its_components_and_each_transition_returns_them(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        mug, tea, box = _sku(), _sku(), _sku()
+        await store.set_stock(mug, 7)
+        await store.set_stock(tea, 5)
+        await kits.define_kit(box, [(mug, 2), (tea, 1)])
+        hold = await store.reserve([(box, 2), (mug, 1)], ttl=60, owner="u1")
+        assert [(line.sku, line.quantity) for line in hold.lines] == [(box, 2), (mug, 1)]
+        assert set(hold.allocations) == {
+            Allocation(sku=mug, location=DEFAULT_LOCATION, quantity=5),
+            Allocation(sku=tea, location=DEFAULT_LOCATION, quantity=2),
+        }
+        assert await store.get(hold.id) == hold
+        assert (await store.stock(mug)).held == 5
+        assert await store.available([box]) == {box: 1}
+        await store.release(hold.id)
+        assert [(await store.stock(s)).available for s in (mug, tea)] == [7, 5]
+        sold = await store.reserve([(box, 1)], ttl=60, owner="u1")
+        await store.confirm(sold.id)
+        assert [(await store.stock(s)).sold for s in (mug, tea)] == [2, 1]
+
+    async def test_lines_sharing_a_component_are_summed_so_none_oversells(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        mug, box, pair = _sku(), _sku(), _sku()
+        await store.set_stock(mug, 4)
+        await kits.define_kit(box, [(mug, 1)])
+        await kits.define_kit(pair, [(mug, 2)])
+        # Each line alone fits (3 of 4, 2 of 4); together they need 5.
+        with pytest.raises(OutOfStock) as error:
+            await store.reserve([(box, 3), (pair, 1)], ttl=60, owner="u1")
+        assert {line.sku for line in error.value.short} == {box, pair}
+        assert (await store.stock(mug)).available == 4  # nothing held
+        hold = await store.reserve([(box, 2), (pair, 1)], ttl=60, owner="u1")
+        assert hold.allocations == (Allocation(sku=mug, location=DEFAULT_LOCATION, quantity=4),)
+
+    async def test_concurrent_kit_carts_never_oversell_a_component(
+        self, make_store: StoreFactory
+    ) -> None:
+        mug, tea, box = _sku(), _sku(), _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(mug, 9)
+            await one.set_stock(tea, 4)
+            await _kits(one).define_kit(box, [(mug, 2), (tea, 1)])
+            carts = [[(box, 1)], [(box, 1), (mug, 1)], [(mug, 2)], [(tea, 1), (box, 1)]]
+
+            async def attempt(i: int) -> Reservation | None:
+                try:
+                    store = one if i % 2 else two
+                    return await store.reserve(carts[i % len(carts)], ttl=60, owner="u")
+                except OutOfStock:
+                    return None
+
+            holds = [h for h in await asyncio.gather(*map(attempt, range(30))) if h is not None]
+            assert holds
+            for sku, units in ((mug, 9), (tea, 4)):
+                taken = sum(a.quantity for h in holds for a in h.holdings if a.sku == sku)
+                level = await one.stock(sku)
+                assert (level.available, level.held) == (units - taken, taken), sku
+                assert level.available >= 0
+
+    async def test_a_new_definition_reaches_every_store_at_once(
+        self, make_store: StoreFactory
+    ) -> None:
+        mug, tea, box = _sku(), _sku(), _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(mug, 10)
+            await one.set_stock(tea, 10)
+            await _kits(one).define_kit(box, [(mug, 1)])
+            before = await two.reserve([(box, 1)], ttl=60, owner="u")  # two reads the kits
+            redefined = await _kits(one).define_kit(box, [(tea, 2)])
+            assert redefined.version == 2
+            after = await two.reserve([(box, 1)], ttl=60, owner="u")
+            tea_only = Allocation(sku=tea, location=DEFAULT_LOCATION, quantity=2)
+            assert after.allocations == (tea_only,)
+            assert await two.available([box]) == {box: 4}
+            # The hold made before keeps (and returns) what it took.
+            await two.release(before.id)
+            assert (await one.stock(mug)).available == 10
+            assert await _kits(one).remove_kit(box) is True
+            assert await _kits(two).remove_kit(box) is False
+            with pytest.raises(OutOfStock):  # a kit no longer: a SKU without stock
+                await two.reserve([(box, 1)], ttl=60, owner="u")
+
+    async def test_a_kit_of_kits_and_bad_components_are_refused(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        mug, box, crate = _sku(), _sku(), _sku()
+        await kits.define_kit(box, [(mug, 1)])
+        with pytest.raises(InvalidRequest, match="are kits"):
+            await kits.define_kit(crate, [(box, 2)])
+        with pytest.raises(InvalidRequest, match="component of kits"):
+            await kits.define_kit(mug, [(crate, 1)])
+        with pytest.raises(InvalidRequest):
+            await kits.define_kit(crate, [])
+        with pytest.raises(InvalidRequest):
+            await kits.define_kit(crate, [(crate, 1)])
+        with pytest.raises(InvalidRequest):
+            await kits.define_kit(crate, [(mug, 1), (mug, 2)])
+        with pytest.raises(InvalidRequest):
+            await kits.define_kit(crate, [(mug, 0)])
+        assert set(await kits.kits()) == {box}
+
+    async def test_a_kit_in_a_channel_takes_components_from_its_locations(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        mug, tea, box = _sku(), _sku(), _sku()
+        await store.set_stock(mug, 1, location="east")
+        await store.set_stock(mug, 3, location="west")
+        await store.set_stock(tea, 2, location="west")
+        await kits.define_kit(box, [(mug, 2), (tea, 1)])
+        web = Channel("web", ["east", "west"])
+        assert await store.available([box], channel=web) == {box: 2}
+        hold = await store.reserve([(box, 1)], ttl=60, owner="u1", channel=web)
+        assert set(hold.allocations) == {
+            Allocation(sku=mug, location="east", quantity=1),
+            Allocation(sku=mug, location="west", quantity=1),
+            Allocation(sku=tea, location="west", quantity=1),
+        }
+        await store.release(hold.id)
+        assert (await store.stock(mug, location="east")).available == 1
+
+    async def test_a_kit_cart_replays_with_its_key(self, store: ReservationStore) -> None:
+        kits = _kits(store)
+        mug, box = _sku(), _sku()
+        await store.set_stock(mug, 3)
+        await kits.define_kit(box, [(mug, 2)])
+        first = await store.reserve([(box, 1)], ttl=60, owner="u1", idempotency_key="k")
+        again = await store.reserve([(box, 1)], ttl=60, owner="u1", idempotency_key="k")
+        assert again == first
+        assert (await store.stock(mug)).held == 2
+
+
+def _kits(store: ReservationStore) -> KitStore:
+    assert isinstance(store, KitStore), f"{type(store).__name__} does not keep kits"
+    return store

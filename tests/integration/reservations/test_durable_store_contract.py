@@ -20,11 +20,11 @@ from commercekit.reservations import (
     ReservationLedger,
     ReservationStore,
 )
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 from commercekit.testing.servers import RedisServer
 
 
-class TestDurableReservations(ReservationStoreContract):
+class TestDurableReservations(KitStoreContract):
     @pytest.fixture
     async def make_store(
         self, engine: AsyncEngine, redis_server: RedisServer

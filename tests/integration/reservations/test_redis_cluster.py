@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from commercekit.reservations import RedisReservationStore, ReservationStore
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 from commercekit.testing.servers import RedisClusterServer
 from tests.unit.reservations.spread_cases import GRACE, SHARDS, SpreadCartCases
 
@@ -45,7 +45,7 @@ def _factory(cluster: RedisClusterServer, shards: int) -> StoreFactory:
     return open_store
 
 
-class TestRedisClusterStore(ReservationStoreContract):
+class TestRedisClusterStore(KitStoreContract):
     """One shard: every key of the store in one slot, every cart one script."""
 
     @pytest.fixture
@@ -53,7 +53,7 @@ class TestRedisClusterStore(ReservationStoreContract):
         return _factory(redis_cluster, shards=1)
 
 
-class TestShardedRedisClusterStore(ReservationStoreContract):
+class TestShardedRedisClusterStore(KitStoreContract):
     """16 shards over 3 masters: carts span slots and are held part by part."""
 
     @pytest.fixture

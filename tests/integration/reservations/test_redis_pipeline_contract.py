@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from commercekit.errors import BackendUnavailable, OutOfStock
 from commercekit.reservations import RedisReservationStore, ReservationStore
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 from commercekit.testing.servers import RedisServer, free_port
 
 
@@ -32,7 +32,7 @@ def make_pipelined_store(redis_server: RedisServer) -> StoreFactory:
     return open_store
 
 
-class TestPipelinedRedisStore(ReservationStoreContract):
+class TestPipelinedRedisStore(KitStoreContract):
     @pytest.fixture
     def make_store(self, make_pipelined_store: StoreFactory) -> StoreFactory:
         return make_pipelined_store

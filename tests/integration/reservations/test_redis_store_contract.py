@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 
 
-class TestRedisStore(ReservationStoreContract):
+class TestRedisStore(KitStoreContract):
     @pytest.fixture
     def make_store(self, make_redis_store: StoreFactory) -> StoreFactory:
         return make_redis_store

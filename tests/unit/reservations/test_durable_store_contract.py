@@ -22,7 +22,7 @@ from commercekit.reservations import (
     ReservationStore,
 )
 from commercekit.sql import migrate
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ async def ledger_url(tmp_path: Path) -> str:
     return url
 
 
-class TestDurableReservationsOnSqlite(ReservationStoreContract):
+class TestDurableReservationsOnSqlite(KitStoreContract):
     @pytest.fixture
     async def make_store(self, ledger_url: str) -> AsyncIterator[StoreFactory]:
         server = FakeServer()

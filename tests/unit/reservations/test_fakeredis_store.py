@@ -10,10 +10,10 @@ import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
 
 from commercekit.reservations import RedisReservationStore, ReservationStore
-from commercekit.testing.contracts import ReservationStoreContract, StoreFactory
+from commercekit.testing.contracts import KitStoreContract, StoreFactory
 
 
-class TestFakeRedisStore(ReservationStoreContract):
+class TestFakeRedisStore(KitStoreContract):
     @pytest.fixture
     def make_store(self) -> StoreFactory:
         server = FakeServer()
@@ -30,7 +30,7 @@ class TestFakeRedisStore(ReservationStoreContract):
         return open_store
 
 
-class TestShardedFakeRedisStore(ReservationStoreContract):
+class TestShardedFakeRedisStore(KitStoreContract):
     """The same contract with SKUs spread over 8 shards: carts span shards."""
 
     @pytest.fixture

@@ -5,8 +5,10 @@
 -- ARGV     base, id, owner, ttl_ms, idem_ttl_ms, fingerprint, has_idem ("1"/"0"),
 --          idem (the caller's key, for the record), role, parent, grace_ms,
 --          cart JSON, parts JSON, allocation JSON (or "": every unit from the
---          default location), then sku, qty pairs (SKUs unique, quantities
---          positive: the Python side checked).
+--          default location), the kits' generation the cart was expanded with,
+--          the record's lines JSON (a cart with kits: the lines as asked; ""
+--          when they are the units held), then sku, qty pairs: the units to hold
+--          (SKUs unique, quantities positive: the Python side checked).
 --          allocation {locs = {{location, safety stock}, ...} in priority order,
 --            most = true to take from the location with the most units first,
 --            split = "lines" (a line may come from several locations), "none"
@@ -22,6 +24,7 @@
 --          or {err = "OUT_OF_STOCK", short = {{sku, wanted, available}, ...}}
 --          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
 --          or {err = "RECORD_VERSION", id, v, max}: the replayed record is a newer release's
+--          or {err = "KITS_CHANGED", gen}: a kit changed since the caller read them
 
 -- The units of each line one may take at each of the spec's locations:
 -- sellable[i][j] = available at location j, less its safety stock (never < 0).
@@ -208,7 +211,8 @@ local ttl, idem_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local fp, has_idem, idem = ARGV[6], ARGV[7] == '1', ARGV[8]
 local role, parent, grace = ARGV[9], ARGV[10], tonumber(ARGV[11])
 local cart, parts, spec = ARGV[12], ARGV[13], ARGV[14]
-local first = 15
+local kitgen, shown = tonumber(ARGV[15]), ARGV[16]
+local first = 17
 if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
@@ -233,6 +237,10 @@ end
 
 if redis.call('EXISTS', res_key(base, id)) == 1 then
   return cjson.encode({err = 'DUPLICATE_ID', id = id})
+end
+local gen = tonumber(redis.call('GET', base .. 'kitgen') or '0')
+if gen > kitgen then
+  return cjson.encode({err = 'KITS_CHANGED', gen = gen})
 end
 
 local lines, short = {}, {}
@@ -269,6 +277,9 @@ else
 end
 
 local now = now_ms()
+if shown ~= '' then
+  lines = cjson.decode(shown)
+end
 local f = {
   id = id, owner = owner, lines = lines, created = now, expires = now + ttl, idem = idem, fp = fp,
   alloc = alloc,

@@ -8,7 +8,8 @@
 --          of, and `due`: the score in the due index, when not the deadline),
 --          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
 --          the third element, a key lives the whole idempotency ttl),
---          idempotency ttl ms
+--          idempotency ttl ms, kits JSON {{sku, definition JSON}, ...} (shard 0's
+--          BASE .. "kits", see kits.lua; "" in the other shards)
 -- Returns  "RESTORED" or "ALREADY"
 
 local base = ARGV[1]
@@ -28,5 +29,13 @@ end
 for _, idem in ipairs(cjson.decode(ARGV[5])) do
   redis.call('SET', idem[1], idem[2], 'PX', tonumber(idem[3] or ARGV[6]))
 end
+if ARGV[7] ~= '' then
+  for _, kit in ipairs(cjson.decode(ARGV[7])) do
+    redis.call('HSET', base .. 'kits', kit[1], kit[2])
+  end
+end
+-- A process that read the kits before the loss reads them again.
+local gen = tonumber(redis.call('GET', base .. 'kitgen') or '0')
+redis.call('SET', base .. 'kitgen', math.max(now_ms(), gen + 1))
 redis.call('SET', KEYS[2], ARGV[2])
 return 'RESTORED'

@@ -1,0 +1,34 @@
+"""Reservations: kits, a SKU sold as a set of other SKUs, with the version of each definition.
+
+Revision ID: reservations_0003
+Revises: reservations_0002
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "reservations_0003"
+down_revision = "reservations_0002"
+branch_labels = None
+depends_on = None
+
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "commercekit_kits",
+        sa.Column("sku", sa.String(200), nullable=False),
+        sa.Column("components", _JSON, nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("sku", name=op.f("pk_commercekit_kits")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("commercekit_kits")
