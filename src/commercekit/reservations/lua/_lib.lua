@@ -9,13 +9,16 @@
 --                            available@L, held@L, sold@L of each other location L
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
+--   BASE .. "kitgen"         string: the generation of the kits (see kits.lua)
+--   BASE0 .. "kits"          hash (shard 0 only): kit sku -> its definition as JSON
 --
--- A record is {v, id, status, owner, lines = {{sku, qty}, ...}, created,
+-- A record is {v, id, status, owner, lines = {{sku, qty}, ...} (the cart as
+-- asked: a kit's line names the kit, its `alloc` the components), created,
 -- updated, expires, idem, fp} (and a spread cart's cart, parts, incomplete
 -- or parent; `alloc` = {{sku, location, qty}, ...} when the lines were
 -- allocated to locations, else every unit is at the default one, and a
--- spread cart's parent keeps the whole cart's in `cart_alloc`); times are Redis server milliseconds, so every replica of every
--- service agrees on one clock. `new_record` makes every record, `save_record`
+-- spread cart's parent keeps the whole cart's in `cart_alloc`); times are
+-- Redis server milliseconds, so every replica of every service agrees on one clock. `new_record` makes every record, `save_record`
 -- writes every one, `load_record` reads every one.
 
 -- GUARDED is set by the loader: true for a store kept with a durable ledger,
