@@ -153,6 +153,7 @@ class Walk:
         await self.buy(shopper, shopper_email, product_id)
         await self.pay_late(shopper, shopper_email, product_id)
         await self.two_warehouses(suffix, admin, shopper, product_id)
+        await self.gift_box(suffix, admin, shopper, product_id)
 
         self.step("Stock after the walk")
         listed = (await self.call("GET", "/api/v1/products")).json()
@@ -323,6 +324,43 @@ class Walk:
             if row["location"] != "default"
         )
         self.detail(f"cancelled: every mug back where it came from ({back})")
+
+    async def gift_box(self, suffix: str, admin: str, shopper: str, mug_id: str) -> None:
+        """A kit of two mugs and a tea: its stock is what they make; a hold holds them."""
+        self.step("A gift box sold as a kit: 2 mugs and 1 tea")
+        made: dict[str, str] = {}
+        for name, sku, price, stock in (
+            ("commercekit demo tea", f"DEMO-TEA-{suffix.upper()}", "3.50", 4),
+            ("commercekit demo gift box", f"DEMO-BOX-{suffix.upper()}", "25.00", 0),
+        ):
+            body = {"sku": sku, "name": name, "price": price, "stock": stock}
+            answer = await self.call(
+                "POST", "/api/v1/inventory", token=admin, body=body, expect=(201,), quiet=True
+            )
+            made[sku] = answer.json()["id"]
+        tea_id, box_id = made.values()
+        parts = [{"productId": mug_id, "quantity": 2}, {"productId": tea_id, "quantity": 1}]
+        await self.call(
+            "PUT", f"/api/v1/inventory/{box_id}/kit", token=admin, body={"components": parts}
+        )
+        box = (await self.call("GET", f"/api/v1/products/{box_id}", quiet=True)).json()
+        self.detail(f"the gift box keeps no stock: {box['stock']} can be made of mugs and teas")
+        held = (
+            await self.call(
+                "POST",
+                "/api/v1/inventory/reserve",
+                token=shopper,
+                body={"productId": box_id, "quantity": 1},
+                expect=(201,),
+            )
+        ).json()
+        names = {mug_id: "mugs", tea_id: "tea"}
+        units = ", ".join(f"{a['quantity']} {names[a['productId']]}" for a in held["allocations"])
+        self.detail(f"1 gift box held: {units}, in one atomic step")
+        await self.call(
+            "POST", f"/api/v1/inventory/reservations/{held['id']}/cancel", token=shopper
+        )
+        self.detail("cancelled: the mugs and the tea are available again")
 
     async def login(self, address: str) -> str:
         """Log in as `address`; the access token."""

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from commercekit.errors import (
     HoldExpired,
     IdempotencyConflict,
+    InvalidRequest,
     InvalidTransition,
     OutOfStock,
     ReservationNotFound,
@@ -29,6 +30,8 @@ from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.inventory.schemas import (
     ChannelPublic,
     ChannelPut,
+    KitPublic,
+    KitPut,
     LocationPublic,
     LocationPut,
     LocationStockPublic,
@@ -118,9 +121,20 @@ async def _known_location(services: InventoryServices, name: str) -> None:
             raise ApiError(404, f"location {name} not found", code="location_not_found")
 
 
+async def _product_ids(
+    services: InventoryServices, reservation: Reservation, known: dict[str, uuid.UUID]
+) -> dict[str, uuid.UUID]:
+    """`known`, and the products of the reservation's other SKUs (a kit's components)."""
+    skus = {line.sku for line in reservation.lines} | {a.sku for a in reservation.allocations}
+    missing = skus - known.keys()
+    if not missing:
+        return known
+    found = await services.products.by_skus(missing)
+    return {**known, **{sku: product.id for sku, product in found.items()}}
+
+
 async def _view(services: InventoryServices, reservation: Reservation) -> ReservationPublic:
-    products = await services.products.by_skus(line.sku for line in reservation.lines)
-    return ReservationPublic.of(reservation, {sku: p.id for sku, p in products.items()})
+    return ReservationPublic.of(reservation, await _product_ids(services, reservation, {}))
 
 
 # ------------------------------------------------------------------ products
@@ -278,6 +292,8 @@ async def reserve(
         ) from None
     services.outcomes.labels("held").inc()
     product_ids = {products[line.productId].sku: line.productId for line in lines}
+    if reservation.allocations:  # a kit's components are products of their own
+        product_ids = await _product_ids(services, reservation, product_ids)
     return ReserveResponse.of(
         reservation, product_ids, message="stock reserved", reservationId=reservation.id
     )
@@ -415,3 +431,61 @@ async def put_channel(
 async def list_channels(services: ServicesDep, admin: AdminUser) -> list[ChannelPublic]:
     """Every sales channel, by name (admins only)."""
     return [ChannelPublic.of(channel) for channel in await services.channels.all()]
+
+
+# ------------------------------------------------------------------- kits
+@router.put(
+    "/inventory/{product_id}/kit",
+    tags=["kits"],
+    responses=errors(401, 403, 404, 409, s409="a component is a kit, or the product a component"),
+)
+async def put_kit(
+    product_id: uuid.UUID, body: KitPut, services: ServicesDep, admin: AdminUser
+) -> KitPublic:
+    """Make a product a kit of other products, or change what it is made of (admins only).
+
+    Reserving the kit holds its components; its stock is what they make.
+    """
+    product = await _product(services, product_id)
+    wanted = [part.productId for part in body.components]
+    parts = await services.products.by_ids(wanted)
+    missing = sorted(str(i) for i in wanted if i not in parts)
+    if missing:
+        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
+    if len(set(wanted)) != len(wanted):
+        raise ApiError(400, "each component may be named once", code="invalid_kit")
+    if product_id in parts:
+        raise ApiError(400, "a kit cannot be a component of itself", code="invalid_kit")
+    try:
+        kit = await services.reservations.define_kit(
+            product.sku, [(parts[part.productId].sku, part.quantity) for part in body.components]
+        )
+    except InvalidRequest as exc:  # a kit of kits, or a component made a kit
+        raise ApiError(409, str(exc), code="kit_nesting") from None
+    log.info("kit saved", extra={"sku": product.sku, "v": kit.version, "by": admin.user_id})
+    return KitPublic.of(product.id, kit, {p.sku: p.id for p in parts.values()})
+
+
+@router.get("/inventory/{product_id}/kit", tags=["kits"], responses=errors(401, 403, 404))
+async def get_kit(product_id: uuid.UUID, services: ServicesDep, admin: AdminUser) -> KitPublic:
+    """What a kit product is made of (admins only); 404 if it is no kit."""
+    product = await _product(services, product_id)
+    kit = (await services.reservations.kits()).get(product.sku)
+    if kit is None:
+        raise ApiError(404, f"product {product.id} is not a kit", code="kit_not_found")
+    found = await services.products.by_skus(part.sku for part in kit.components)
+    return KitPublic.of(product.id, kit, {sku: p.id for sku, p in found.items()})
+
+
+@router.delete(
+    "/inventory/{product_id}/kit",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["kits"],
+    responses=errors(401, 403, 404),
+)
+async def delete_kit(product_id: uuid.UUID, services: ServicesDep, admin: AdminUser) -> None:
+    """Make a kit a plain product again (admins only); holds made with it keep their units."""
+    product = await _product(services, product_id)
+    if not await services.reservations.remove_kit(product.sku):
+        raise ApiError(404, f"product {product.id} is not a kit", code="kit_not_found")
+    log.info("kit removed", extra={"sku": product.sku, "by": admin.user_id})

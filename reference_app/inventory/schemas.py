@@ -16,6 +16,7 @@ from pydantic import (
 
 from commercekit.reservations import (
     Channel,
+    Kit,
     LocationName,
     Reservation,
     ReservationStatus,
@@ -23,6 +24,7 @@ from commercekit.reservations import (
     StockLevel,
     Strategy,
 )
+from commercekit.reservations.kits import MAX_COMPONENTS
 from commercekit.reservations.locations import MAX_LOCATIONS
 from commercekit.reservations.models import SKU
 from reference_app.common.money import Amount, ShownAmount
@@ -32,6 +34,10 @@ __all__ = [
     "CartLine",
     "ChannelPublic",
     "ChannelPut",
+    "KitComponent",
+    "KitComponentPublic",
+    "KitPublic",
+    "KitPut",
     "LinePublic",
     "LocationPublic",
     "LocationPut",
@@ -162,6 +168,57 @@ class LocationStockPublic(BaseModel):
         """The public view of `level`."""
         return cls(
             location=level.location, available=level.available, held=level.held, sold=level.sold
+        )
+
+
+class KitComponent(BaseModel):
+    """One component of a kit: a product and its units per kit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    productId: uuid.UUID  # noqa: N815
+    quantity: Units
+
+
+class KitPut(BaseModel):
+    """``PUT /api/v1/inventory/{productId}/kit`` (admins only): what one unit of the kit is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    components: Annotated[list[KitComponent], Field(min_length=1, max_length=MAX_COMPONENTS)]
+
+
+class KitComponentPublic(BaseModel):
+    """A kit's component."""
+
+    productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
+    sku: str
+    quantity: int
+
+
+class KitPublic(BaseModel):
+    """A kit product: its components per unit, and the version of that definition."""
+
+    productId: uuid.UUID  # noqa: N815
+    sku: str
+    version: int
+    components: list[KitComponentPublic]
+    updatedAt: dt.datetime | None  # noqa: N815
+
+    @classmethod
+    def of(cls, product_id: uuid.UUID, kit: Kit, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `kit`; `product_ids` maps its components' SKUs to products."""
+        return cls(
+            productId=product_id,
+            sku=kit.sku,
+            version=kit.version,
+            components=[
+                KitComponentPublic(
+                    productId=product_ids.get(part.sku), sku=part.sku, quantity=part.quantity
+                )
+                for part in kit.components
+            ],
+            updatedAt=kit.updated_at,
         )
 
 

@@ -383,3 +383,82 @@ async def test_one_shipment_channel_and_a_restock_at_a_location(inventory: Inven
     held = await inventory.reserve({**cart, "channel": "parcel"})
     assert held.status_code == 201, held.text
     assert {a["location"] for a in held.json()["allocations"]} == {"berlin"}
+
+
+# ---------------------------------------------------------------------- kits
+async def test_a_kit_product_sells_what_its_components_make(inventory: Inventory) -> None:
+    mug, tea = await inventory.product(stock=5), await inventory.product(stock=3)
+    box = await inventory.product(stock=0, price="12.00")
+    kit = {"components": [{"productId": mug, "quantity": 2}, {"productId": tea, "quantity": 1}]}
+    saved = await inventory.http.put(f"/api/v1/inventory/{box}/kit", json=kit, headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    body = saved.json()
+    assert (body["productId"], body["version"]) == (box, 1)
+    assert [(c["productId"], c["quantity"]) for c in body["components"]] == [(mug, 2), (tea, 1)]
+    assert await inventory.stock(box) == 2
+
+    held = await inventory.reserve({"items": [{"productId": box, "quantity": 2}]})
+    assert held.status_code == 201, held.text
+    reservation = held.json()
+    assert [(i["productId"], i["quantity"]) for i in reservation["items"]] == [(box, 2)]
+    assert sorted((a["productId"], a["quantity"]) for a in reservation["allocations"]) == sorted(
+        [(mug, 4), (tea, 2)]
+    )
+    assert [await inventory.stock(p) for p in (box, mug, tea)] == [0, 1, 1]
+    # A mug alone and a box need 3 mugs together: 1 is left, so nothing is held.
+    cart = {"items": [{"productId": box, "quantity": 1}, {"productId": mug, "quantity": 1}]}
+    short = await inventory.reserve(cart)
+    assert short.status_code == 409
+    assert {line["productId"] for line in short.json()["error"]["details"]} == {box, mug}
+    read = await inventory.http.get(
+        f"/api/v1/inventory/reservations/{reservation['id']}", headers=ALICE
+    )
+    assert read.json()["allocations"] == reservation["allocations"]
+
+    cancelled = await inventory.http.post(
+        f"/api/v1/inventory/reservations/{reservation['id']}/cancel", headers=ALICE
+    )
+    assert cancelled.status_code == 200
+    assert [await inventory.stock(p) for p in (box, mug, tea)] == [2, 5, 3]
+    got = await inventory.http.get(f"/api/v1/inventory/{box}/kit", headers=ADMIN)
+    assert got.json() == body
+    gone = await inventory.http.delete(f"/api/v1/inventory/{box}/kit", headers=ADMIN)
+    assert gone.status_code == 204
+    assert await inventory.stock(box) == 0
+    again = await inventory.http.delete(f"/api/v1/inventory/{box}/kit", headers=ADMIN)
+    assert again.status_code == 404
+    assert again.json()["error"]["code"] == "kit_not_found"
+
+
+async def test_bad_kits_are_refused_and_kits_are_for_admins(inventory: Inventory) -> None:
+    mug, box, crate = [await inventory.product(stock=1) for _ in range(3)]
+    plain = {"components": [{"productId": mug, "quantity": 1}]}
+    assert (
+        await inventory.http.put(f"/api/v1/inventory/{box}/kit", json=plain, headers=ALICE)
+    ).status_code == 403
+    assert (
+        await inventory.http.get(f"/api/v1/inventory/{box}/kit", headers=ALICE)
+    ).status_code == 403
+    await inventory.http.put(f"/api/v1/inventory/{box}/kit", json=plain, headers=ADMIN)
+    for body, status, code in (
+        ({"components": [{"productId": box, "quantity": 1}]}, 409, "kit_nesting"),
+        ({"components": [{"productId": crate, "quantity": 1}]}, 400, "invalid_kit"),
+        ({"components": [{"productId": mug, "quantity": 1}] * 2}, 400, "invalid_kit"),
+        ({"components": [{"productId": str(uuid.uuid4()), "quantity": 1}]}, 404, None),
+        ({"components": []}, 422, None),
+        ({"components": [{"productId": mug, "quantity": 0}]}, 422, None),
+    ):
+        path = f"/api/v1/inventory/{crate}/kit"
+        answer = await inventory.http.put(path, json=body, headers=ADMIN)
+        assert answer.status_code == status, (body, answer.text)
+        if code is not None:
+            assert answer.json()["error"]["code"] == code
+    made_of_kit = await inventory.http.put(
+        f"/api/v1/inventory/{mug}/kit",
+        json={"components": [{"productId": crate, "quantity": 1}]},
+        headers=ADMIN,
+    )
+    assert made_of_kit.status_code == 409  # mug is the box's component
+    assert (
+        await inventory.http.get(f"/api/v1/inventory/{crate}/kit", headers=ADMIN)
+    ).status_code == 404
