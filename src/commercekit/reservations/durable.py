@@ -285,7 +285,8 @@ class DurableReservations:
         parts = check_components(sku, components)
 
         async def write(kit: Kit) -> Kit:
-            return await self._redis(lambda: self.store.define_kit(sku, parts, version=kit.version))
+            await self._redis(lambda: self.store.define_kit(sku, parts, version=kit.version))
+            return kit  # as the ledger has it (and `kits` reads it)
 
         with _ledger_down("ledger unavailable"):
             return await self.ledger.save_kit(sku, parts, write)
