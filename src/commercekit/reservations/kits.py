@@ -116,15 +116,15 @@ def check_nesting(sku: str, parts: Sequence[ReservationLine], kits: Mapping[str,
     refuse_nesting(
         sku,
         nested=[part.sku for part in parts if part.sku in kits],
-        users=sorted(
-            k.sku for k in kits.values() if k.sku != sku and any(p.sku == sku for p in k.components)
+        used_by=sum(
+            1 for k in kits.values() if k.sku != sku and any(p.sku == sku for p in k.components)
         ),
     )
 
 
-def refuse_nesting(sku: str, *, nested: Sequence[str], users: Sequence[str]) -> None:
+def refuse_nesting(sku: str, *, nested: Sequence[str], used_by: int) -> None:
     """Raise `InvalidRequest` if kit `sku` has kits (`nested`) as components, or kits use it."""
     if nested:
         raise InvalidRequest(f"kit {sku}: components {list(nested)} are kits, not SKUs")
-    if users:
-        raise InvalidRequest(f"{sku} is a component of kits {list(users)}; it cannot be a kit")
+    if used_by:
+        raise InvalidRequest(f"{sku} is a component of {used_by} kit(s); it cannot be a kit")

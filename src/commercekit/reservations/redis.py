@@ -628,7 +628,7 @@ class RedisReservationStore:
             refuse_nesting(
                 sku,
                 nested=reply["kits"] if error == "NESTED" else (),
-                users=reply["kits"] if error == "COMPONENT" else (),
+                used_by=int(reply["kits"]) if error == "COMPONENT" else 0,
             )
             raise BackendUnavailable(f"kit {sku}: {op} failed: {error}")
         gen = int(reply["gen"])

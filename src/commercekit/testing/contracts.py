@@ -819,7 +819,7 @@ class KitStoreContract(ReservationStoreContract):
         await kits.define_kit(box, [(mug, 1)])
         with pytest.raises(InvalidRequest, match="are kits"):
             await kits.define_kit(crate, [(box, 2)])
-        with pytest.raises(InvalidRequest, match="component of kits"):
+        with pytest.raises(InvalidRequest, match="is a component of 1 kit"):
             await kits.define_kit(mug, [(crate, 1)])
         with pytest.raises(InvalidRequest):
             await kits.define_kit(crate, [])
@@ -830,6 +830,24 @@ class KitStoreContract(ReservationStoreContract):
         with pytest.raises(InvalidRequest):
             await kits.define_kit(crate, [(mug, 0)])
         assert set(await kits.kits()) == {box}
+
+    async def test_a_sku_stops_being_a_component_when_no_kit_uses_it(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        a, b, box, other = _sku(), _sku(), _sku(), _sku()
+        await kits.define_kit(box, [(a, 1)])
+        await kits.define_kit(other, [(a, 1)])
+        await kits.define_kit(box, [(b, 1)])  # a is still other's component
+        with pytest.raises(InvalidRequest, match="is a component of 1 kit"):
+            await kits.define_kit(a, [(b, 1)])
+        await kits.remove_kit(other)
+        await kits.define_kit(a, [(_sku(), 1)])  # no kit uses a now
+        with pytest.raises(InvalidRequest, match="is a component of 1 kit"):
+            await kits.define_kit(b, [(_sku(), 1)])
+        await kits.remove_kit(box)
+        await kits.define_kit(b, [(_sku(), 1)])
+        assert set(await kits.kits()) == {a, b}
 
     async def test_a_kit_in_a_channel_takes_components_from_its_locations(
         self, store: ReservationStore

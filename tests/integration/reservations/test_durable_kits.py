@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from commercekit.errors import BackendUnavailable
+from commercekit.errors import BackendUnavailable, InvalidRequest
 from commercekit.reservations import (
     DEFAULT_LOCATION,
     Allocation,
@@ -70,6 +70,8 @@ async def test_a_redis_flush_restores_kits_and_the_holds_made_with_them(
     later = await one.reserve([(box, 3)], ttl=60, owner="u1")  # one read the kits again
     assert (await one.confirm(later.id)).status is ReservationStatus.CONFIRMED
     assert (await one.ledger.totals_of(mug)) == (6, 6)
+    with pytest.raises(InvalidRequest):  # restored: the box's components are known as such
+        await one.store.define_kit(tea, [(f"{tea}-LEAF", 1)])
     assert (await one.reconcile()).clean
 
 

@@ -11,6 +11,7 @@
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
 --   BASE .. "kitgen"         string: the generation of the kits (see kits.lua)
 --   BASE0 .. "kits"          hash (shard 0 only): kit sku -> its definition as JSON
+--   BASE0 .. "kitparts"      hash (shard 0 only): component sku -> kits it is part of
 --
 -- A record is {v, id, status, owner, lines = {{sku, qty}, ...} (the cart as
 -- asked: a kit's line names the kit, its `alloc` the components), created,
@@ -146,4 +147,16 @@ local function settle(base, due_key, rec, to_status, now, retention)
   save_record(base, rec, retention)
   redis.call('ZREM', due_key, rec.id)
   return rec
+end
+
+-- Count `components` ({{sku, qty}, ...}) as parts of one kit more (`delta` 1) or
+-- one less (-1) in BASE .. "kitparts", so a kit's SKU is known as a component
+-- without reading every kit.
+local function count_parts(base, components, delta)
+  local key = base .. 'kitparts'
+  for _, part in ipairs(components) do
+    if redis.call('HINCRBY', key, part[1], delta) <= 0 then
+      redis.call('HDEL', key, part[1])
+    end
+  end
 end

@@ -1,7 +1,8 @@
 -- Define, redefine or remove a kit; stamp a shard with the kits' generation.
 --
 -- The kits live in shard 0: BASE0 .. "kits", a hash kit sku -> JSON
--- {components = {{sku, qty}, ...}, version, updated}. Every shard keeps the
+-- {components = {{sku, qty}, ...}, version, updated}, and BASE0 .. "kitparts",
+-- a hash component sku -> the number of kits it is a component of. Every shard keeps the
 -- generation of the kits (BASE .. "kitgen", Redis milliseconds, raised by
 -- every change); reserve.lua refuses a cart expanded with an older one.
 --
@@ -14,9 +15,10 @@
 --            change), never lower it
 -- Returns  JSON {gen, version, updated} ("define"), {gen, removed = 0 | 1} ("remove"), {gen} ("stamp")
 --          or {err = "NESTED", kits = {sku, ...}}: a component is a kit, or
---          {err = "COMPONENT", kits = {sku, ...}}: `sku` is a component of these kits
+--          {err = "COMPONENT", kits = n}: `sku` is a component of n kits
 
 local base, op, sku = ARGV[1], ARGV[2], ARGV[3]
+local parts_key = base .. 'kitparts'
 if not ready(base) then
   return redis.error_reply(NOT_READY)
 end
@@ -31,26 +33,18 @@ local function raise()
   gen = math.max(now, gen + 1)
   redis.call('SET', KEYS[2], gen)
 end
+local old = redis.call('HGET', KEYS[1], sku)
 if op == 'remove' then
   raise()
+  if old then
+    count_parts(base, cjson.decode(old).components, -1)
+  end
   return cjson.encode({gen = gen, removed = redis.call('HDEL', KEYS[1], sku)})
 elseif op ~= 'define' then
   return redis.error_reply('unknown kit operation ' .. tostring(op))
 end
 local components = cjson.decode(ARGV[4])
-local nested, users = {}, {}
-local kits = redis.call('HGETALL', KEYS[1])
-for i = 1, #kits, 2 do
-  local other = kits[i]
-  if other ~= sku then
-    for _, part in ipairs(cjson.decode(kits[i + 1]).components) do
-      if part[1] == sku then
-        users[#users + 1] = other
-        break
-      end
-    end
-  end
-end
+local nested = {}
 for _, part in ipairs(components) do
   if redis.call('HEXISTS', KEYS[1], part[1]) == 1 then
     nested[#nested + 1] = part[1]
@@ -58,15 +52,19 @@ for _, part in ipairs(components) do
 end
 if #nested > 0 then
   return cjson.encode({err = 'NESTED', kits = nested})
-elseif #users > 0 then
-  table.sort(users)
-  return cjson.encode({err = 'COMPONENT', kits = users})
+end
+local used = tonumber(redis.call('HGET', parts_key, sku) or '0')
+if used > 0 then
+  return cjson.encode({err = 'COMPONENT', kits = used})
 end
 local version = tonumber(ARGV[5])
-if not version then
-  local old = redis.call('HGET', KEYS[1], sku)
-  version = old and (cjson.decode(old).version + 1) or 1
+if old then
+  local before = cjson.decode(old)
+  version = version or (before.version + 1)
+  count_parts(base, before.components, -1)
 end
+version = version or 1
+count_parts(base, components, 1)
 raise()
 redis.call('HSET', KEYS[1], sku,
   cjson.encode({components = components, version = version, updated = now}))

@@ -32,6 +32,7 @@ end
 if ARGV[7] ~= '' then
   for _, kit in ipairs(cjson.decode(ARGV[7])) do
     redis.call('HSET', base .. 'kits', kit[1], kit[2])
+    count_parts(base, cjson.decode(kit[2]).components, 1)
   end
 end
 -- A process that read the kits before the loss reads them again.
