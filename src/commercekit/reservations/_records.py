@@ -88,14 +88,13 @@ def to_lines(pairs: Iterable[Any]) -> tuple[ReservationLine, ...]:
 def to_allocations(triples: Iterable[Any] | None) -> tuple[Allocation, ...]:
     """``[[sku, location, qty], ...]`` as allocations (none for a record without).
 
-    The scripts wrote them from checked SKUs and location names, so they are
-    not validated again.
+    The scripts wrote them from checked SKUs and location names.
     """
     if not triples:
         return ()
+    # Validating is cheaper than `model_construct` (pydantic's core does it in Rust).
     return tuple(
-        Allocation.model_construct(sku=sku, location=location, quantity=int(qty))
-        for sku, location, qty in triples
+        Allocation(sku=sku, location=location, quantity=int(qty)) for sku, location, qty in triples
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Protocol, runtime_checkable
+from typing import Annotated, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,7 +71,14 @@ def kit_available(kit: Kit, available: Mapping[str, int]) -> int:
     return min(available.get(part.sku, 0) // part.quantity for part in kit.components)
 
 
-def expand(cart: Iterable[ReservationLine], kits: Mapping[str, Kit]) -> tuple[ReservationLine, ...]:
+class Units(NamedTuple):
+    """Units of one SKU a cart holds (a kit line's are its components')."""
+
+    sku: str
+    quantity: int
+
+
+def expand(cart: Iterable[ReservationLine], kits: Mapping[str, Kit]) -> tuple[Units, ...]:
     """What a cart holds: each kit line as its components, summed per SKU, first seen first."""
     need: dict[str, int] = {}
     for line in cart:
@@ -81,7 +88,7 @@ def expand(cart: Iterable[ReservationLine], kits: Mapping[str, Kit]) -> tuple[Re
             continue
         for sku, quantity in kit.need(line.quantity).items():
             need[sku] = need.get(sku, 0) + quantity
-    return tuple(ReservationLine.model_construct(sku=sku, quantity=n) for sku, n in need.items())
+    return tuple(Units(sku, n) for sku, n in need.items())
 
 
 @runtime_checkable

@@ -31,8 +31,8 @@ import functools
 import hashlib
 import json
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from commercekit.errors import (
     BackendUnavailable,
@@ -61,6 +61,7 @@ from commercekit.reservations._records import (
 )
 from commercekit.reservations.kits import (
     Kit,
+    Units,
     check_components,
     expand,
     kit_available,
@@ -110,11 +111,6 @@ def _spec(channel: Channel) -> str:
     return json.dumps(channel.spec(), separators=(",", ":"))
 
 
-_AT_DEFAULT = json.dumps({"locs": [[DEFAULT_LOCATION, 0]], "split": "lines"})
-"""Every unit from the default location, recorded as allocations (a cart with kits
-needs them: its lines are not the units it holds)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class _Attempt:
     """What the script calls of one reserve share.
@@ -127,10 +123,8 @@ class _Attempt:
     shown: str = ""
 
     def spec(self, channel: Channel | None) -> str:
-        """The allocation rule in `channel`; without one, the default location's for kits."""
-        if channel is not None:
-            return _spec(channel)
-        return _AT_DEFAULT if self.shown else ""
+        """The allocation rule in `channel` ("": every unit at the default location)."""
+        return "" if channel is None else _spec(channel)
 
 
 _PLAIN = _Attempt()
@@ -149,13 +143,14 @@ def _text(value: Any) -> str:
 
 def _kit_of(sku: str, raw: Any) -> Kit:
     definition = json.loads(raw)
-    return Kit(
-        sku=sku,
-        components=tuple(
-            ReservationLine(sku=part, quantity=int(qty)) for part, qty in definition["components"]
-        ),
-        version=int(definition["version"]),
-        updated_at=to_time(int(definition["updated"])) if "updated" in definition else None,
+    updated = definition.get("updated")
+    return Kit.model_validate(
+        {
+            "sku": sku,
+            "components": [{"sku": part, "quantity": q} for part, q in definition["components"]],
+            "version": definition["version"],
+            "updated_at": None if updated is None else to_time(int(updated)),
+        }
     )
 
 
@@ -168,8 +163,77 @@ def _definition(kit: Kit) -> dict[str, Any]:
     }
 
 
+_EXPANSIONS_KEPT = 4096
+
+
+class _Expansion(NamedTuple):
+    """What a cart with kits holds.
+
+    The units, the cart as reserve.lua records it, and where the units are
+    without a channel.
+    """
+
+    units: tuple[Units, ...]
+    shown: str
+    at_default: tuple[Allocation, ...]
+
+
+_NO_KITS = _Expansion((), "", ())
+
+
+class _KitBook(Mapping[str, Kit]):
+    """The kits as read from Redis, each parsed when first asked for (a shop may have many)."""
+
+    __slots__ = ("_expanded", "_parsed", "_raw")
+
+    def __init__(self, raw: Mapping[Any, Any]) -> None:
+        self._raw = {_text(sku): value for sku, value in raw.items()}
+        self._parsed: dict[str, Kit] = {}
+        self._expanded: dict[tuple[ReservationLine, ...], _Expansion] = {}
+
+    def expand(self, cart: tuple[ReservationLine, ...]) -> _Expansion:
+        """What `cart` holds (`_NO_KITS` if it names no kit).
+
+        Remembered per cart (a flash sale's carts repeat), until the kits change.
+        """
+        known = self._expanded.get(cart)
+        if known is not None:
+            return known
+        if any(line.sku in self._raw for line in cart):
+            units = expand(cart, self)
+            known = _Expansion(
+                units,
+                json.dumps([[line.sku, line.quantity] for line in cart]),
+                tuple(
+                    Allocation(sku=u.sku, location=DEFAULT_LOCATION, quantity=u.quantity)
+                    for u in units
+                ),
+            )
+        else:
+            known = _NO_KITS
+        if len(self._expanded) >= _EXPANSIONS_KEPT:
+            self._expanded.clear()
+        self._expanded[cart] = known
+        return known
+
+    def __getitem__(self, sku: str) -> Kit:
+        kit = self._parsed.get(sku)
+        if kit is None:
+            kit = self._parsed[sku] = _kit_of(sku, self._raw[sku])
+        return kit
+
+    def __contains__(self, sku: object) -> bool:
+        return sku in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 def _short_in_cart(
-    cart: Sequence[ReservationLine], kits: dict[str, Kit], short: Sequence[ShortLine]
+    cart: Sequence[ReservationLine], kits: Mapping[str, Kit], short: Sequence[ShortLine]
 ) -> tuple[ShortLine, ...]:
     """The cart lines that need a short SKU (a kit: one of its components).
 
@@ -192,6 +256,8 @@ def _short_in_cart(
 
 
 _Record = dict[str, Any]
+_Line = ReservationLine | Units
+"""Units to hold: a cart's line, or a kit's components summed over the cart."""
 _decode = json.JSONDecoder().raw_decode
 _PENDING = ReservationStatus.PENDING
 _UNREPORTED_MAX = 10_000  # per shard
@@ -208,11 +274,17 @@ def _public(exc: Unreplicated) -> NotReplicated:
     return NotReplicated(str(exc), replicas=exc.replicas, wanted=exc.wanted)
 
 
-def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -> Reservation:
+def _made(
+    record: _Record,
+    cart: tuple[ReservationLine, ...],
+    key: str | None,
+    allocations: tuple[Allocation, ...] | None = None,
+) -> Reservation:
     """The reservation this call just made: its lines are the checked cart, in order.
 
     Only the times and the status come from the record (Redis's clock);
-    the lines are not parsed and validated again.
+    the lines are not parsed and validated again, nor the `allocations`
+    when the caller knows them already.
     """
     created = int(record["created"])
     updated = int(record["updated"])
@@ -226,7 +298,9 @@ def _made(record: _Record, cart: tuple[ReservationLine, ...], key: str | None) -
         updated_at=created_at if updated == created else to_time(updated),
         expires_at=to_time(int(record["expires"])),
         idempotency_key=key,
-        allocations=to_allocations(record.get("cart_alloc") or record.get("alloc")),
+        allocations=allocations
+        if allocations is not None
+        else to_allocations(record.get("cart_alloc") or record.get("alloc")),
     )
 
 
@@ -319,7 +393,7 @@ class RedisReservationStore:
         # next sweep's run in that shard reports them (see expire_due).
         self._unreported: dict[int, dict[str, _Record]] = {}
         # The kits as last read, and the generation they were read at (see kits.lua).
-        self._kits: dict[str, Kit] | None = None
+        self._kits: _KitBook | None = None
         self._kit_gen = 0
         self._kits_reading: asyncio.Future[None] | None = None
 
@@ -562,7 +636,7 @@ class RedisReservationStore:
         return levels, int(gen or 0)
 
     # ---------------------------------------------------------------- kits
-    async def _read_kits(self, at_least: int = 0) -> dict[str, Kit]:
+    async def _read_kits(self, at_least: int = 0) -> _KitBook:
         """The kits as of generation `at_least` or later, read once for every caller waiting.
 
         Callers waiting share one read (and go on together, so a burst of
@@ -580,7 +654,7 @@ class RedisReservationStore:
         raw, gen = await self._read(
             [0], lambda pipe: (pipe.hgetall(self._kits_key()), pipe.get(gen_key))
         )
-        kits = {_text(sku): _kit_of(_text(sku), value) for sku, value in raw.items()}
+        kits = _KitBook(raw)
         # A shard's generation may be ahead of shard 0's (restored later): the
         # kits read now are at least as new as the change that raised it.
         self._kits, self._kit_gen = kits, max(int(gen or 0), at_least)
@@ -687,7 +761,7 @@ class RedisReservationStore:
     async def _reserve_with(
         self,
         cart: tuple[ReservationLine, ...],
-        kits: dict[str, Kit],
+        kits: _KitBook,
         *,
         ttl_ms: int,
         owner: str,
@@ -695,12 +769,11 @@ class RedisReservationStore:
         channel: Channel | None,
     ) -> tuple[Reservation, bool]:
         """Reserve `cart`, its kits expanded as `kits` say (`_KitsChanged` if they are old)."""
-        units, shown = cart, ""
-        if kits and any(line.sku in kits for line in cart):
-            units = expand(cart, kits)
-            shown = json.dumps([[line.sku, line.quantity] for line in cart])
+        expansion = kits.expand(cart) if kits else _NO_KITS
+        shown = expansion.shown
+        units: Sequence[_Line] = expansion.units if shown else cart
         attempt = _Attempt(gen=self._kit_gen, shown=shown)
-        groups: dict[int, list[ReservationLine]] = {}
+        groups: dict[int, list[_Line]] = {}
         if self.shards > 1:
             for line in units:
                 groups.setdefault(self._shard_of(line.sku), []).append(line)
@@ -724,13 +797,14 @@ class RedisReservationStore:
         if record["id"] != rid:  # an idempotent replay: the record is all we know
             await self._replicated(self._shard_of(record["id"]))
             return to_reservation(record), False
-        return _made(record, cart, key), True
+        at_default = expansion.at_default if channel is None else None
+        return _made(record, cart, key, at_default or None), True
 
     async def _reserve_in(
         self,
         shard: int,
         rid: str,
-        lines: Sequence[ReservationLine],
+        lines: Sequence[_Line],
         *,
         ttl_ms: int,
         owner: str,
@@ -751,7 +825,7 @@ class RedisReservationStore:
             self._bases[shard], rid, owner, ttl_ms, self._idempotency_ms, fingerprint(cart),
             "1" if key is not None else "0", key or "", role, parent, self._grace_ms,
             whole, json.dumps(list(parts)) if role == "parent" else "", spec, attempt.gen,
-            attempt.shown if role == "single" else "",
+            attempt.shown,
         ]  # fmt: skip
         for line in lines:
             args += (line.sku, line.quantity)
@@ -796,7 +870,7 @@ class RedisReservationStore:
     async def _reserve_spread(
         self,
         rid: str,
-        groups: dict[int, list[ReservationLine]],
+        groups: dict[int, list[_Line]],
         *,
         cart: Sequence[ReservationLine],
         ttl_ms: int,
@@ -859,7 +933,7 @@ class RedisReservationStore:
     async def _reserve_shipment(
         self,
         rid: str,
-        groups: dict[int, list[ReservationLine]],
+        groups: dict[int, list[_Line]],
         channel: Channel,
         *,
         cart: Sequence[ReservationLine],

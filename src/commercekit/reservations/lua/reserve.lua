@@ -6,8 +6,9 @@
 --          idem (the caller's key, for the record), role, parent, grace_ms,
 --          cart JSON, parts JSON, allocation JSON (or "": every unit from the
 --          default location), the kits' generation the cart was expanded with,
---          the record's lines JSON (a cart with kits: the lines as asked; ""
---          when they are the units held), then sku, qty pairs: the units to hold
+--          the cart as asked JSON when it is not the units held (a cart with kits:
+--          a single record's lines; every record of it keeps its units as `alloc`),
+--          else "", then sku, qty pairs: the units to hold
 --          (SKUs unique, quantities positive: the Python side checked).
 --          allocation {locs = {{location, safety stock}, ...} in priority order,
 --            most = true to take from the location with the most units first,
@@ -254,6 +255,12 @@ if spec == '' then
     end
     lines[#lines + 1] = {sku, qty}
   end
+  if shown ~= '' then
+    alloc = {}
+    for i, line in ipairs(lines) do
+      alloc[i] = {line[1], DEFAULT_LOCATION, line[2]}
+    end
+  end
 else
   for i = first, #ARGV, 2 do
     lines[#lines + 1] = {ARGV[i], tonumber(ARGV[i + 1])}
@@ -277,7 +284,7 @@ else
 end
 
 local now = now_ms()
-if shown ~= '' then
+if shown ~= '' and role == 'single' then
   lines = cjson.decode(shown)
 end
 local f = {
