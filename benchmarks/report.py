@@ -47,11 +47,13 @@ def ratios(records: list[dict[str, Any]], ceiling: dict[str, Any]) -> dict[str, 
     most = _find(records, scenario, "commercekit-5loc-most", c)
     cart = _find(records, "cart5", "commercekit", c)
     cart_five = _find(records, "cart5", "commercekit-5loc", c)
+    kit = _find(records, scenario, "commercekit-kit3", c)
     targets = [
         ("hot@64 commercekit / redis-benchmark EVALSHA -c 64", _ratio(ck, top), 0.5),
         ("hot@64 commercekit-5loc / commercekit (one location)", _ratio(five, ck), 0.7),
         ("hot@64 commercekit-5loc-most / commercekit (one location)", _ratio(most, ck), 0.7),
         ("cart5@64 commercekit-5loc / commercekit (one location)", _ratio(cart_five, cart), 0.7),
+        ("hot@64 commercekit-kit3 / commercekit (plain SKUs)", _ratio(kit, ck), 0.7),
         ("hot@64 commercekit / pg-rowlock@64", _ratio(ck, rowlock), 15.0),
         ("hot@64 commercekit / pg-cte at its best concurrency", _ratio(ck, cte_best), 2.0),
         ("hot@64 commercekit-durable / original@64", _ratio(durable, original), 1.5),

@@ -26,8 +26,10 @@ from commercekit.errors import OutOfStock
 from commercekit.reservations import (
     Channel,
     DurableReservations,
+    Kit,
     RedisReservationStore,
     ReservationLedger,
+    ReservationLine,
     StockLevel,
     Strategy,
 )
@@ -237,6 +239,50 @@ class CommerceKitMostStock(CommerceKitLocations):
     name = "commercekit-5loc-most"
     label = "commercekit, stock over 5 locations (most stock first)"
     strategy = Strategy.MOST_STOCK
+
+
+class CommerceKitKits(CommerceKit):
+    """The same store, each SKU a kit of 3 components (1 unit of each per kit).
+
+    A kit line holds its 3 components in the same script: each reserve reads
+    and moves three stock hashes instead of one.
+    """
+
+    name = "commercekit-kit3"
+    label = "commercekit, each SKU a kit of 3 components"
+    parts: ClassVar[tuple[str, ...]] = ("a", "b", "c")
+
+    async def prepare(self, stock: int) -> None:
+        await self._redis.flushdb()
+        levels = [
+            StockLevel(sku=f"{n}-{part}", available=stock, held=0, sold=0)
+            for n in self._names
+            for part in self.parts
+        ]
+        one_each = [(part, 1) for part in self.parts]
+        kits = [
+            Kit(
+                sku=n,
+                components=tuple(ReservationLine(sku=f"{n}-{p}", quantity=q) for p, q in one_each),
+            )
+            for n in self._names
+        ]
+        await self.store.restore(levels, [], marker=uuid.uuid4().hex, kits=kits)
+
+    async def _levels(self) -> tuple[list[int], list[int], list[int]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in self._names:
+                for part in self.parts:
+                    pipe.hmget(self.store._stock_key(f"{name}-{part}"), "available", "held", "sold")
+            rows = await pipe.execute()
+        per_kit = [rows[i : i + len(self.parts)] for i in range(0, len(rows), len(self.parts))]
+        levels: list[list[int]] = [[], [], []]
+        for parts in per_kit:
+            for k in range(3):
+                values = {int(part[k] or 0) for part in parts}
+                # Every component of a kit moves together: one value each, or -1 (a problem).
+                levels[k].append(values.pop() if len(values) == 1 else -1)
+        return levels[0], levels[1], levels[2]
 
 
 class CommerceKitUnpipelined(CommerceKit):
@@ -533,6 +579,7 @@ SYSTEMS: dict[str, type[System]] = {
         CommerceKitUnpipelined,
         CommerceKitLocations,
         CommerceKitMostStock,
+        CommerceKitKits,
         RowLockTransaction,
         SingleStatement,
         NaiveRedis,
