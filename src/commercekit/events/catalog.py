@@ -97,13 +97,19 @@ class UserCreated(EventPayload):
 
 
 class EventAllocation(BaseModel):
-    """Where units of a reservation are held: a SKU, a location and a quantity."""
+    """Where units of a reservation are held: a SKU, a location and a quantity.
+
+    `backordered` of them (version 3) were taken beyond the stock there.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Identifier
     location: Identifier
     quantity: Annotated[int, Field(gt=0)]
+    backordered: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="units held beyond the stock, owed until it arrives (version 3)"
+    )
 
 
 class _ReservationEvent(EventPayload):
@@ -123,7 +129,7 @@ class ReservationCreated(_ReservationEvent):
     """Stock was held for a cart until `expires_at`."""
 
     event_type = "reservation.created"
-    schema_version = 2
+    schema_version = 3
 
     expires_at: AwareDatetime
 
@@ -132,7 +138,7 @@ class ReservationConfirmed(_ReservationEvent):
     """The reservation was paid for: its units are sold."""
 
     event_type = "reservation.confirmed"
-    schema_version = 2
+    schema_version = 3
 
     payment_id: Identifier | None = None
 
@@ -141,7 +147,7 @@ class ReservationReleased(_ReservationEvent):
     """The reservation was cancelled (by its owner or a failed payment): stock is back."""
 
     event_type = "reservation.released"
-    schema_version = 2
+    schema_version = 3
 
     reason: str | None = Field(default=None, max_length=500)
 
@@ -150,7 +156,7 @@ class ReservationExpired(_ReservationEvent):
     """The reservation's deadline passed before it was paid for: stock is back."""
 
     event_type = "reservation.expired"
-    schema_version = 2
+    schema_version = 3
 
     expired_at: AwareDatetime
 

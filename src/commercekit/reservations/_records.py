@@ -85,17 +85,30 @@ def to_lines(pairs: Iterable[Any]) -> tuple[ReservationLine, ...]:
     return tuple(ReservationLine(sku=sku, quantity=int(qty)) for sku, qty in pairs)
 
 
-def to_allocations(triples: Iterable[Any] | None) -> tuple[Allocation, ...]:
-    """``[[sku, location, qty], ...]`` as allocations (none for a record without).
+def to_allocations(entries: Iterable[Any] | None) -> tuple[Allocation, ...]:
+    """``[[sku, location, qty(, backordered)], ...]`` as allocations (none for a record without).
 
     The scripts wrote them from checked SKUs and location names.
     """
-    if not triples:
+    if not entries:
         return ()
     # Validating is cheaper than `model_construct` (pydantic's core does it in Rust).
     return tuple(
-        Allocation(sku=sku, location=location, quantity=int(qty)) for sku, location, qty in triples
+        Allocation(sku=e[0], location=e[1], quantity=int(e[2]))
+        if len(e) == 3
+        else Allocation(sku=e[0], location=e[1], quantity=int(e[2]), backordered=int(e[3]))
+        for e in entries
     )
+
+
+def from_allocations(allocations: Iterable[Allocation]) -> list[list[Any]]:
+    """Allocations as the scripts write them (`to_allocations` reads them back)."""
+    return [
+        [a.sku, a.location, a.quantity, a.backordered]
+        if a.backordered
+        else [a.sku, a.location, a.quantity]
+        for a in allocations
+    ]
 
 
 def to_reservation(record: Mapping[str, Any]) -> Reservation:
@@ -125,7 +138,7 @@ def to_record(
     The same fields reserve.lua gives ``new_record`` (``lua/_lib.lua``), which
     adds the version: the scripts write every record.
     """
-    alloc = [[a.sku, a.location, a.quantity] for a in allocations]
+    alloc = from_allocations(allocations)
     return {
         "id": reservation.id,
         "status": reservation.status.value,

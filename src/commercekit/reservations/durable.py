@@ -109,6 +109,9 @@ class ReconcileReport:
     stock_repaired: dict[str, int] = field(default_factory=dict)
     """Per SKU (``sku@location`` past the default location), the units added to (or
     taken from) Redis's available stock."""
+    caps_repaired: dict[str, int] = field(default_factory=dict)
+    """Per SKU (``sku@location`` past the default location), the backorder cap written
+    back to Redis (which had another, or none)."""
     kits_repaired: list[str] = field(default_factory=list)
     """Kits Redis had otherwise than the ledger (or not at all); the ledger's were written."""
 
@@ -120,6 +123,7 @@ class ReconcileReport:
             or self.transitions_recorded
             or self.lost_holds
             or self.stock_repaired
+            or self.caps_repaired
             or self.kits_repaired
         )
 
@@ -257,6 +261,14 @@ class DurableReservations:
         """See `ReservationStore.adjust`; the total is recorded in the ledger."""
         return await self._stock(
             sku, location, lambda: self.store.adjust(sku, delta, location=location)
+        )
+
+    async def set_backorder(
+        self, sku: str, cap: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """See `ReservationStore.set_backorder`; the cap is recorded in the ledger."""
+        return await self._stock(
+            sku, location, lambda: self.store.set_backorder(sku, cap, location=location)
         )
 
     async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
@@ -434,20 +446,42 @@ class DurableReservations:
         return found
 
     # ----------------------------------------------------------- reconcile
-    async def _repair_total(self, sku: str, location: str) -> int:
-        """Make Redis's units of `sku` at `location` add up to the ledger's; return the change."""
-        drift = 0
+    async def _repair_total(self, sku: str, location: str) -> tuple[int, int | None]:
+        """Make Redis's units and backorder cap of `sku` at `location` the ledger's.
+
+        Returns the units added (or taken), and the cap written (None if Redis had it).
+        """
+        drift, written = 0, None
 
         async def fix() -> StockLevel:
-            nonlocal drift
+            nonlocal drift, written
             # read under the row lock
             added, _sold = await self.ledger.totals_of(sku, location=location)
+            cap = await self.ledger.backorder_of(sku, location=location)
             level = await self.store.stock(sku, location=location)
+            if level.backorder != cap:  # the ledger's cap stands
+                level = await self.store.set_backorder(sku, cap, location=location)
+                written = cap
             drift = added - (level.available + level.held + level.sold)
             return await self.store.adjust(sku, drift, location=location) if drift else level
 
         await self._stock(sku, location, fix)
-        return drift
+        return drift, written
+
+    async def _reconcile_kits(self, report: ReconcileReport) -> None:
+        kept, known = await self.ledger.kits(), await self.store.kits()
+        for sku in sorted(kept.keys() | known.keys()):
+            if not _same_kit(kept.get(sku), known.get(sku)) and await self._repair_kit(sku):
+                report.kits_repaired.append(sku)
+
+    async def _reconcile_stock(self, report: ReconcileReport) -> None:
+        for sku, location in await self.ledger.location_totals():
+            drift, cap = await self._repair_total(sku, location)
+            where = sku if location == DEFAULT_LOCATION else f"{sku}@{location}"
+            if drift:
+                report.stock_repaired[where] = drift
+            if cap is not None:
+                report.caps_repaired[where] = cap
 
     async def reconcile(self) -> ReconcileReport:
         """Compare Redis with the ledger and repair what differs.
@@ -483,16 +517,8 @@ class DurableReservations:
             if now.status.is_terminal and await self.ledger.record_transition(now):
                 report.transitions_recorded.append(rid)
 
-        kept, known = await self.ledger.kits(), await self.store.kits()
-        for sku in sorted(kept.keys() | known.keys()):
-            if not _same_kit(kept.get(sku), known.get(sku)) and await self._repair_kit(sku):
-                report.kits_repaired.append(sku)
-
-        for sku, location in await self.ledger.location_totals():
-            drift = await self._repair_total(sku, location)
-            if drift:
-                where = sku if location == DEFAULT_LOCATION else f"{sku}@{location}"
-                report.stock_repaired[where] = drift
+        await self._reconcile_kits(report)
+        await self._reconcile_stock(report)
         if not report.clean:
             logger.warning("reconcile repaired drift: %s", report)
         return report

@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from commercekit.errors import MissingExtraError
+from commercekit.reservations._records import from_allocations, to_allocations
 from commercekit.reservations.kits import Kit, check_nesting
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
-    Allocation,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -61,6 +61,8 @@ class StockRow(Base):
     )
     added: Mapped[int] = mapped_column(BigInteger, default=0)
     sold: Mapped[int] = mapped_column(BigInteger, default=0)
+    backorder: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Units that may be held beyond the stock here (the backorder cap)."""
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
@@ -131,7 +133,7 @@ def _row_values(r: Reservation) -> dict[str, Any]:
         "status": r.status.value,
         "lines": [[line.sku, line.quantity] for line in r.lines],
         "idempotency_key": r.idempotency_key,
-        "allocations": [[a.sku, a.location, a.quantity] for a in r.allocations] or None,
+        "allocations": from_allocations(r.allocations) or None,
         "created_at": r.created_at,
         "updated_at": r.updated_at,
         "expires_at": r.expires_at,
@@ -153,10 +155,7 @@ def _reservation(row: Any) -> Reservation:
         updated_at=_aware(row.updated_at),
         expires_at=_aware(row.expires_at),
         idempotency_key=row.idempotency_key,
-        allocations=tuple(
-            Allocation(sku=sku, location=location, quantity=int(q))
-            for sku, location, q in row.allocations or ()
-        ),
+        allocations=to_allocations(row.allocations),
     )
 
 
@@ -282,7 +281,11 @@ class ReservationLedger:
             await conn.execute(
                 update(StockRow)
                 .where(here)
-                .values(added=level.available + level.held + level.sold, updated_at=func.now())
+                .values(
+                    added=level.available + level.held + level.sold,
+                    backorder=level.backorder,
+                    updated_at=func.now(),
+                )
             )
             return level
 
@@ -336,6 +339,14 @@ class ReservationLedger:
             )
             return {(sku, place): (int(added), int(sold)) for sku, place, added, sold in rows}
 
+    async def backorder_of(self, sku: str, *, location: str = DEFAULT_LOCATION) -> int:
+        """The backorder cap recorded for `sku` at `location` (0 if none)."""
+        async with self.engine.connect() as conn:
+            cap = await conn.scalar(
+                select(StockRow.backorder).where(StockRow.sku == sku, StockRow.location == location)
+            )
+        return int(cap or 0)
+
     async def totals_of(self, sku: str, *, location: str = DEFAULT_LOCATION) -> tuple[int, int]:
         """``(added, sold)`` of one SKU at one location (zeros if unknown)."""
         async with self.engine.connect() as conn:
@@ -352,7 +363,8 @@ class ReservationLedger:
         """Stock levels and pending holds as the ledger has them, read consistently.
 
         Per SKU and location: available = added - sold - held, held being the
-        pending holds' units allocated there.
+        pending holds' units allocated there (below zero only within the
+        backorder cap).
         """
         # One snapshot for both reads (SQLite's single writer gives that already).
         isolation = (
@@ -365,7 +377,13 @@ class ReservationLedger:
             )
             pending = [_reservation(row) for row in rows]
             totals = await conn.execute(
-                select(StockRow.sku, StockRow.location, StockRow.added, StockRow.sold)
+                select(
+                    StockRow.sku,
+                    StockRow.location,
+                    StockRow.added,
+                    StockRow.sold,
+                    StockRow.backorder,
+                )
             )
             held: dict[tuple[str, str], int] = {}
             for reservation in pending:
@@ -376,11 +394,15 @@ class ReservationLedger:
                 StockLevel(
                     sku=sku,
                     location=place,
-                    available=max(int(added) - int(sold) - held.get((sku, place), 0), 0),
+                    # Below zero only on backorder, never below the cap.
+                    available=max(
+                        int(added) - int(sold) - held.get((sku, place), 0), -int(backorder)
+                    ),
                     held=held.get((sku, place), 0),
                     sold=int(sold),
+                    backorder=int(backorder),
                 )
-                for sku, place, added, sold in totals
+                for sku, place, added, sold, backorder in totals
             ]
         return stock, pending
 

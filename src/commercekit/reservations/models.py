@@ -79,13 +79,18 @@ def merge_lines(lines: Iterable[ReservationLine]) -> tuple[ReservationLine, ...]
 
 
 class Allocation(BaseModel):
-    """Units of one SKU held at (and returned to) one location."""
+    """Units of one SKU held at (and returned to) one location.
+
+    `backordered` of them were taken beyond the stock there, within its
+    backorder cap: they are owed until stock arrives.
+    """
 
     model_config = ConfigDict(frozen=True, strict=True)
 
     sku: SKU
     location: LocationName
     quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+    backordered: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 class Reservation(BaseModel):
@@ -119,6 +124,11 @@ class Reservation(BaseModel):
         )
 
     @property
+    def backordered(self) -> int:
+        """Units held on backorder (beyond the stock of their location)."""
+        return sum(a.backordered for a in self.allocations)
+
+    @property
     def total_quantity(self) -> int:
         """Units held (or sold) across all lines."""
         return sum(line.quantity for line in self.lines)
@@ -129,7 +139,12 @@ class Reservation(BaseModel):
 
 
 class StockLevel(BaseModel):
-    """The stock of one SKU at one location: ``available + held + sold`` is every unit added."""
+    """The stock of one SKU at one location: ``available + held + sold`` is every unit added.
+
+    With a backorder cap (`backorder`), holds may take units beyond the
+    stock: `available` is then negative, never below ``-backorder``, and
+    `backordered` is how many units are owed.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -138,8 +153,19 @@ class StockLevel(BaseModel):
     available: int
     held: int
     sold: int
+    backorder: int = 0
 
     @property
     def on_hand(self) -> int:
         """Units not sold yet (available or held)."""
         return self.available + self.held
+
+    @property
+    def backordered(self) -> int:
+        """Units held beyond the stock (owed until stock arrives)."""
+        return max(0, -self.available)
+
+    @property
+    def sellable(self) -> int:
+        """Units a reserve may still take here: the available ones and the backorder room."""
+        return max(0, self.available + self.backorder)

@@ -52,6 +52,7 @@ from commercekit.errors import (
 from commercekit.reservations import _input
 from commercekit.reservations._records import (
     fingerprint,
+    from_allocations,
     new_id,
     to_allocations,
     to_ms,
@@ -95,14 +96,22 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 __all__ = ["RedisReservationStore"]
 
 _UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError)
-_LEVEL = ("available", "held", "sold")
+_LEVEL = ("available", "held", "sold", "backorder")
 
 
-def _fields(location: str) -> tuple[str, str, str]:
-    """The stock hash's fields of `location` (the default location's have no suffix)."""
+def _fields(location: str) -> tuple[str, str, str, str]:
+    """The stock hash's fields of `location`: available, held, sold, backorder (the cap).
+
+    The default location's have no suffix.
+    """
     if location == DEFAULT_LOCATION:
         return _LEVEL
-    return (f"available@{location}", f"held@{location}", f"sold@{location}")
+    return (
+        f"available@{location}",
+        f"held@{location}",
+        f"sold@{location}",
+        f"backorder@{location}",
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -504,7 +513,7 @@ class RedisReservationStore:
         try:
             reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base, at])
         except Unreplicated as exc:
-            if op != "set":  # a retried set is harmless; a retried change is not: undo it
+            if op not in ("set", "backorder"):  # a retried set is harmless, a change not: undo
                 with contextlib.suppress(Exception):
                     made = _decode(exc.reply.decode() if type(exc.reply) is bytes else exc.reply)
                     if "err" not in made[0]:
@@ -514,13 +523,17 @@ class RedisReservationStore:
             raise _public(exc) from None
         if "err" in reply:
             level = f"available {reply['available']}, held {reply['held']}"
-            raise StockConflict(f"cannot {op} {sku} at {location} by {amount}: {level}")
+            if reply["backorder"]:
+                level += f", backorder cap {reply['backorder']}"
+            what = "set the backorder cap of" if op == "backorder" else op
+            raise StockConflict(f"cannot {what} {sku} at {location} by {amount}: {level}")
         return StockLevel(
             sku=sku,
             location=location,
             available=reply["available"],
             held=reply["held"],
             sold=reply["sold"],
+            backorder=reply["backorder"],
         )
 
     async def set_stock(
@@ -544,6 +557,14 @@ class RedisReservationStore:
         sku = _input.check_sku(sku)
         return await self._stock_op(sku, "adjust", _input.check_int(delta, "delta"), location)
 
+    async def set_backorder(
+        self, sku: str, cap: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """See `ReservationStore.set_backorder`."""
+        sku = _input.check_sku(sku)
+        amount = _input.check_int(cap, "cap", minimum=0)
+        return await self._stock_op(sku, "backorder", amount, location)
+
     async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.stock`."""
         sku = _input.check_sku(sku)
@@ -552,8 +573,10 @@ class RedisReservationStore:
         (values,) = await self._read(
             [self._shard_of(sku)], lambda pipe: pipe.hmget(self._stock_key(sku), *fields)
         )
-        available, held, sold = (int(v or 0) for v in values)
-        return StockLevel(sku=sku, location=location, available=available, held=held, sold=sold)
+        available, held, sold, cap = (int(v or 0) for v in values)
+        return StockLevel(
+            sku=sku, location=location, available=available, held=held, sold=sold, backorder=cap
+        )
 
     async def stock_by_location(self, sku: str) -> dict[str, StockLevel]:
         """See `ReservationStore.stock_by_location`."""
@@ -574,6 +597,7 @@ class RedisReservationStore:
                 available=level.get("available", 0),
                 held=level.get("held", 0),
                 sold=level.get("sold", 0),
+                backorder=level.get("backorder", 0),
             )
             for location, level in sorted(counts.items())
         }
@@ -612,13 +636,16 @@ class RedisReservationStore:
             def queue(pipe: Any) -> None:
                 pipe.get(gen_key)
                 for sku in wanted:
-                    pipe.hget(self._stock_key(sku), "available")
+                    pipe.hmget(self._stock_key(sku), "available", "backorder")
 
             gen, *values = await self._read(map(self._shard_of, wanted), queue)
-            levels = {sku: int(value or 0) for sku, value in zip(wanted, values, strict=True)}
+            levels = {
+                sku: max(0, int(available or 0) + int(cap or 0))
+                for sku, (available, cap) in zip(wanted, values, strict=True)
+            }
             return levels, int(gen or 0)
         places = channel.locations
-        fields = [_fields(place.name)[0] for place in places]
+        fields = [name for place in places for name in _fields(place.name)[::3]]
 
         def queue_all(pipe: Any) -> None:
             pipe.get(gen_key)
@@ -628,8 +655,8 @@ class RedisReservationStore:
         gen, *rows = await self._read(map(self._shard_of, wanted), queue_all)
         levels = {
             sku: sum(
-                max(0, int(value or 0) - place.safety_stock)
-                for value, place in zip(row, places, strict=True)
+                max(0, int(row[2 * j] or 0) + int(row[2 * j + 1] or 0) - place.safety_stock)
+                for j, place in enumerate(places)
             )
             for sku, row in zip(wanted, rows, strict=True)
         }
@@ -1173,7 +1200,7 @@ class RedisReservationStore:
         for level in stock:
             at = "" if level.location == DEFAULT_LOCATION else level.location
             levels[self._shard_of(level.sku)].append(
-                [level.sku, level.available, level.held, level.sold, at]
+                [level.sku, level.available, level.held, level.sold, at, level.backorder]
             )
         for reservation in pending:
             self._split(reservation, records)
@@ -1217,7 +1244,7 @@ class RedisReservationStore:
             records[home].append(to_record(reservation, reservation.lines, reservation.allocations))
         else:
             cart = [[line.sku, line.quantity] for line in reservation.lines]
-            whole = [[a.sku, a.location, a.quantity] for a in reservation.allocations]
+            whole = from_allocations(reservation.allocations)
             records[home].append(
                 to_record(
                     reservation, groups.get(home, []), placed.get(home, ()), cart=cart,

@@ -55,7 +55,21 @@ class ReservationStore(Protocol):
         """Change the available stock of `sku` at `location` by `delta` (shrinkage, corrections).
 
         Raises:
-            StockConflict: available stock would become negative.
+            StockConflict: available stock would go below zero (below minus
+                the backorder cap, with one).
+        """
+        ...
+
+    async def set_backorder(
+        self, sku: str, cap: int, *, location: str = DEFAULT_LOCATION
+    ) -> StockLevel:
+        """Let up to `cap` (>= 0; 0 stops it) units of `sku` be held beyond the stock at `location`.
+
+        Holds then take units down to ``available == -cap``, never further;
+        each allocation says how many of its units are backordered.
+
+        Raises:
+            StockConflict: more units than `cap` are owed there already.
         """
         ...
 
@@ -72,8 +86,9 @@ class ReservationStore(Protocol):
     ) -> Mapping[str, int]:
         """Units each SKU can sell now (0 for unknown SKUs).
 
-        Without a `channel`, the default location's available units; in a
-        channel, the sum over its locations, less each one's safety stock.
+        Without a `channel`, the default location's available units (and
+        its backorder room); in a channel, the sum over its locations, less
+        each one's safety stock.
         """
         ...
 

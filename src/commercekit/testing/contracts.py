@@ -78,7 +78,7 @@ async def assert_conserved(
 ) -> None:
     """Check the invariants for every SKU in `added` (units ever added).
 
-    available + held + sold == added; available >= 0; held is exactly the
+    available + held + sold == added; available >= 0 (>= -cap on backorder); held is exactly the
     units of PENDING reservations and sold of CONFIRMED ones (as the store
     reports them now).
     """
@@ -87,7 +87,7 @@ async def assert_conserved(
         level: StockLevel = await store.stock(sku)
         pending = sum(r.quantity_of(sku) for r in current if r.status is ReservationStatus.PENDING)
         sold = sum(r.quantity_of(sku) for r in current if r.status is ReservationStatus.CONFIRMED)
-        assert level.available >= 0, level
+        assert level.available >= -level.backorder, level
         assert level.available + level.held + level.sold == total, (level, total)
         assert level.held == pending, (level, pending)
         assert level.sold == sold, (level, sold)
@@ -505,6 +505,94 @@ class ReservationStoreContract:
             assert level.held == 0
             assert level.available + level.sold == 40
             await assert_conserved(one, {sku: 40}, holds)
+
+    # -------------------------------------------------------- backorders
+    async def test_a_backorder_cap_lets_holds_go_that_far_beyond_stock_and_no_further(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 2)
+        level = await store.set_backorder(sku, 3)
+        assert (level.available, level.backorder, level.sellable) == (2, 3, 5)
+        assert await store.available([sku]) == {sku: 5}
+        first = await store.reserve([(sku, 4)], ttl=60, owner="u1")
+        assert first.allocations == (
+            Allocation(sku=sku, location=DEFAULT_LOCATION, quantity=4, backordered=2),
+        )
+        assert first.backordered == 2
+        assert await store.get(first.id) == first
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.backordered) == (-2, 4, 2)
+        with pytest.raises(OutOfStock) as error:
+            await store.reserve([(sku, 2)], ttl=60, owner="u1")
+        assert [(s.requested, s.available) for s in error.value.short] == [(2, 1)]
+        last = await store.reserve([(sku, 1)], ttl=60, owner="u1")
+        assert last.backordered == 1
+        assert await store.available([sku]) == {sku: 0}
+        await store.release(first.id)
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.sold) == (1, 1, 0)
+        await store.confirm(last.id)
+        assert (await store.stock(sku)).sold == 1
+
+    async def test_stock_changes_keep_to_the_backorder_floor(self, store: ReservationStore) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 1)
+        await store.set_backorder(sku, 4)
+        await store.reserve([(sku, 4)], ttl=60, owner="u1")  # 3 owed
+        with pytest.raises(StockConflict):
+            await store.set_backorder(sku, 2)  # 3 owed already
+        with pytest.raises(StockConflict):
+            await store.adjust(sku, -2)  # would owe 5
+        assert (await store.adjust(sku, -1)).available == -4
+        assert (await store.restock(sku, 6)).available == 2  # the owed units arrived
+        assert (await store.set_backorder(sku, 0)).backorder == 0
+        with pytest.raises(OutOfStock):
+            await store.reserve([(sku, 3)], ttl=60, owner="u1")
+        with pytest.raises(InvalidRequest):
+            await store.set_backorder(sku, -1)
+        level = await store.stock(sku)
+        assert (level.available, level.held, level.backorder) == (2, 4, 0)
+
+    async def test_concurrent_holds_never_pass_the_backorder_cap(
+        self, make_store: StoreFactory
+    ) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 5)
+            await one.set_backorder(sku, 7)
+
+            async def attempt(i: int) -> Reservation | None:
+                try:
+                    store = one if i % 2 else two
+                    return await store.reserve([(sku, 1 + i % 3)], ttl=60, owner="u")
+                except OutOfStock:
+                    return None
+
+            holds = [h for h in await asyncio.gather(*map(attempt, range(30))) if h is not None]
+            taken = sum(h.total_quantity for h in holds)
+            level = await one.stock(sku)
+            assert taken <= 12
+            assert (level.available, level.held) == (5 - taken, taken)
+            assert sum(h.backordered for h in holds) == max(0, taken - 5) == level.backordered
+
+    async def test_a_channel_sells_a_locations_backorder_room_above_its_safety_stock(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 3, location="east")
+        await store.set_backorder(sku, 10, location="east")
+        await store.set_stock(sku, 2, location="west")
+        web = Channel("web", [ChannelLocation("east", safety_stock=1), "west"])
+        assert await store.available([sku], channel=web) == {sku: 14}  # 3 + 10 - 1, and 2
+        hold = await store.reserve([(sku, 14)], ttl=60, owner="u1", channel=web)
+        assert set(hold.allocations) == {
+            Allocation(sku=sku, location="east", quantity=12, backordered=9),
+            Allocation(sku=sku, location="west", quantity=2),
+        }
+        assert (await store.stock(sku, location="east")).available == -9
+        await store.release(hold.id)
+        assert (await store.stock(sku, location="east")).available == 3
 
     # --------------------------------------------------------- locations
     async def test_stock_is_kept_per_location(self, store: ReservationStore) -> None:

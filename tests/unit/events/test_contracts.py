@@ -83,7 +83,7 @@ def test_the_envelope_carries_the_cloudevents_attributes() -> None:
     assert wire["source"] == "inventory"
     assert wire["subject"] == "res-1"
     assert wire["datacontenttype"] == "application/json"
-    assert wire["schemaversion"] == ReservationCreated.schema_version == 2
+    assert wire["schemaversion"] == ReservationCreated.schema_version == 3
     assert wire["correlationid"] == "flow-1"
     assert wire["time"] == "2026-01-02T03:04:05Z"
     assert len(wire["id"]) == 36

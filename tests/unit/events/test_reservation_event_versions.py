@@ -1,4 +1,5 @@
-"""Reservation events gained their allocations as schema version 2; version 1 still decodes."""
+"""Reservation events gained their allocations as schema version 2 and the backordered units
+of each as version 3; the older versions still decode."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from commercekit.events import (
     Envelope,
     EventAllocation,
     EventLine,
+    ReservationConfirmed,
     ReservationCreated,
     ReservationReleased,
 )
@@ -45,9 +47,9 @@ def _schema(name: str) -> dict[str, Any]:
     return schema
 
 
-def test_the_reservation_events_are_version_2() -> None:
+def test_the_reservation_events_are_version_3() -> None:
     for event_type in ("created", "confirmed", "released", "expired"):
-        assert CATALOG[f"reservation.{event_type}"].schema_version == 2
+        assert CATALOG[f"reservation.{event_type}"].schema_version == 3
 
 
 def test_a_version_1_event_decodes_with_no_allocations() -> None:
@@ -72,18 +74,39 @@ def test_a_version_2_event_carries_where_the_units_are() -> None:
             EventAllocation(sku="MUG", location="hamburg", quantity=2),
         ),
     )
-    raw = Envelope.wrap(payload, source="inventory").to_json()
-    decoded = CATALOG.decode(raw)
+    document = json.loads(Envelope.wrap(payload, source="inventory").to_json())
+    document["schemaversion"] = 2
+    for allocation in document["data"]["allocations"]:  # as a version-2 producer wrote it
+        del allocation["backordered"]
+    jsonschema.validate(document["data"], _schema("reservation.released.v2.json"))
+    decoded = CATALOG.decode(json.dumps(document))
     assert decoded.schema_version == 2
     assert decoded.data == payload
-    v2 = _schema("reservation.released.v2.json")
-    jsonschema.validate(json.loads(raw)["data"], v2)
     # Version 2 only adds: a version-1 payload is a valid version-2 one too.
     jsonschema.validate(json.loads(_v1_event())["data"], _schema("reservation.created.v2.json"))
 
 
-def test_a_version_3_event_is_refused_as_newer() -> None:
+def test_a_version_3_event_says_which_units_are_backordered() -> None:
+    payload = ReservationConfirmed(
+        reservation_id="r-3",
+        owner="u-1",
+        lines=(EventLine(sku="MUG", quantity=3),),
+        allocations=(EventAllocation(sku="MUG", location="berlin", quantity=3, backordered=2),),
+    )
+    raw = Envelope.wrap(payload, source="inventory").to_json()
+    decoded = CATALOG.decode(raw)
+    assert decoded.schema_version == 3
+    assert decoded.data == payload
+    assert isinstance(decoded.data, ReservationConfirmed)
+    assert decoded.data.allocations[0].backordered == 2
+    jsonschema.validate(json.loads(raw)["data"], _schema("reservation.confirmed.v3.json"))
+    with pytest.raises(jsonschema.ValidationError):  # a version-2 reader refuses the new field
+        jsonschema.validate(json.loads(raw)["data"], _schema("reservation.confirmed.v2.json"))
+    jsonschema.validate(json.loads(_v1_event())["data"], _schema("reservation.created.v3.json"))
+
+
+def test_a_version_4_event_is_refused_as_newer() -> None:
     document = json.loads(_v1_event())
-    document["schemaversion"] = 3
+    document["schemaversion"] = 4
     with pytest.raises(UnsupportedSchemaVersion):
         CATALOG.decode(json.dumps(document))

@@ -1,4 +1,7 @@
-"""Reservations: kits, a SKU sold as a set of other SKUs, with the version of each definition.
+"""Reservations: kits, and a backorder cap per SKU and location.
+
+A kit is a SKU sold as a set of other SKUs, each definition versioned; the
+backorder cap is how many units may be held beyond the stock (none so far).
 
 Revision ID: reservations_0003
 Revises: reservations_0002
@@ -20,6 +23,10 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("commercekit_stock") as table:  # SQLite too
+        table.add_column(
+            sa.Column("backorder", sa.BigInteger(), nullable=False, server_default="0")
+        )
     op.create_table(
         "commercekit_kits",
         sa.Column("sku", sa.String(200), nullable=False),
@@ -32,3 +39,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("commercekit_kits")
+    with op.batch_alter_table("commercekit_stock") as table:
+        table.drop_column("backorder")

@@ -5,8 +5,9 @@
 -- script only touches keys of one cluster slot):
 --   BASE .. "due"            sorted set: pending reservation id -> deadline (ms)
 --   BASE .. "res:" .. id     string: the reservation record as JSON
---   BASE .. "stock:" .. sku  hash: available, held, sold of the default location, and
---                            available@L, held@L, sold@L of each other location L
+--   BASE .. "stock:" .. sku  hash: available, held, sold, backorder (the cap of units
+--                            held beyond stock) of the default location, and
+--                            available@L, held@L, sold@L, backorder@L of each other one
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
 --   BASE .. "kitgen"         string: the generation of the kits (see kits.lua)
@@ -16,7 +17,7 @@
 -- A record is {v, id, status, owner, lines = {{sku, qty}, ...} (the cart as
 -- asked: a kit's line names the kit, its `alloc` the components), created,
 -- updated, expires, idem, fp} (and a spread cart's cart, parts, incomplete
--- or parent; `alloc` = {{sku, location, qty}, ...} when the lines were
+-- or parent; `alloc` = {{sku, location, qty[, backordered]}, ...} when the lines were
 -- allocated to locations, else every unit is at the default one, and a
 -- spread cart's parent keeps the whole cart's in `cart_alloc`); times are
 -- Redis server milliseconds, so every replica of every service agrees on one clock. `new_record` makes every record, `save_record`
@@ -106,9 +107,23 @@ local function load_record(key)
   return rec
 end
 
+-- {available, held, sold, backorder} of a SKU at `loc`; `backorder` is the cap of
+-- units that may be held beyond stock there: `available` may go down to -backorder.
 local function stock_of(key, loc)
-  local v = redis.call('HMGET', key, field('available', loc), field('held', loc), field('sold', loc))
-  return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0')}
+  local v = redis.call('HMGET', key, field('available', loc), field('held', loc), field('sold', loc),
+    field('backorder', loc))
+  return {tonumber(v[1] or '0'), tonumber(v[2] or '0'), tonumber(v[3] or '0'),
+    tonumber(v[4] or '0')}
+end
+
+-- An allocation entry: `qty` units of `sku` at `loc`, taken where `available` were
+-- available; the units beyond them (backordered) are the entry's 4th element.
+local function entry(sku, loc, qty, available)
+  local beyond = qty - math.max(0, available)
+  if beyond > 0 then
+    return {sku, loc, qty, beyond}
+  end
+  return {sku, loc, qty}
 end
 
 -- Where a record's units are: {{sku, location, qty}, ...}.

@@ -27,24 +27,32 @@
 --          or {err = "RECORD_VERSION", id, v, max}: the replayed record is a newer release's
 --          or {err = "KITS_CHANGED", gen}: a kit changed since the caller read them
 
+-- The units one may take of a SKU at a location with `available` units, a
+-- backorder cap `cap` and a safety stock `safety` (kept above the backorder floor).
+local function sellable_of(available, cap, safety)
+  return math.max(0, available + cap - (tonumber(safety) or 0))
+end
+
 -- The units of each line one may take at each of the spec's locations:
--- sellable[i][j] = available at location j, less its safety stock (never < 0).
+-- sellable[i][j] (see sellable_of), and there[i][j] the units available there.
 local function sellable_units(base, lines, locs)
-  local sellable = {}
+  local sellable, there = {}, {}
   for i, line in ipairs(lines) do
     local key = stock_key(base, line[1])
     local fields = {}
     for j, loc in ipairs(locs) do
-      fields[j] = field('available', loc[1])
+      fields[2 * j - 1] = field('available', loc[1])
+      fields[2 * j] = field('backorder', loc[1])
     end
     local values = redis.call('HMGET', key, unpack(fields))
-    local row = {}
+    local row, here = {}, {}
     for j, loc in ipairs(locs) do
-      row[j] = math.max(0, tonumber(values[j] or '0') - (tonumber(loc[2]) or 0))
+      here[j] = tonumber(values[2 * j - 1] or '0')
+      row[j] = sellable_of(here[j], tonumber(values[2 * j] or '0'), loc[2])
     end
-    sellable[i] = row
+    sellable[i], there[i] = row, here
   end
-  return sellable
+  return sellable, there
 end
 
 -- The locations' indices in the order to take from: the spec's order, or by
@@ -65,10 +73,13 @@ local function order_by(count, weight)
   return order
 end
 
--- The units of `sku` one may take at location `loc` ({name, safety stock}).
+-- The units of `sku` one may take at location `loc` ({name, safety stock}), and
+-- the units available there.
 local function sellable_at(base, sku, loc)
-  local v = redis.call('HGET', stock_key(base, sku), field('available', loc[1]))
-  return math.max(0, tonumber(v or '0') - (tonumber(loc[2]) or 0))
+  local v = redis.call('HMGET', stock_key(base, sku), field('available', loc[1]),
+    field('backorder', loc[1]))
+  local available = tonumber(v[1] or '0')
+  return sellable_of(available, tonumber(v[2] or '0'), loc[2]), available
 end
 
 -- A line by priority, reading one location at a time until the line is whole
@@ -77,16 +88,16 @@ end
 local function take_in_order(base, sku, wanted, locs, split)
   local alloc, left, total, most = {}, wanted, 0, 0
   for _, loc in ipairs(locs) do
-    local here = sellable_at(base, sku, loc)
+    local here, available = sellable_at(base, sku, loc)
     if split == 'none' then
       if here >= wanted then
-        return {{sku, loc[1], wanted}}
+        return {entry(sku, loc[1], wanted, available)}
       end
       most = math.max(most, here)
     else
       local take = math.min(left, here)
       if take > 0 then
-        alloc[#alloc + 1] = {sku, loc[1], take}
+        alloc[#alloc + 1] = entry(sku, loc[1], take, available)
         left = left - take
       end
       total = total + here
@@ -120,7 +131,7 @@ local function allocate(base, lines, spec)
     end
     return alloc, short
   end
-  local sellable = sellable_units(base, lines, locs)
+  local sellable, there = sellable_units(base, lines, locs)
   if spec.split == 'shipment' then
     local weight = nil
     if spec.most then  -- the location able to give the most of this cart
@@ -142,8 +153,8 @@ local function allocate(base, lines, spec)
         gives = gives + math.min(sellable[i][j], line[2])
       end
       if fits == #lines then
-        for _, line in ipairs(lines) do
-          alloc[#alloc + 1] = {line[1], locs[j][1], line[2]}
+        for i, line in ipairs(lines) do
+          alloc[#alloc + 1] = entry(line[1], locs[j][1], line[2], there[i][j])
         end
         return alloc, short
       end
@@ -172,7 +183,7 @@ local function allocate(base, lines, spec)
         end
       end
       if chosen then
-        alloc[#alloc + 1] = {sku, locs[chosen][1], wanted}
+        alloc[#alloc + 1] = entry(sku, locs[chosen][1], wanted, there[i][chosen])
       else
         local most = 0
         for j = 1, #locs do
@@ -191,7 +202,7 @@ local function allocate(base, lines, spec)
         for _, j in ipairs(order) do
           local take = math.min(left, sellable[i][j])
           if take > 0 then
-            alloc[#alloc + 1] = {sku, locs[j][1], take}
+            alloc[#alloc + 1] = entry(sku, locs[j][1], take, there[i][j])
             left = left - take
           end
           if left == 0 then
@@ -247,18 +258,23 @@ end
 local lines, short = {}, {}
 local alloc = nil
 if spec == '' then
+  local before, owed = {}, false
   for i = first, #ARGV, 2 do
     local sku, qty = ARGV[i], tonumber(ARGV[i + 1])
-    local available = stock_of(stock_key(base, sku))[1]
-    if available < qty then
-      short[#short + 1] = {sku, qty, available}
+    local v = redis.call('HMGET', stock_key(base, sku), 'available', 'backorder')
+    local available = tonumber(v[1] or '0')
+    local sellable = sellable_of(available, tonumber(v[2] or '0'), 0)
+    if sellable < qty then
+      short[#short + 1] = {sku, qty, sellable}
     end
     lines[#lines + 1] = {sku, qty}
+    before[#lines] = available
+    owed = owed or qty > available
   end
-  if shown ~= '' then
+  if shown ~= '' or owed then  -- the record says where its units are (and which are owed)
     alloc = {}
     for i, line in ipairs(lines) do
-      alloc[i] = {line[1], DEFAULT_LOCATION, line[2]}
+      alloc[i] = entry(line[1], DEFAULT_LOCATION, line[2], before[i])
     end
   end
 else

@@ -3,7 +3,8 @@
 --
 -- KEYS[1]  the due index (BASE .. "due")
 -- KEYS[2]  the marker (BASE .. "hydrated")
--- ARGV     base, marker value, stock JSON {{sku, available, held, sold, location}, ...},
+-- ARGV     base, marker value, stock JSON {{sku, available, held, sold, location,
+--          backorder cap}, ...},
 --          pending holds JSON {fields, ...} (what `new_record` makes a record
 --          of, and `due`: the score in the due index, when not the deadline),
 --          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
@@ -20,6 +21,9 @@ for _, s in ipairs(cjson.decode(ARGV[3])) do
   local loc = s[5]
   redis.call('HSET', stock_key(base, s[1]), field('available', loc), s[2], field('held', loc), s[3],
     field('sold', loc), s[4])
+  if (s[6] or 0) > 0 then
+    redis.call('HSET', stock_key(base, s[1]), field('backorder', loc), s[6])
+  end
 end
 for _, f in ipairs(cjson.decode(ARGV[4])) do
   local rec = new_record(f)

@@ -1,34 +1,49 @@
 -- Change the stock of one SKU at one location.
 --
 -- KEYS[1]  the SKU's stock hash (BASE .. "stock:" .. sku)
--- ARGV     op ("set" | "restock" | "adjust"), amount, base, location
---          set:     on-hand units (available + held) become `amount`
---          restock: `amount` (> 0) more units become available
---          adjust:  available changes by `amount` (may be negative)
--- Returns  JSON {available, held, sold}
---          or {err = "BELOW_HELD" | "NEGATIVE", available, held, sold}
+-- ARGV     op ("set" | "restock" | "adjust" | "backorder"), amount, base, location
+--          set:       on-hand units (available + held) become `amount`
+--          restock:   `amount` (> 0) more units become available
+--          adjust:    available changes by `amount` (may be negative)
+--          backorder: up to `amount` units may be held beyond stock (the cap)
+--          Available units never go below -cap (0 without backorders).
+-- Returns  JSON {available, held, sold, backorder}
+--          or {err = "BELOW_HELD" | "NEGATIVE" | "BELOW_OWED", available, held, sold, backorder}
 
 local op, amount, loc = ARGV[1], tonumber(ARGV[2]), ARGV[4]
 if not ready(ARGV[3]) then
   return redis.error_reply(NOT_READY)
 end
-local available, held, sold = unpack(stock_of(KEYS[1], loc))
+local available, held, sold, cap = unpack(stock_of(KEYS[1], loc))
+local function refuse(err)
+  return cjson.encode({err = err, available = available, held = held, sold = sold, backorder = cap})
+end
 
-local target
+local target = available
 if op == 'set' then
-  if amount < held then
-    return cjson.encode({err = 'BELOW_HELD', available = available, held = held, sold = sold})
+  if amount - held < -cap then
+    return refuse('BELOW_HELD')
   end
   target = amount - held
 elseif op == 'restock' or op == 'adjust' then
   target = available + amount
-  if target < 0 then
-    return cjson.encode({err = 'NEGATIVE', available = available, held = held, sold = sold})
+  if target < -cap then
+    return refuse('NEGATIVE')
   end
+elseif op == 'backorder' then
+  if available < -amount then  -- more units are owed than the new cap allows
+    return refuse('BELOW_OWED')
+  end
+  cap = amount
 else
   return redis.error_reply('unknown stock operation ' .. tostring(op))
 end
 
 redis.call('HSET', KEYS[1], field('available', loc), target, field('held', loc), held,
   field('sold', loc), sold)
-return cjson.encode({available = target, held = held, sold = sold})
+if cap > 0 then
+  redis.call('HSET', KEYS[1], field('backorder', loc), cap)
+else
+  redis.call('HDEL', KEYS[1], field('backorder', loc))
+end
+return cjson.encode({available = target, held = held, sold = sold, backorder = cap})
