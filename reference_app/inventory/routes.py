@@ -28,6 +28,7 @@ from reference_app.common.money import MAX_AMOUNT
 from reference_app.inventory.deps import InventoryServices, ProductInfo, ServicesDep
 from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.inventory.schemas import (
+    BackorderPut,
     ChannelPublic,
     ChannelPut,
     KitPublic,
@@ -389,6 +390,32 @@ async def put_location_stock(
     log.info(
         "stock set",
         extra={"sku": product.sku, "at": location, "on_hand": body.onHand, "by": admin.user_id},
+    )
+    return LocationStockPublic.of(level)
+
+
+@router.put(
+    "/inventory/{product_id}/backorder/{location}",
+    tags=["locations"],
+    responses=errors(401, 403, 404, 409, s409="more units are owed there than the new cap"),
+)
+async def put_backorder(
+    product_id: uuid.UUID,
+    location: Annotated[LocationName, Path()],
+    body: BackorderPut,
+    services: ServicesDep,
+    admin: AdminUser,
+) -> LocationStockPublic:
+    """Let up to `cap` units of a product be held beyond its stock at a location (admins only)."""
+    product = await _product(services, product_id)
+    await _known_location(services, location)
+    try:
+        level = await services.reservations.set_backorder(product.sku, body.cap, location=location)
+    except StockConflict as exc:
+        raise ApiError(409, str(exc), code="below_owed") from None
+    log.info(
+        "backorder cap set",
+        extra={"sku": product.sku, "at": location, "cap": body.cap, "by": admin.user_id},
     )
     return LocationStockPublic.of(level)
 

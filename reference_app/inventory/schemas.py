@@ -31,6 +31,7 @@ from reference_app.common.money import Amount, ShownAmount
 
 __all__ = [
     "AllocationPublic",
+    "BackorderPut",
     "CartLine",
     "ChannelPublic",
     "ChannelPut",
@@ -155,19 +156,36 @@ class LocationStockPut(BaseModel):
     onHand: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)]  # noqa: N815
 
 
+class BackorderPut(BaseModel):
+    """``PUT /api/v1/inventory/{productId}/backorder/{location}`` (admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cap: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)] = Field(
+        description="Units that may be held beyond the stock there (0 stops backorders)."
+    )
+
+
 class LocationStockPublic(BaseModel):
-    """A product's units at one location."""
+    """A product's units at one location (`available` is negative when units are owed)."""
 
     location: str
     available: int
     held: int
     sold: int
+    backorder: int = Field(description="Units that may be held beyond the stock here.")
+    backordered: int = Field(description="Units held beyond the stock, owed until it arrives.")
 
     @classmethod
     def of(cls, level: StockLevel) -> Self:
         """The public view of `level`."""
         return cls(
-            location=level.location, available=level.available, held=level.held, sold=level.sold
+            location=level.location,
+            available=level.available,
+            held=level.held,
+            sold=level.sold,
+            backorder=level.backorder,
+            backordered=level.backordered,
         )
 
 
@@ -287,12 +305,13 @@ class LinePublic(BaseModel):
 
 
 class AllocationPublic(BaseModel):
-    """Units of a line held at one location."""
+    """Units of a line held at one location; `backordered` of them beyond its stock."""
 
     productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
     sku: str
     location: str
     quantity: int
+    backordered: int = 0
 
 
 class ReservationPublic(BaseModel):
@@ -331,6 +350,7 @@ class ReservationPublic(BaseModel):
                     sku=a.sku,
                     location=a.location,
                     quantity=a.quantity,
+                    backordered=a.backordered,
                 )
                 for a in reservation.allocations
             ],

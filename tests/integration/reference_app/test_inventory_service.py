@@ -462,3 +462,34 @@ async def test_bad_kits_are_refused_and_kits_are_for_admins(inventory: Inventory
     assert (
         await inventory.http.get(f"/api/v1/inventory/{crate}/kit", headers=ADMIN)
     ).status_code == 404
+
+
+# ---------------------------------------------------------------- backorders
+async def test_a_backorder_cap_sells_beyond_stock_and_marks_the_units_owed(
+    inventory: Inventory,
+) -> None:
+    product = await inventory.product(stock=2)
+    path = f"/api/v1/inventory/{product}/backorder/default"
+    assert (await inventory.http.put(path, json={"cap": 3}, headers=ALICE)).status_code == 403
+    capped = await inventory.http.put(path, json={"cap": 3}, headers=ADMIN)
+    assert capped.status_code == 200, capped.text
+    assert capped.json() == {
+        "location": "default", "available": 2, "held": 0, "sold": 0, "backorder": 3,
+        "backordered": 0,
+    }  # fmt: skip
+    assert await inventory.stock(product) == 5
+    held = await inventory.reserve({"productId": product, "quantity": 4})
+    assert held.status_code == 201, held.text
+    [allocation] = held.json()["allocations"]
+    assert (allocation["quantity"], allocation["backordered"]) == (4, 2)
+    over = await inventory.reserve({"productId": product, "quantity": 2})
+    assert over.status_code == 409
+    assert over.json()["error"]["details"][0]["available"] == 1
+    lower = await inventory.http.put(path, json={"cap": 1}, headers=ADMIN)
+    assert lower.status_code == 409  # 2 are owed
+    assert lower.json()["error"]["code"] == "below_owed"
+    levels = await inventory.http.get(f"/api/v1/inventory/{product}/stock", headers=ADMIN)
+    [level] = levels.json()
+    assert (level["available"], level["backordered"], level["backorder"]) == (-2, 2, 3)
+    bad = await inventory.http.put(path, json={"cap": -1}, headers=ADMIN)
+    assert bad.status_code == 422
