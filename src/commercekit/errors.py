@@ -105,11 +105,13 @@ __all__ = [
     "NotReadyYet",
     "NotReplicated",
     "OutOfStock",
+    "OverLimit",
     "PaymentConflict",
     "PaymentDeclined",
     "PaymentError",
     "ProcessorUnavailable",
     "PublishError",
+    "PurchaseLimitExceeded",
     "RedisDataLost",
     "RefreshTokenExpired",
     "RefreshTokenReused",
@@ -235,6 +237,32 @@ class OutOfStock(ReservationError):
         self.short = short
         names = ", ".join(f"{s.sku} (wanted {s.requested}, available {s.available})" for s in short)
         super().__init__(f"out of stock: {names}")
+
+
+@dataclass(frozen=True, slots=True)
+class OverLimit:
+    """A SKU the owner may not take this many of.
+
+    Its limit, what the owner holds or bought within the limit's window, and
+    what this cart wanted.
+    """
+
+    sku: str
+    limit: int
+    used: int
+    requested: int
+
+
+class PurchaseLimitExceeded(ReservationError):
+    """The cart would take some SKUs beyond the owner's purchase limit; nothing was reserved."""
+
+    def __init__(self, over: tuple[OverLimit, ...]) -> None:
+        self.over = over
+        names = ", ".join(
+            f"{o.sku} (limit {o.limit}, holds or bought {o.used}, wanted {o.requested})"
+            for o in over
+        )
+        super().__init__(f"purchase limit reached: {names}")
 
 
 class ReservationNotFound(ReservationError, LookupError):

@@ -52,6 +52,7 @@ from commercekit.reservations.ledger import ReservationLedger
 from commercekit.reservations.locations import Channel, check_location
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
+    PurchaseLimit,
     Reservation,
     ReservationStatus,
     StockLevel,
@@ -186,8 +187,21 @@ class DurableReservations:
             stock, pending = await self.ledger.snapshot()
             settled = await self.ledger.settled_with_keys(since)
             kits = await self.ledger.kits()
+            limits = await self.ledger.limits()
+            longest = max((limit.window for limit in limits.values()), default=None)
+            confirmed = (
+                await self.ledger.confirmed_since(dt.datetime.now(dt.UTC) - longest)
+                if longest is not None
+                else []
+            )
         restored = await self.store.restore(
-            stock, pending, marker=str(uuid.uuid4()), replayable=settled, kits=kits.values()
+            stock,
+            pending,
+            marker=str(uuid.uuid4()),
+            replayable=settled,
+            kits=kits.values(),
+            limits=limits.values(),
+            confirmed=confirmed,
         )
         if restored:
             # An empty ledger restored into an empty Redis is a first start, not news.
@@ -270,6 +284,27 @@ class DurableReservations:
         return await self._stock(
             sku, location, lambda: self.store.set_backorder(sku, cap, location=location)
         )
+
+    async def set_purchase_limit(
+        self, sku: str, quantity: int, *, window: dt.timedelta
+    ) -> PurchaseLimit | None:
+        """See `ReservationStore.set_purchase_limit`; the limit is recorded in the ledger."""
+        sku = _input.check_sku(sku)
+        amount = _input.check_int(quantity, "quantity", minimum=0)
+        window_ms = int(window.total_seconds() * 1000) if isinstance(window, dt.timedelta) else 0
+        with _ledger_down("ledger unavailable"):
+            return await self.ledger.record_limit(
+                sku,
+                amount,
+                window_ms,
+                lambda: self._redis(
+                    lambda: self.store.set_purchase_limit(sku, amount, window=window)
+                ),
+            )
+
+    async def purchase_limit(self, sku: str) -> PurchaseLimit | None:
+        """See `ReservationStore.purchase_limit`."""
+        return await self._redis(lambda: self.store.purchase_limit(sku))
 
     async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.stock`."""

@@ -18,6 +18,7 @@ from commercekit.reservations._records import from_allocations, to_allocations
 from commercekit.reservations.kits import Kit, check_nesting
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
+    PurchaseLimit,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -63,6 +64,10 @@ class StockRow(Base):
     sold: Mapped[int] = mapped_column(BigInteger, default=0)
     backorder: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Units that may be held beyond the stock here (the backorder cap)."""
+    purchase_limit: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Units one owner may hold or buy within `limit_window_ms` (0: no limit; the SKU's,
+    kept on its default location's row)."""
+    limit_window_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
@@ -338,6 +343,54 @@ class ReservationLedger:
                 select(StockRow.sku, StockRow.location, StockRow.added, StockRow.sold)
             )
             return {(sku, place): (int(added), int(sold)) for sku, place, added, sold in rows}
+
+    async def record_limit(
+        self,
+        sku: str,
+        quantity: int,
+        window_ms: int,
+        write: Callable[[], Awaitable[PurchaseLimit | None]],
+    ) -> PurchaseLimit | None:
+        """Record `sku`'s purchase limit and `write` it to Redis, under the SKU's row lock."""
+        here = (StockRow.sku == sku) & (StockRow.location == DEFAULT_LOCATION)
+        async with self.engine.begin() as conn:
+            seed = {"sku": sku, "location": DEFAULT_LOCATION, "added": 0, "sold": 0}
+            await conn.execute(
+                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
+            )
+            await conn.execute(select(StockRow.sku).where(here).with_for_update())
+            limit = await write()
+            await conn.execute(
+                update(StockRow)
+                .where(here)
+                .values(purchase_limit=quantity, limit_window_ms=window_ms if quantity else 0)
+            )
+            return limit
+
+    async def limits(self) -> dict[str, PurchaseLimit]:
+        """Every SKU's purchase limit, by SKU."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(StockRow.sku, StockRow.purchase_limit, StockRow.limit_window_ms).where(
+                    StockRow.purchase_limit > 0
+                )
+            )
+            return {
+                sku: PurchaseLimit(
+                    sku=sku, quantity=int(n), window=dt.timedelta(milliseconds=int(window))
+                )
+                for sku, n, window in rows
+            }
+
+    async def confirmed_since(self, since: dt.datetime) -> list[Reservation]:
+        """Confirmed reservations made at `since` or later (they count against limits)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(ReservationRow).where(
+                    ReservationRow.status == "CONFIRMED", ReservationRow.created_at >= since
+                )
+            )
+            return [_reservation(row) for row in rows]
 
     async def backorder_of(self, sku: str, *, location: str = DEFAULT_LOCATION) -> int:
         """The backorder cap recorded for `sku` at `location` (0 if none)."""

@@ -14,6 +14,7 @@ __all__ = [
     "SKU",
     "Allocation",
     "LocationName",
+    "PurchaseLimit",
     "Reservation",
     "ReservationLine",
     "ReservationStatus",
@@ -169,3 +170,17 @@ class StockLevel(BaseModel):
     def sellable(self) -> int:
         """Units a reserve may still take here: the available ones and the backorder room."""
         return max(0, self.available + self.backorder)
+
+
+class PurchaseLimit(BaseModel):
+    """At most `quantity` units of `sku` held or bought by one owner within `window`.
+
+    Units count from the moment they are held; a hold released or expired
+    stops counting, a confirmed one counts until its window has passed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: SKU
+    quantity: Annotated[int, Field(gt=0, le=1_000_000)]
+    window: dt.timedelta

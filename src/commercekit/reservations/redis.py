@@ -43,6 +43,8 @@ from commercekit.errors import (
     MissingExtraError,
     NotReplicated,
     OutOfStock,
+    OverLimit,
+    PurchaseLimitExceeded,
     RedisDataLost,
     ReservationNotFound,
     ShortLine,
@@ -72,6 +74,7 @@ from commercekit.reservations.locations import Channel, Split, Strategy, check_l
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
     Allocation,
+    PurchaseLimit,
     Reservation,
     ReservationLine,
     ReservationStatus,
@@ -506,14 +509,18 @@ class RedisReservationStore:
         return values[len(checked) :]
 
     # --------------------------------------------------------------- stock
-    async def _stock_op(self, sku: str, op: str, amount: int, location: str) -> StockLevel:
+    async def _stock_op(
+        self, sku: str, op: str, amount: int, location: str, window_ms: int = 0
+    ) -> StockLevel:
         location = check_location(location)
         base = self._base(self._shard_of(sku))
         at = "" if location == DEFAULT_LOCATION else location
         try:
-            reply = await self._run("stock", [self._stock_key(sku)], [op, amount, base, at])
+            reply = await self._run(
+                "stock", [self._stock_key(sku)], [op, amount, base, at, window_ms]
+            )
         except Unreplicated as exc:
-            if op not in ("set", "backorder"):  # a retried set is harmless, a change not: undo
+            if op not in ("set", "backorder", "limit"):  # a retried set is harmless; undo a change
                 with contextlib.suppress(Exception):
                     made = _decode(exc.reply.decode() if type(exc.reply) is bytes else exc.reply)
                     if "err" not in made[0]:
@@ -564,6 +571,35 @@ class RedisReservationStore:
         sku = _input.check_sku(sku)
         amount = _input.check_int(cap, "cap", minimum=0)
         return await self._stock_op(sku, "backorder", amount, location)
+
+    async def set_purchase_limit(
+        self, sku: str, quantity: int, *, window: dt.timedelta
+    ) -> PurchaseLimit | None:
+        """See `ReservationStore.set_purchase_limit`."""
+        sku = _input.check_sku(sku)
+        amount = _input.check_int(quantity, "quantity", minimum=0)
+        if not isinstance(window, dt.timedelta):
+            raise InvalidRequest(f"window must be a timedelta, got {window!r}")
+        window_ms = int(window.total_seconds() * 1000)
+        if window_ms < 1000:
+            raise InvalidRequest(f"window must be at least 1 second, got {window}")
+        await self._stock_op(sku, "limit", amount, DEFAULT_LOCATION, window_ms)
+        if not amount:
+            return None
+        return PurchaseLimit(sku=sku, quantity=amount, window=dt.timedelta(milliseconds=window_ms))
+
+    async def purchase_limit(self, sku: str) -> PurchaseLimit | None:
+        """See `ReservationStore.purchase_limit`."""
+        sku = _input.check_sku(sku)
+        ((quantity, window_ms),) = await self._read(
+            [self._shard_of(sku)],
+            lambda pipe: pipe.hmget(self._stock_key(sku), "limit", "limit_ms"),
+        )
+        if not quantity:
+            return None
+        return PurchaseLimit(
+            sku=sku, quantity=int(quantity), window=dt.timedelta(milliseconds=int(window_ms))
+        )
 
     async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.stock`."""
@@ -870,6 +906,10 @@ class RedisReservationStore:
             raise _KitsChanged(int(reply["gen"]))
         if error == "OUT_OF_STOCK":
             raise OutOfStock(tuple(ShortLine(s, int(r), int(a)) for s, r, a in reply["short"]))
+        if error == "PURCHASE_LIMIT":
+            raise PurchaseLimitExceeded(
+                tuple(OverLimit(s, int(n), int(u), int(w)) for s, n, u, w in reply["over"])
+            )
         if error == "IDEMPOTENCY_CONFLICT":
             raise IdempotencyConflict(str(key), reply["id"])
         if error == "IDEMPOTENCY_EXPIRED":
@@ -1183,13 +1223,17 @@ class RedisReservationStore:
         marker: str,
         replayable: Sequence[Reservation] = (),
         kits: Iterable[Kit] = (),
+        limits: Iterable[PurchaseLimit] = (),
+        confirmed: Sequence[Reservation] = (),
     ) -> bool:
         """Write stock levels, pending holds and kits from a ledger, once per shard, atomically.
 
         The idempotency keys of `pending` and `replayable` (settled
         reservations made with a key) are written back too, each for what is
         left of its `idempotency_ttl`: a retry with the key replays its
-        reservation, whatever became of it, never makes a second hold.
+        reservation, whatever became of it, never makes a second hold. So are
+        the purchase `limits`, with what counts against them: the units of
+        `pending` and `confirmed` reservations made within each limit's window.
 
         Returns False if other processes restored every shard first.
         """
@@ -1206,6 +1250,15 @@ class RedisReservationStore:
             self._split(reservation, records)
         for reservation in (*pending, *replayable):
             self._keep_key(reservation, idempotency, now_ms)
+        caps: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
+        usage: dict[int, list[list[object]]] = {s: [] for s in range(self.shards)}
+        windows: dict[str, int] = {}
+        for limit in limits:
+            window_ms = int(limit.window.total_seconds() * 1000)
+            windows[limit.sku] = window_ms
+            caps[self._shard_of(limit.sku)].append([limit.sku, limit.quantity, window_ms])
+        if windows:
+            self._count_usage(windows, pending, confirmed, usage, now_ms)
         definitions = json.dumps(
             [[kit.sku, json.dumps(_definition(kit), separators=(",", ":"))] for kit in kits]
         )
@@ -1218,11 +1271,38 @@ class RedisReservationStore:
                     self._base(shard), marker, json.dumps(levels[shard]),
                     json.dumps(records[shard]), json.dumps(idempotency[shard]),
                     self._idempotency_ms, definitions if shard == 0 else "",
+                    json.dumps(caps[shard]), json.dumps(usage[shard]),
                 ],
             )  # fmt: skip
             restored |= reply in (b"RESTORED", "RESTORED")
         self._kits = None
         return restored
+
+    def _count_usage(
+        self,
+        windows: dict[str, int],
+        pending: Sequence[Reservation],
+        confirmed: Sequence[Reservation],
+        usage: dict[int, list[list[object]]],
+        now_ms: int,
+    ) -> None:
+        """The usage entries (see reserve.lua) of the reservations that count against limits."""
+        for reservation, settled in [(r, False) for r in pending] + [(r, True) for r in confirmed]:
+            made = to_ms(reservation.created_at)
+            home = self._shard_of(reservation.id)
+            units: dict[str, int] = {}
+            for held in reservation.holdings:
+                if held.sku in windows:
+                    units[held.sku] = units.get(held.sku, 0) + held.quantity
+            for sku, quantity in units.items():
+                left_ms = made + windows[sku] - now_ms
+                if left_ms <= 0:
+                    continue
+                shard = self._shard_of(sku)
+                # a pending hold's record in another shard is its part there
+                rid = reservation.id if settled or shard == home else f"{reservation.id}/{shard}"
+                key = f"{self._base(shard)}usage:{sku}:{reservation.owner}"
+                usage[shard].append([key, rid, f"{quantity}:{made}", left_ms])
 
     def _split(self, reservation: Reservation, records: dict[int, list[_Record]]) -> None:
         """The records a pending reservation is kept as: one per shard it spans."""

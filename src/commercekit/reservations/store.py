@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 from commercekit.reservations.locations import Channel
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
+    PurchaseLimit,
     Reservation,
     ReservationLine,
     StockLevel,
@@ -73,6 +74,21 @@ class ReservationStore(Protocol):
         """
         ...
 
+    async def set_purchase_limit(
+        self, sku: str, quantity: int, *, window: dt.timedelta
+    ) -> PurchaseLimit | None:
+        """Let one owner hold or buy at most `quantity` units of `sku` within `window`.
+
+        Checked inside the reserve script, with every hold of the owner made
+        within the window (released and expired ones no longer count), so
+        concurrent carts cannot pass it. 0 removes the limit (and returns None).
+        """
+        ...
+
+    async def purchase_limit(self, sku: str) -> PurchaseLimit | None:
+        """The purchase limit of `sku`, or None."""
+        ...
+
     async def stock(self, sku: str, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """The available, held and sold units of `sku` at `location` (zeros if unknown)."""
         ...
@@ -112,6 +128,7 @@ class ReservationStore(Protocol):
 
         Raises:
             OutOfStock: some lines cannot be held (all are named); nothing was held.
+            PurchaseLimitExceeded: the owner would pass a SKU's purchase limit.
             IdempotencyConflict: the key was used by this owner for another cart.
         """
         ...

@@ -39,6 +39,7 @@ from commercekit.errors import (
     InvalidRequest,
     InvalidTransition,
     OutOfStock,
+    PurchaseLimitExceeded,
     ReservationNotFound,
     StockConflict,
 )
@@ -593,6 +594,69 @@ class ReservationStoreContract:
         assert (await store.stock(sku, location="east")).available == -9
         await store.release(hold.id)
         assert (await store.stock(sku, location="east")).available == 3
+
+    # --------------------------------------------------- purchase limits
+    async def test_a_purchase_limit_counts_what_the_owner_holds_and_bought(
+        self, store: ReservationStore
+    ) -> None:
+        sku, other = _sku(), _sku()
+        await store.set_stock(sku, 100)
+        await store.set_stock(other, 100)
+        limit = await store.set_purchase_limit(sku, 3, window=dt.timedelta(hours=1))
+        assert limit is not None
+        assert (limit.quantity, limit.window) == (3, dt.timedelta(hours=1))
+        assert await store.purchase_limit(sku) == limit
+        first = await store.reserve([(sku, 2), (other, 5)], ttl=60, owner="u1")
+        with pytest.raises(PurchaseLimitExceeded) as error:
+            await store.reserve([(sku, 2)], ttl=60, owner="u1")
+        assert [(o.sku, o.limit, o.used, o.requested) for o in error.value.over] == [(sku, 3, 2, 2)]
+        assert (await store.stock(sku)).held == 2  # nothing more was held
+        assert (await store.reserve([(sku, 3)], ttl=60, owner="u2")).total_quantity == 3
+        await store.confirm(first.id)  # bought: it still counts
+        with pytest.raises(PurchaseLimitExceeded):
+            await store.reserve([(sku, 2)], ttl=60, owner="u1")
+        last = await store.reserve([(sku, 1)], ttl=60, owner="u1")
+        await store.release(last.id)  # released: it no longer counts
+        assert (await store.reserve([(sku, 1)], ttl=60, owner="u1")).total_quantity == 1
+        assert await store.set_purchase_limit(sku, 0, window=dt.timedelta(hours=1)) is None
+        assert await store.purchase_limit(sku) is None
+        assert (await store.reserve([(sku, 10)], ttl=60, owner="u1")).total_quantity == 10
+        with pytest.raises(InvalidRequest):
+            await store.set_purchase_limit(sku, 1, window=dt.timedelta(milliseconds=10))
+        with pytest.raises(InvalidRequest):
+            await store.set_purchase_limit(sku, -1, window=dt.timedelta(hours=1))
+
+    async def test_a_purchase_limit_forgets_what_is_older_than_its_window(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 10)
+        await store.set_purchase_limit(sku, 1, window=dt.timedelta(seconds=1))
+        await store.reserve([(sku, 1)], ttl=60, owner="u1")
+        with pytest.raises(PurchaseLimitExceeded):
+            await store.reserve([(sku, 1)], ttl=60, owner="u1")
+        await asyncio.sleep(1.1)
+        assert (await store.reserve([(sku, 1)], ttl=60, owner="u1")).total_quantity == 1
+
+    async def test_concurrent_carts_of_one_owner_never_pass_the_limit(
+        self, make_store: StoreFactory
+    ) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 100)
+            await one.set_purchase_limit(sku, 5, window=dt.timedelta(hours=1))
+
+            async def attempt(i: int) -> Reservation | None:
+                try:
+                    store = one if i % 2 else two
+                    return await store.reserve([(sku, 1 + i % 2)], ttl=60, owner="drop-bot")
+                except PurchaseLimitExceeded:
+                    return None
+
+            holds = [h for h in await asyncio.gather(*map(attempt, range(24))) if h is not None]
+            taken = sum(h.total_quantity for h in holds)
+            assert 4 <= taken <= 5
+            assert (await one.stock(sku)).held == taken
 
     # --------------------------------------------------------- locations
     async def test_stock_is_kept_per_location(self, store: ReservationStore) -> None:

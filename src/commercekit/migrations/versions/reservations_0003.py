@@ -1,7 +1,9 @@
-"""Reservations: kits, and a backorder cap per SKU and location.
+"""Reservations: kits, a backorder cap per SKU and location, purchase limits per SKU.
 
 A kit is a SKU sold as a set of other SKUs, each definition versioned; the
-backorder cap is how many units may be held beyond the stock (none so far).
+backorder cap is how many units may be held beyond the stock (none so far);
+a purchase limit, how many units one owner may hold or buy within a window
+(none so far; kept on the SKU's default-location row).
 
 Revision ID: reservations_0003
 Revises: reservations_0002
@@ -24,9 +26,8 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 def upgrade() -> None:
     with op.batch_alter_table("commercekit_stock") as table:  # SQLite too
-        table.add_column(
-            sa.Column("backorder", sa.BigInteger(), nullable=False, server_default="0")
-        )
+        for column in ("backorder", "purchase_limit", "limit_window_ms"):
+            table.add_column(sa.Column(column, sa.BigInteger(), nullable=False, server_default="0"))
     op.create_table(
         "commercekit_kits",
         sa.Column("sku", sa.String(200), nullable=False),
@@ -40,4 +41,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("commercekit_kits")
     with op.batch_alter_table("commercekit_stock") as table:
-        table.drop_column("backorder")
+        for column in ("limit_window_ms", "purchase_limit", "backorder"):
+            table.drop_column(column)

@@ -7,9 +7,14 @@
 --   BASE .. "res:" .. id     string: the reservation record as JSON
 --   BASE .. "stock:" .. sku  hash: available, held, sold, backorder (the cap of units
 --                            held beyond stock) of the default location, and
---                            available@L, held@L, sold@L, backorder@L of each other one
+--                            available@L, held@L, sold@L, backorder@L of each other one;
+--                            limit and limit_ms: a purchase limit (units per owner
+--                            within limit_ms)
 --   BASE .. "idem:" .. hash  string: "<fingerprint>|<reservation id>"
 --   BASE .. "hydrated"       string: set once the durable ledger restored this shard
+--   BASE .. "usage:" .. sku .. ":" .. owner
+--                            hash: reservation id -> "<units>:<made at ms>", the units of
+--                            a SKU with a purchase limit an owner holds or bought
 --   BASE .. "kitgen"         string: the generation of the kits (see kits.lua)
 --   BASE0 .. "kits"          hash (shard 0 only): kit sku -> its definition as JSON
 --   BASE0 .. "kitparts"      hash (shard 0 only): component sku -> kits it is part of
@@ -145,6 +150,38 @@ local function move(base, sku, loc, qty, from, into)
   redis.call('HINCRBY', key, field(into, loc), qty)
 end
 
+local function usage_key(base, sku, owner)
+  return base .. 'usage:' .. sku .. ':' .. owner
+end
+
+-- The units of the SKU whose usage hash is `key` held or bought since `since` (ms);
+-- older entries are deleted.
+local function used_since(key, since)
+  local entries = redis.call('HGETALL', key)
+  local used = 0
+  for i = 1, #entries, 2 do
+    local value = entries[i + 1]
+    local colon = string.find(value, ':', 1, true)
+    if tonumber(string.sub(value, colon + 1)) < since then
+      redis.call('HDEL', key, entries[i])
+    else
+      used = used + tonumber(string.sub(value, 1, colon - 1))
+    end
+  end
+  return used
+end
+
+-- A hold whose units went back: they no longer count against its owner's limits.
+local function forget_usage(base, rec)
+  local seen = {}
+  for _, h in ipairs(holdings(rec)) do
+    if not seen[h[1]] then
+      seen[h[1]] = true
+      redis.call('HDEL', usage_key(base, h[1], rec.owner), rec.id)
+    end
+  end
+end
+
 -- Move a PENDING record to a terminal status, exactly once: its units go
 -- from held to sold (CONFIRMED) or back to available (RELEASED, EXPIRED),
 -- each at the location it was allocated from;
@@ -156,6 +193,9 @@ local function settle(base, due_key, rec, to_status, now, retention)
   end
   for _, h in ipairs(holdings(rec)) do
     move(base, h[1], h[2], h[3], 'held', into)
+  end
+  if into == 'available' then
+    forget_usage(base, rec)
   end
   rec.status = to_status
   rec.updated = now

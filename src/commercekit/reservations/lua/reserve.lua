@@ -26,6 +26,8 @@
 --          or {err = "IDEMPOTENCY_CONFLICT" | "IDEMPOTENCY_EXPIRED" | "DUPLICATE_ID", id = id}
 --          or {err = "RECORD_VERSION", id, v, max}: the replayed record is a newer release's
 --          or {err = "KITS_CHANGED", gen}: a kit changed since the caller read them
+--          or {err = "PURCHASE_LIMIT", over = {{sku, limit, used, wanted}, ...}}: the owner
+--             would hold or buy more of these SKUs within their windows than allowed
 
 -- The units one may take of a SKU at a location with `available` units, a
 -- backorder cap `cap` and a safety stock `safety` (kept above the backorder floor).
@@ -283,8 +285,30 @@ else
   end
   alloc, short = allocate(base, lines, cjson.decode(spec))
 end
+-- Purchase limits: the owner's units of each limited SKU within its window, this cart's too.
+local now = now_ms()
+local over, counted = {}, {}
+for _, line in ipairs(lines) do
+  local v = redis.call('HMGET', stock_key(base, line[1]), 'limit', 'limit_ms')
+  local limit = tonumber(v[1] or '0')
+  if limit > 0 then
+    local key = usage_key(base, line[1], owner)
+    local used = used_since(key, now - tonumber(v[2]))
+    if used + line[2] > limit then
+      over[#over + 1] = {line[1], limit, used, line[2]}
+    end
+    counted[#counted + 1] = {key, line[2], tonumber(v[2])}
+  end
+end
+if #over > 0 then
+  return cjson.encode({err = 'PURCHASE_LIMIT', over = over})
+end
 if #short > 0 then
   return cjson.encode({err = 'OUT_OF_STOCK', short = short})
+end
+for _, c in ipairs(counted) do
+  redis.call('HSET', c[1], id, c[2] .. ':' .. now)
+  redis.call('PEXPIRE', c[1], c[3])
 end
 
 if alloc then
@@ -299,7 +323,6 @@ else
   end
 end
 
-local now = now_ms()
 if shown ~= '' and role == 'single' then
   lines = cjson.decode(shown)
 end

@@ -10,7 +10,9 @@
 --          idempotency JSON {{key, "<fingerprint>|<id>", ttl ms left}, ...} (without
 --          the third element, a key lives the whole idempotency ttl),
 --          idempotency ttl ms, kits JSON {{sku, definition JSON}, ...} (shard 0's
---          BASE .. "kits", see kits.lua; "" in the other shards)
+--          BASE .. "kits", see kits.lua; "" in the other shards), purchase limits
+--          JSON {{sku, limit, window ms}, ...}, usage JSON {{key, reservation id,
+--          "<units>:<made at ms>", ttl ms}, ...} (see usage_key in _lib.lua)
 -- Returns  "RESTORED" or "ALREADY"
 
 local base = ARGV[1]
@@ -38,6 +40,13 @@ if ARGV[7] ~= '' then
     redis.call('HSET', base .. 'kits', kit[1], kit[2])
     count_parts(base, cjson.decode(kit[2]).components, 1)
   end
+end
+for _, l in ipairs(cjson.decode(ARGV[8] or '[]')) do
+  redis.call('HSET', stock_key(base, l[1]), 'limit', l[2], 'limit_ms', l[3])
+end
+for _, u in ipairs(cjson.decode(ARGV[9] or '[]')) do
+  redis.call('HSET', u[1], u[2], u[3])
+  redis.call('PEXPIRE', u[1], u[4])
 end
 -- A process that read the kits before the loss reads them again.
 local gen = tonumber(redis.call('GET', base .. 'kitgen') or '0')

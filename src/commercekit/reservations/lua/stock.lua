@@ -1,11 +1,14 @@
 -- Change the stock of one SKU at one location.
 --
 -- KEYS[1]  the SKU's stock hash (BASE .. "stock:" .. sku)
--- ARGV     op ("set" | "restock" | "adjust" | "backorder"), amount, base, location
+-- ARGV     op ("set" | "restock" | "adjust" | "backorder" | "limit"), amount, base, location,
+--          window ms ("limit")
 --          set:       on-hand units (available + held) become `amount`
 --          restock:   `amount` (> 0) more units become available
 --          adjust:    available changes by `amount` (may be negative)
 --          backorder: up to `amount` units may be held beyond stock (the cap)
+--          limit:     an owner may hold or buy `amount` units within the window (0: no limit);
+--                     a SKU's, whatever the location
 --          Available units never go below -cap (0 without backorders).
 -- Returns  JSON {available, held, sold, backorder}
 --          or {err = "BELOW_HELD" | "NEGATIVE" | "BELOW_OWED", available, held, sold, backorder}
@@ -29,6 +32,12 @@ elseif op == 'restock' or op == 'adjust' then
   target = available + amount
   if target < -cap then
     return refuse('NEGATIVE')
+  end
+elseif op == 'limit' then
+  if amount > 0 then
+    redis.call('HSET', KEYS[1], 'limit', amount, 'limit_ms', tonumber(ARGV[5]))
+  else
+    redis.call('HDEL', KEYS[1], 'limit', 'limit_ms')
   end
 elseif op == 'backorder' then
   if available < -amount then  -- more units are owed than the new cap allows

@@ -47,6 +47,7 @@ if action == 'abort' then
   for _, h in ipairs(holdings(rec)) do
     move(base, h[1], h[2], h[3], 'held', 'available')
   end
+  forget_usage(base, rec)
   redis.call('DEL', KEYS[2])
   redis.call('ZREM', KEYS[1], id)
   local idem = ARGV[7]
