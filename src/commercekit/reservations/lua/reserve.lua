@@ -258,13 +258,16 @@ if gen > kitgen then
 end
 
 local lines, short = {}, {}
+local limits = {}  -- per line {limit, window ms}, when read with its stock
 local alloc = nil
 if spec == '' then
   local before, owed = {}, false
   for i = first, #ARGV, 2 do
     local sku, qty = ARGV[i], tonumber(ARGV[i + 1])
-    local v = redis.call('HMGET', stock_key(base, sku), 'available', 'backorder')
+    local v = redis.call('HMGET', stock_key(base, sku), 'available', 'backorder', 'limit',
+      'limit_ms')
     local available = tonumber(v[1] or '0')
+    limits[#lines + 1] = {tonumber(v[3] or '0'), tonumber(v[4] or '0')}
     local sellable = sellable_of(available, tonumber(v[2] or '0'), 0)
     if sellable < qty then
       short[#short + 1] = {sku, qty, sellable}
@@ -288,16 +291,20 @@ end
 -- Purchase limits: the owner's units of each limited SKU within its window, this cart's too.
 local now = now_ms()
 local over, counted = {}, {}
-for _, line in ipairs(lines) do
-  local v = redis.call('HMGET', stock_key(base, line[1]), 'limit', 'limit_ms')
-  local limit = tonumber(v[1] or '0')
+for i, line in ipairs(lines) do
+  local v = limits[i]
+  if not v then
+    local raw = redis.call('HMGET', stock_key(base, line[1]), 'limit', 'limit_ms')
+    v = {tonumber(raw[1] or '0'), tonumber(raw[2] or '0')}
+  end
+  local limit, window = v[1], v[2]
   if limit > 0 then
     local key = usage_key(base, line[1], owner)
-    local used = used_since(key, now - tonumber(v[2]))
+    local used = used_since(key, now - window)
     if used + line[2] > limit then
       over[#over + 1] = {line[1], limit, used, line[2]}
     end
-    counted[#counted + 1] = {key, line[2], tonumber(v[2])}
+    counted[#counted + 1] = {key, line[2], window}
   end
 end
 if #over > 0 then
