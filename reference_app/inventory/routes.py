@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from decimal import Decimal
@@ -17,10 +18,17 @@ from commercekit.errors import (
     InvalidRequest,
     InvalidTransition,
     OutOfStock,
+    PurchaseLimitExceeded,
     ReservationNotFound,
     StockConflict,
 )
-from commercekit.reservations import DEFAULT_LOCATION, Channel, LocationName, Reservation
+from commercekit.reservations import (
+    DEFAULT_LOCATION,
+    Channel,
+    LocationName,
+    PurchaseLimit,
+    Reservation,
+)
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
 from reference_app.common.identity import MAX_IDEMPOTENCY_KEY, scoped_key
@@ -39,6 +47,8 @@ from reference_app.inventory.schemas import (
     LocationStockPut,
     ProductCreate,
     ProductPublic,
+    PurchaseLimitPublic,
+    PurchaseLimitPut,
     ReservationPublic,
     ReserveRequest,
     ReserveResponse,
@@ -236,7 +246,7 @@ async def restock(
         404,
         409,
         422,
-        s409="not enough stock for some line (nothing held), or a reused key",
+        s409="not enough stock for some line (nothing held), a purchase limit, or a reused key",
         s422="invalid body, or a cart totalling more than the largest payable amount",
     ),
 )
@@ -284,6 +294,15 @@ async def reserve(
             for s in exc.short
         ]
         raise ApiError(409, "out of stock", code="out_of_stock", details=short) from None
+    except PurchaseLimitExceeded as exc:
+        services.outcomes.labels("limited").inc()
+        by_sku = {product.sku: str(product.id) for product in products.values()}
+        over = [
+            {"productId": by_sku.get(o.sku), "sku": o.sku, "limit": o.limit, "used": o.used,
+             "requested": o.requested}
+            for o in exc.over
+        ]  # fmt: skip
+        raise ApiError(409, "purchase limit reached", code="purchase_limit", details=over) from None
     except IdempotencyConflict:
         services.outcomes.labels("conflict").inc()
         raise ApiError(
@@ -458,6 +477,40 @@ async def put_channel(
 async def list_channels(services: ServicesDep, admin: AdminUser) -> list[ChannelPublic]:
     """Every sales channel, by name (admins only)."""
     return [ChannelPublic.of(channel) for channel in await services.channels.all()]
+
+
+# ---------------------------------------------------------- purchase limits
+@router.put("/inventory/{product_id}/limit", tags=["inventory"], responses=errors(401, 403, 404))
+async def put_purchase_limit(
+    product_id: uuid.UUID, body: PurchaseLimitPut, services: ServicesDep, admin: AdminUser
+) -> PurchaseLimitPublic:
+    """Let one shopper hold or buy at most `quantity` units within the window (admins only)."""
+    product = await _product(services, product_id)
+    window = dt.timedelta(seconds=body.windowSeconds)
+    limit = await services.reservations.set_purchase_limit(
+        product.sku, body.quantity, window=window
+    )
+    log.info(
+        "purchase limit set",
+        extra={"sku": product.sku, "limit": body.quantity, "by": admin.user_id},
+    )
+    return _limit_view(product.id, limit)
+
+
+@router.get("/inventory/{product_id}/limit", tags=["inventory"], responses=errors(401, 403, 404))
+async def get_purchase_limit(
+    product_id: uuid.UUID, services: ServicesDep, admin: AdminUser
+) -> PurchaseLimitPublic:
+    """A product's purchase limit (admins only; `quantity` 0 when it has none)."""
+    product = await _product(services, product_id)
+    return _limit_view(product.id, await services.reservations.purchase_limit(product.sku))
+
+
+def _limit_view(product_id: uuid.UUID, limit: PurchaseLimit | None) -> PurchaseLimitPublic:
+    if limit is None:
+        return PurchaseLimitPublic(productId=product_id, quantity=0, windowSeconds=None)
+    seconds = int(limit.window.total_seconds())
+    return PurchaseLimitPublic(productId=product_id, quantity=limit.quantity, windowSeconds=seconds)
 
 
 # ------------------------------------------------------------------- kits

@@ -46,6 +46,8 @@ __all__ = [
     "LocationStockPut",
     "ProductCreate",
     "ProductPublic",
+    "PurchaseLimitPublic",
+    "PurchaseLimitPut",
     "ReservationPublic",
     "ReserveRequest",
     "ReserveResponse",
@@ -187,6 +189,25 @@ class LocationStockPublic(BaseModel):
             backorder=level.backorder,
             backordered=level.backordered,
         )
+
+
+class PurchaseLimitPut(BaseModel):
+    """``PUT /api/v1/inventory/{productId}/limit`` (admins only): units per shopper and window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)] = Field(
+        description="Units one shopper may hold or buy within the window (0: no limit)."
+    )
+    windowSeconds: Annotated[int, Field(ge=1, le=366 * 86_400, strict=True)]  # noqa: N815
+
+
+class PurchaseLimitPublic(BaseModel):
+    """A product's purchase limit (`quantity` 0: none)."""
+
+    productId: uuid.UUID  # noqa: N815
+    quantity: int
+    windowSeconds: int | None  # noqa: N815
 
 
 class KitComponent(BaseModel):

@@ -493,3 +493,32 @@ async def test_a_backorder_cap_sells_beyond_stock_and_marks_the_units_owed(
     assert (level["available"], level["backordered"], level["backorder"]) == (-2, 2, 3)
     bad = await inventory.http.put(path, json={"cap": -1}, headers=ADMIN)
     assert bad.status_code == 422
+
+
+# ----------------------------------------------------------- purchase limits
+async def test_a_purchase_limit_stops_a_shopper_not_the_others(inventory: Inventory) -> None:
+    product = await inventory.product(stock=50)
+    path = f"/api/v1/inventory/{product}/limit"
+    body = {"quantity": 2, "windowSeconds": 3600}
+    assert (await inventory.http.put(path, json=body, headers=ALICE)).status_code == 403
+    saved = await inventory.http.put(path, json=body, headers=ADMIN)
+    assert saved.status_code == 200, saved.text
+    assert saved.json() == {"productId": product, "quantity": 2, "windowSeconds": 3600}
+    assert (await inventory.reserve({"productId": product, "quantity": 2})).status_code == 201
+    limited = await inventory.reserve({"productId": product, "quantity": 1})
+    assert limited.status_code == 409
+    error = limited.json()["error"]
+    assert error["code"] == "purchase_limit"
+    [over] = error["details"]
+    assert (over["productId"], over["limit"], over["used"], over["requested"]) == (
+        product, 2, 2, 1,
+    )  # fmt: skip
+    assert (await inventory.reserve({"productId": product, "quantity": 2}, BOB)).status_code == 201
+    assert await inventory.stock(product) == 46
+    off = await inventory.http.put(path, json={"quantity": 0, "windowSeconds": 1}, headers=ADMIN)
+    assert off.json() == {"productId": product, "quantity": 0, "windowSeconds": None}
+    assert (await inventory.reserve({"productId": product, "quantity": 5})).status_code == 201
+    read = await inventory.http.get(path, headers=ADMIN)
+    assert read.json()["quantity"] == 0
+    bad = await inventory.http.put(path, json={"quantity": 1, "windowSeconds": 0}, headers=ADMIN)
+    assert bad.status_code == 422
