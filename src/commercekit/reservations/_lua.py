@@ -11,15 +11,20 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore", "kits")
+SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore", "kits", "amend")
+
+
+_INCLUDES = {"reserve": ("_allocate",), "amend": ("_allocate",)}
+"""Helper files a script needs beyond ``_lib.lua``."""
 
 
 @cache
 def script_source(name: str, guarded: bool) -> str:
-    """The script's source: the GUARDED flag, then ``_lib.lua``, then the script."""
+    """The script's source: the GUARDED flag, ``_lib.lua``, its helpers, then the script."""
     lua = resources.files(__package__) / "lua"
     flag = "local GUARDED = true\n" if guarded else "local GUARDED = false\n"
-    return flag + (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    parts = ["_lib", *_INCLUDES.get(name, ()), name]
+    return flag + "\n".join((lua / f"{part}.lua").read_text() for part in parts)
 
 
 class Script:

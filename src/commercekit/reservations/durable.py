@@ -103,6 +103,8 @@ class ReconcileReport:
 
     records_added: list[str] = field(default_factory=list)
     """Holds Redis had without a ledger row; their rows were written."""
+    amends_recorded: list[str] = field(default_factory=list)
+    """PENDING in both, amended in Redis only: the ledger got the new lines."""
     transitions_recorded: list[str] = field(default_factory=list)
     """Reservations the ledger had as PENDING though Redis had settled them."""
     lost_holds: list[str] = field(default_factory=list)
@@ -121,6 +123,7 @@ class ReconcileReport:
         """Whether Redis and the ledger already agreed."""
         return not (
             self.records_added
+            or self.amends_recorded
             or self.transitions_recorded
             or self.lost_holds
             or self.stock_repaired
@@ -170,6 +173,10 @@ class DurableReservations:
         self.ledger = ledger
         self.on_expired = on_expired
         self.plugins = plugins
+
+    def shard_of(self, sku: str) -> int:
+        """See `RedisReservationStore.shard_of`."""
+        return self.store.shard_of(sku)
 
     # ---------------------------------------------------------- hydration
     async def start(self) -> None:
@@ -456,6 +463,39 @@ class DurableReservations:
         """See `ReservationStore.extend`."""
         return await self._transition(lambda: self.store.extend(reservation_id, ttl))
 
+    async def amend(
+        self,
+        reservation_id: str,
+        lines: Sequence[LineInput],
+        *,
+        idempotency_key: str | None = None,
+        channel: Channel | None = None,
+    ) -> Reservation:
+        """See `ReservationStore.amend`; the new lines are recorded in the ledger.
+
+        If the ledger cannot record them, Redis keeps the amendment and the
+        call raises `BackendUnavailable`: a retry (the same cart) records it,
+        and so does `reconcile`.
+        """
+        try:
+            amended = await self._redis(
+                lambda: self.store.amend(
+                    reservation_id, lines, idempotency_key=idempotency_key, channel=channel
+                )
+            )
+        except InvalidTransition as exc:
+            await self._record(exc.reservation)
+            if isinstance(exc, HoldExpired):
+                await report_expiry(self.on_expired, exc.reservation)
+            raise
+        if amended.status is ReservationStatus.PENDING:
+            with _ledger_down(
+                f"reservation {amended.id} was amended in redis but the ledger could not "
+                "record it (retrying the call records it)"
+            ):
+                await self.ledger.record_amend(amended)
+        return amended
+
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
         """See `ReservationStore.expire_due`; each expiry is recorded in the ledger.
 
@@ -503,6 +543,12 @@ class DurableReservations:
         await self._stock(sku, location, fix)
         return drift, written
 
+    async def _amended_only_in_redis(self, recorded: Reservation, hold: Reservation) -> bool:
+        """Record `hold`'s lines if the ledger has others; True if it did."""
+        if (recorded.lines, recorded.holdings) == (hold.lines, hold.holdings):
+            return False
+        return await self.ledger.record_amend(hold)
+
     async def _reconcile_kits(self, report: ReconcileReport) -> None:
         kept, known = await self.ledger.kits(), await self.store.kits()
         for sku in sorted(kept.keys() | known.keys()):
@@ -531,9 +577,12 @@ class DurableReservations:
         in_ledger = {r.id: r for r in await self.ledger.pending()}
 
         for rid, hold in in_redis.items():
-            if rid not in in_ledger and await self.ledger.get(rid) is None:
+            recorded = in_ledger.get(rid)
+            if recorded is None and await self.ledger.get(rid) is None:
                 await self.ledger.record_created(hold)
                 report.records_added.append(rid)
+            elif recorded is not None and await self._amended_only_in_redis(recorded, hold):
+                report.amends_recorded.append(rid)
         for rid, recorded in in_ledger.items():
             if rid in in_redis:
                 continue

@@ -249,6 +249,30 @@ class ReservationLedger:
                     await self._add_sold(conn, held.sku, held.location, held.quantity)
             return True
 
+    async def record_amend(self, reservation: Reservation) -> bool:
+        """Record a PENDING reservation's new lines and allocations; True if the row changed.
+
+        Only a PENDING row changes (a settled one keeps what it settled with),
+        and only toward a newer amendment (`updated_at`), so a late write of an
+        older one changes nothing.
+        """
+        values = _row_values(reservation)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(ReservationRow)
+                .where(
+                    ReservationRow.id == reservation.id,
+                    ReservationRow.status == "PENDING",
+                    ReservationRow.updated_at < reservation.updated_at,
+                )
+                .values(
+                    lines=values["lines"],
+                    allocations=values["allocations"],
+                    updated_at=reservation.updated_at,
+                )
+            )
+            return bool(result.rowcount)
+
     async def _add_sold(
         self, conn: AsyncConnection, sku: str, location: str, quantity: int
     ) -> None:

@@ -416,6 +416,10 @@ class RedisReservationStore:
     def _shard_of(self, value: str) -> int:
         return zlib.crc32(value.encode()) % self.shards if self.shards > 1 else 0
 
+    def shard_of(self, sku: str) -> int:
+        """The shard `sku` lives in (0 with one shard): a cart of one shard is one script."""
+        return self._shard_of(_input.check_sku(sku))
+
     def _new_id(self, home: int) -> str:
         """A fresh uuid that hashes to shard `home` (about `shards` tries)."""
         if self.shards == 1:
@@ -1142,6 +1146,101 @@ class RedisReservationStore:
     async def extend(self, reservation_id: str, ttl: TTLInput) -> Reservation:
         """See `ReservationStore.extend`."""
         return await self._transition(reservation_id, "extend", _input.check_ttl(ttl))
+
+    async def amend(
+        self,
+        reservation_id: str,
+        lines: Sequence[LineInput],
+        *,
+        idempotency_key: str | None = None,
+        channel: Channel | None = None,
+    ) -> Reservation:
+        """See `ReservationStore.amend`.
+
+        The new cart must stay in the reservation's shard (always so with
+        ``shards=1``); a cart spread over shards cannot be amended
+        (`InvalidRequest`): release it and reserve again.
+        """
+        rid = str(_input.check_text(reservation_id, "reservation_id"))
+        cart = _input.check_lines(lines)
+        key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
+        if channel is not None and not isinstance(channel, Channel):
+            raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
+        kits = self._kits if self._kits is not None else await self._read_kits()
+        for _ in range(3):
+            expansion = kits.expand(cart) if kits else _NO_KITS
+            reply = await self._amend_in(rid, cart, expansion, key, channel)
+            if reply.get("err") != "KITS_CHANGED":
+                return self._amended(reply, rid, cart=cart, kits=kits, expansion=expansion, key=key)
+            kits = await self._read_kits(int(reply["gen"]))
+        raise BackendUnavailable("the kits kept changing while this cart was amended; retry")
+
+    async def _amend_in(
+        self,
+        rid: str,
+        cart: tuple[ReservationLine, ...],
+        expansion: _Expansion,
+        key: str | None,
+        channel: Channel | None,
+    ) -> _Record:
+        """Run amend.lua in the reservation's shard."""
+        shard = self._shard_of(rid)
+        units: Sequence[_Line] = expansion.units if expansion.shown else cart
+        if any(self._shard_of(line.sku) != shard for line in units):
+            await self.get(rid)  # ReservationNotFound first, for an unknown id
+            raise InvalidRequest(
+                f"reservation {rid}: an amended cart must keep to the shard of the "
+                "reservation; release it and reserve the new cart instead"
+            )
+        if key is None:
+            marker = self._record_key(shard, rid)
+        else:
+            digest = hashlib.sha256(f"{rid}\0{key}".encode()).hexdigest()[:40]
+            marker = f"{self._base(shard)}amend:{digest}"
+        args: list[object] = [
+            self._base(shard), rid, "" if channel is None else _spec(channel), self._kit_gen,
+            expansion.shown, fingerprint(cart), "1" if key is not None else "0",
+            self._idempotency_ms, self._retention_ms,
+        ]  # fmt: skip
+        for line in units:
+            args += (line.sku, line.quantity)
+        keys = [self._due(shard), self._record_key(shard, rid), marker]
+        return dict(await self._run("amend", keys, args))
+
+    def _amended(
+        self,
+        reply: _Record,
+        rid: str,
+        *,
+        cart: tuple[ReservationLine, ...],
+        kits: _KitBook,
+        expansion: _Expansion,
+        key: str | None,
+    ) -> Reservation:
+        """amend.lua's answer: the amended reservation, or the domain error."""
+        error = reply.get("err")
+        if error is None:
+            return to_reservation(reply["reservation"])
+        _refuse_newer(reply)
+        if error == "NOT_FOUND":
+            raise ReservationNotFound(rid)
+        if error == "SPREAD":
+            raise InvalidRequest(
+                f"reservation {rid} is spread over shards; release it and reserve the new cart"
+            )
+        if error == "IDEMPOTENCY_CONFLICT":
+            raise IdempotencyConflict(str(key), rid)
+        if error == "OUT_OF_STOCK":
+            short = tuple(ShortLine(s, int(r), int(a)) for s, r, a in reply["short"])
+            raise OutOfStock(_short_in_cart(cart, kits, short) if expansion.shown else short)
+        if error == "PURCHASE_LIMIT":
+            raise PurchaseLimitExceeded(
+                tuple(OverLimit(s, int(n), int(u), int(w)) for s, n, u, w in reply["over"])
+            )
+        current = to_reservation(reply["reservation"])
+        if error == "EXPIRED":
+            raise HoldExpired(current, "amend")
+        raise InvalidTransition(current, "amend")
 
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
         """See `ReservationStore.expire_due`; `limit` applies to each shard.

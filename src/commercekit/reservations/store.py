@@ -165,6 +165,34 @@ class ReservationStore(Protocol):
         """
         ...
 
+    async def amend(
+        self,
+        reservation_id: str,
+        lines: Sequence[LineInput],
+        *,
+        idempotency_key: str | None = None,
+        channel: Channel | None = None,
+    ) -> Reservation:
+        """Make a PENDING reservation's cart `lines`, keeping the units it holds already.
+
+        One atomic step: a SKU with fewer units gives the difference back
+        (to the locations it came from, the units taken last first), a SKU
+        with more takes the difference (in `channel`, by its rules), a SKU
+        left out gives all of it back; the deadline stays. If anything is
+        short, nothing changes. Amending to the cart the reservation has is
+        a no-op, so a retry is harmless; with an `idempotency_key`, a retry
+        returns the reservation as it is, even after a later amendment.
+
+        Raises:
+            OutOfStock: the extra units cannot be held; the reservation is unchanged.
+            PurchaseLimitExceeded: the owner would pass a SKU's purchase limit.
+            HoldExpired: the deadline had passed; this call expired it.
+            InvalidTransition: it was already CONFIRMED, RELEASED or EXPIRED.
+            IdempotencyConflict: the key was used for another amendment of it.
+            ReservationNotFound: unknown id.
+        """
+        ...
+
     async def expire_due(self, limit: int = 100) -> list[Reservation]:
         """Expire up to `limit` holds past their deadline; return those this call expired."""
         ...

@@ -67,6 +67,17 @@ def _sku() -> str:
     return f"SKU-{uuid.uuid4().hex[:12]}"
 
 
+def _together(store: ReservationStore, count: int) -> list[str]:
+    """`count` fresh SKUs of one shard (a store spread over shards amends within one)."""
+    shard_of: Callable[[str], int] | None = getattr(store, "shard_of", None)
+    skus = [_sku()]
+    while len(skus) < count:
+        sku = _sku()
+        if shard_of is None or shard_of(sku) == shard_of(skus[0]):
+            skus.append(sku)
+    return skus
+
+
 async def _wait_past(reservation: Reservation) -> None:
     delay = (reservation.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
     await asyncio.sleep(max(delay, 0) + 0.02)
@@ -658,6 +669,101 @@ class ReservationStoreContract:
             assert 4 <= taken <= 5
             assert (await one.stock(sku)).held == taken
 
+    # ---------------------------------------------------------- amending
+    async def test_amending_a_hold_keeps_what_it_holds_and_moves_only_the_difference(
+        self, store: ReservationStore
+    ) -> None:
+        a, b, c = _together(store, 3)
+        await store.set_stock(a, 1)  # the last unit
+        await store.set_stock(b, 5)
+        await store.set_stock(c, 5)
+        hold = await store.reserve([(a, 1), (b, 2)], ttl=60, owner="u1")
+        amended = await store.amend(hold.id, [(a, 1), (b, 4), (c, 1)])
+        assert amended.id == hold.id
+        assert amended.status is ReservationStatus.PENDING
+        assert amended.expires_at == hold.expires_at
+        assert [(line.sku, line.quantity) for line in amended.lines] == [(a, 1), (b, 4), (c, 1)]
+        assert await store.get(hold.id) == amended
+        levels = [await store.stock(s) for s in (a, b, c)]
+        assert [(level.available, level.held) for level in levels] == [(0, 1), (1, 4), (4, 1)]
+        smaller = await store.amend(hold.id, [(b, 1)])  # a and c gone, b down by 3
+        levels = [await store.stock(s) for s in (a, b, c)]
+        assert [(level.available, level.held) for level in levels] == [(1, 0), (4, 1), (5, 0)]
+        assert await store.amend(hold.id, [(b, 1)]) == smaller  # the same cart: nothing moves
+        await store.confirm(hold.id)
+        assert (await store.stock(b)).sold == 1
+
+    async def test_an_amendment_that_does_not_fit_changes_nothing(
+        self, store: ReservationStore
+    ) -> None:
+        a, b = _together(store, 2)
+        await store.set_stock(a, 3)
+        await store.set_stock(b, 1)
+        hold = await store.reserve([(a, 2)], ttl=60, owner="u1")
+        with pytest.raises(OutOfStock) as error:
+            await store.amend(hold.id, [(a, 1), (b, 2)])  # b short; a would have given 1 back
+        assert [(s.sku, s.requested, s.available) for s in error.value.short] == [(b, 2, 1)]
+        assert await store.get(hold.id) == hold
+        assert (await store.stock(a)).held == 2
+        with pytest.raises(InvalidRequest):
+            await store.amend(hold.id, [])
+        with pytest.raises(ReservationNotFound):
+            await store.amend("no-such-hold", [(a, 1)])
+        await store.release(hold.id)
+        with pytest.raises(InvalidTransition):
+            await store.amend(hold.id, [(a, 1)])
+        late = await store.reserve([(a, 1)], ttl=SHORT_TTL, owner="u1")
+        await _wait_past(late)
+        with pytest.raises(HoldExpired):
+            await store.amend(late.id, [(a, 2)])
+        assert (await store.stock(a)).available == 3
+
+    async def test_an_amendment_with_a_key_happens_once(self, store: ReservationStore) -> None:
+        a = _sku()
+        await store.set_stock(a, 10)
+        hold = await store.reserve([(a, 1)], ttl=60, owner="u1")
+        first = await store.amend(hold.id, [(a, 3)], idempotency_key="edit-1")
+        await store.amend(hold.id, [(a, 5)])
+        again = await store.amend(hold.id, [(a, 3)], idempotency_key="edit-1")  # a retry
+        assert again.total_quantity == 5 != first.total_quantity  # not applied twice
+        with pytest.raises(IdempotencyConflict):
+            await store.amend(hold.id, [(a, 4)], idempotency_key="edit-1")
+        assert (await store.stock(a)).held == 5
+
+    async def test_amending_in_a_channel_returns_units_where_they_came_from(
+        self, store: ReservationStore
+    ) -> None:
+        sku = _sku()
+        await store.set_stock(sku, 2, location="east")
+        await store.set_stock(sku, 5, location="west")
+        web = Channel("web", ["east", "west"])
+        hold = await store.reserve([(sku, 3)], ttl=60, owner="u1", channel=web)
+        bigger = await store.amend(hold.id, [(sku, 5)], channel=web)
+        assert set(bigger.allocations) == {
+            Allocation(sku=sku, location="east", quantity=2),
+            Allocation(sku=sku, location="west", quantity=3),
+        }
+        smaller = await store.amend(hold.id, [(sku, 2)], channel=web)
+        assert smaller.allocations == (Allocation(sku=sku, location="east", quantity=2),)
+        assert (await store.stock(sku, location="west")).available == 5
+
+    async def test_concurrent_amendments_never_oversell(self, make_store: StoreFactory) -> None:
+        sku = _sku()
+        async with make_store() as one, make_store() as two:
+            await one.set_stock(sku, 10)
+            holds = [await one.reserve([(sku, 1)], ttl=60, owner=f"u{i}") for i in range(6)]
+
+            async def grow(i: int) -> None:
+                with contextlib.suppress(OutOfStock):
+                    await (one if i % 2 else two).amend(holds[i % 6].id, [(sku, 1 + i % 4)])
+
+            await asyncio.gather(*map(grow, range(24)))
+            now = [await one.get(h.id) for h in holds]
+            level = await one.stock(sku)
+            held = sum(r.total_quantity for r in now)
+            assert (level.available, level.held) == (10 - held, held)
+            assert level.available >= 0
+
     # --------------------------------------------------------- locations
     async def test_stock_is_kept_per_location(self, store: ReservationStore) -> None:
         sku = _sku()
@@ -1030,6 +1136,26 @@ class KitStoreContract(ReservationStoreContract):
         again = await store.reserve([(box, 1)], ttl=60, owner="u1", idempotency_key="k")
         assert again == first
         assert (await store.stock(mug)).held == 2
+
+    async def test_amending_a_kit_cart_moves_only_the_components_that_change(
+        self, store: ReservationStore
+    ) -> None:
+        kits = _kits(store)
+        mug, tea, box = _together(store, 3)
+        await store.set_stock(mug, 4)
+        await store.set_stock(tea, 2)
+        await kits.define_kit(box, [(mug, 2), (tea, 1)])
+        hold = await store.reserve([(box, 1)], ttl=60, owner="u1")
+        amended = await store.amend(hold.id, [(box, 1), (mug, 2)])  # the last 2 mugs
+        assert [(line.sku, line.quantity) for line in amended.lines] == [(box, 1), (mug, 2)]
+        assert sorted((a.sku, a.quantity) for a in amended.allocations) == sorted(
+            [(mug, 4), (tea, 1)]
+        )
+        with pytest.raises(OutOfStock):
+            await store.amend(hold.id, [(box, 2), (mug, 2)])
+        assert await store.get(hold.id) == amended
+        await store.release(hold.id)
+        assert [(await store.stock(s)).available for s in (mug, tea)] == [4, 2]
 
 
 def _kits(store: ReservationStore) -> KitStore:
