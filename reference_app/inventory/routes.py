@@ -37,6 +37,7 @@ from reference_app.inventory.deps import InventoryServices, ProductInfo, Service
 from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.inventory.schemas import (
     BackorderPut,
+    CartLine,
     ChannelPublic,
     ChannelPut,
     KitPublic,
@@ -146,6 +147,56 @@ async def _product_ids(
 
 async def _view(services: InventoryServices, reservation: Reservation) -> ReservationPublic:
     return ReservationPublic.of(reservation, await _product_ids(services, reservation, {}))
+
+
+async def _cart(
+    services: InventoryServices, body: ReserveRequest
+) -> tuple[list[CartLine], dict[uuid.UUID, ProductInfo]]:
+    """The request's lines and their products.
+
+    404 for an unknown product, 422 for a cart no single payment could cover
+    (it would be held, then never paid).
+    """
+    lines = body.lines()
+    products = await services.products.by_ids(line.productId for line in lines)
+    missing = sorted(str(line.productId) for line in lines if line.productId not in products)
+    if missing:
+        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
+    total = sum((products[line.productId].price * line.quantity for line in lines), Decimal(0))
+    if total > MAX_AMOUNT:
+        raise ApiError(
+            422,
+            f"the cart totals {total}, more than the largest payable amount, {MAX_AMOUNT}",
+            code="cart_total_too_large",
+            details={"total": str(total), "maximum": str(MAX_AMOUNT)},
+        )
+    return lines, products
+
+
+def _refusal(
+    services: InventoryServices, exc: Exception, products: dict[uuid.UUID, ProductInfo]
+) -> ApiError:
+    """The 409 of a cart the store refused: short, over a limit, or a reused key."""
+    by_sku = {product.sku: str(product.id) for product in products.values()}
+    if isinstance(exc, OutOfStock):
+        services.outcomes.labels("out_of_stock").inc()
+        short = [
+            {"productId": by_sku.get(s.sku), "requested": s.requested, "available": s.available}
+            for s in exc.short
+        ]
+        return ApiError(409, "out of stock", code="out_of_stock", details=short)
+    if isinstance(exc, PurchaseLimitExceeded):
+        services.outcomes.labels("limited").inc()
+        over = [
+            {"productId": by_sku.get(o.sku), "sku": o.sku, "limit": o.limit, "used": o.used,
+             "requested": o.requested}
+            for o in exc.over
+        ]  # fmt: skip
+        return ApiError(409, "purchase limit reached", code="purchase_limit", details=over)
+    services.outcomes.labels("conflict").inc()
+    return ApiError(
+        409, "this Idempotency-Key was used for another cart", code="idempotency_conflict"
+    )
 
 
 # ------------------------------------------------------------------ products
@@ -262,20 +313,7 @@ async def reserve(
     (``allocations`` says where); without one, at the default location.
     """
     selling = await _channel(services, body.channel)
-    lines = body.lines()
-    products = await services.products.by_ids(line.productId for line in lines)
-    missing = sorted(str(line.productId) for line in lines if line.productId not in products)
-    if missing:
-        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
-    # A cart no single payment could cover would be held, then never paid.
-    total = sum((products[line.productId].price * line.quantity for line in lines), Decimal(0))
-    if total > MAX_AMOUNT:
-        raise ApiError(
-            422,
-            f"the cart totals {total}, more than the largest payable amount, {MAX_AMOUNT}",
-            code="cart_total_too_large",
-            details={"total": str(total), "maximum": str(MAX_AMOUNT)},
-        )
+    lines, products = await _cart(services, body)
     try:
         reservation = await services.reservations.reserve(
             [(products[line.productId].sku, line.quantity) for line in lines],
@@ -286,30 +324,8 @@ async def reserve(
             else scoped_key(user.user_id, idempotency_key),
             channel=selling,
         )
-    except OutOfStock as exc:
-        services.outcomes.labels("out_of_stock").inc()
-        by_sku = {product.sku: str(product.id) for product in products.values()}
-        short = [
-            {"productId": by_sku[s.sku], "requested": s.requested, "available": s.available}
-            for s in exc.short
-        ]
-        raise ApiError(409, "out of stock", code="out_of_stock", details=short) from None
-    except PurchaseLimitExceeded as exc:
-        services.outcomes.labels("limited").inc()
-        by_sku = {product.sku: str(product.id) for product in products.values()}
-        over = [
-            {"productId": by_sku.get(o.sku), "sku": o.sku, "limit": o.limit, "used": o.used,
-             "requested": o.requested}
-            for o in exc.over
-        ]  # fmt: skip
-        raise ApiError(409, "purchase limit reached", code="purchase_limit", details=over) from None
-    except IdempotencyConflict:
-        services.outcomes.labels("conflict").inc()
-        raise ApiError(
-            409,
-            "this Idempotency-Key was used for another cart",
-            code="idempotency_conflict",
-        ) from None
+    except (OutOfStock, PurchaseLimitExceeded, IdempotencyConflict) as exc:
+        raise _refusal(services, exc, products) from None
     services.outcomes.labels("held").inc()
     product_ids = {products[line.productId].sku: line.productId for line in lines}
     if reservation.allocations:  # a kit's components are products of their own
@@ -327,6 +343,54 @@ async def get_reservation(
 ) -> ReservationPublic:
     """One of the caller's reservations (404 for anyone else's)."""
     return await _view(services, await _owned(services, reservation_id, user.user_id))
+
+
+@router.put(
+    "/inventory/reservations/{reservation_id}",
+    tags=["reservations"],
+    responses=errors(
+        401, 404, 409,
+        s409="not enough stock for the new lines (nothing changed), a purchase limit, "
+        "a reused key, or no longer PENDING",
+    ),
+)  # fmt: skip
+async def amend_reservation(
+    reservation_id: ReservationId,
+    body: ReserveRequest,
+    services: ServicesDep,
+    user: CurrentUser,
+    idempotency_key: IdempotencyKey = None,
+) -> ReservationPublic:
+    """Make one of the caller's PENDING reservations hold the new cart, keeping what it holds.
+
+    Only the difference moves: units already held stay held (nobody else can
+    take them meanwhile); if the new cart does not fit, nothing changes.
+    """
+    await _owned(services, reservation_id, user.user_id)
+    selling = await _channel(services, body.channel)
+    lines, products = await _cart(services, body)
+    try:
+        reservation = await services.reservations.amend(
+            reservation_id,
+            [(products[line.productId].sku, line.quantity) for line in lines],
+            idempotency_key=None
+            if idempotency_key is None
+            else scoped_key(user.user_id, idempotency_key),
+            channel=selling,
+        )
+    except (OutOfStock, PurchaseLimitExceeded, IdempotencyConflict) as exc:
+        raise _refusal(services, exc, products) from None
+    except HoldExpired:
+        raise ApiError(409, "the reservation has expired", code="reservation_expired") from None
+    except InvalidTransition as exc:
+        state = exc.reservation.status.value.lower()
+        raise ApiError(
+            409, f"the reservation is {state}: it cannot be changed", code="not_pending"
+        ) from None
+    except InvalidRequest as exc:  # a cart the store cannot amend in place
+        raise ApiError(409, str(exc), code="cannot_amend") from None
+    services.outcomes.labels("amended").inc()
+    return await _view(services, reservation)
 
 
 @router.post(

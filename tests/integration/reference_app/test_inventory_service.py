@@ -522,3 +522,34 @@ async def test_a_purchase_limit_stops_a_shopper_not_the_others(inventory: Invent
     assert read.json()["quantity"] == 0
     bad = await inventory.http.put(path, json={"quantity": 1, "windowSeconds": 0}, headers=ADMIN)
     assert bad.status_code == 422
+
+
+# ------------------------------------------------------------------ amending
+async def test_a_shopper_edits_a_pending_cart_without_losing_the_last_unit(
+    inventory: Inventory,
+) -> None:
+    last, more = await inventory.product(stock=1), await inventory.product(stock=5)
+    held = await inventory.reserve({"items": [{"productId": last, "quantity": 1}]})
+    reservation = held.json()["id"]
+    path = f"/api/v1/inventory/reservations/{reservation}"
+    cart = {"items": [{"productId": last, "quantity": 1}, {"productId": more, "quantity": 3}]}
+    assert (await inventory.http.put(path, json=cart, headers=BOB)).status_code == 404
+    amended = await inventory.http.put(path, json=cart, headers={**ALICE, "Idempotency-Key": "e1"})
+    assert amended.status_code == 200, amended.text
+    body = amended.json()
+    assert (body["id"], body["status"]) == (reservation, "PENDING")
+    assert [(i["productId"], i["quantity"]) for i in body["items"]] == [(last, 1), (more, 3)]
+    assert [await inventory.stock(p) for p in (last, more)] == [0, 2]
+    # A competitor never got the last unit meanwhile.
+    assert (await inventory.reserve({"productId": last, "quantity": 1}, BOB)).status_code == 409
+    too_many = {"items": [{"productId": more, "quantity": 9}]}
+    short = await inventory.http.put(path, json=too_many, headers=ALICE)
+    assert short.status_code == 409
+    assert short.json()["error"]["code"] == "out_of_stock"
+    assert [await inventory.stock(p) for p in (last, more)] == [0, 2]  # nothing changed
+    again = await inventory.http.put(path, json=cart, headers={**ALICE, "Idempotency-Key": "e1"})
+    assert again.json()["items"] == body["items"]
+    await inventory.http.post(f"{path}/cancel", headers=ALICE)
+    late = await inventory.http.put(path, json=cart, headers=ALICE)
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "not_pending"
