@@ -700,9 +700,15 @@ class ReservationStoreContract:
         await store.set_stock(a, 3)
         await store.set_stock(b, 1)
         hold = await store.reserve([(a, 2)], ttl=60, owner="u1")
+        await store.reserve([(b, 1)], ttl=60, owner="u2")
+        await store.amend(hold.id, [(a, 3)])
+        with pytest.raises(OutOfStock) as error:  # a would go back to 1, b is all held
+            await store.amend(hold.id, [(a, 1), (b, 1)])
+        assert [(s.sku, s.requested, s.available) for s in error.value.short] == [(b, 1, 0)]
         with pytest.raises(OutOfStock) as error:
-            await store.amend(hold.id, [(a, 1), (b, 2)])  # b short; a would have given 1 back
-        assert [(s.sku, s.requested, s.available) for s in error.value.short] == [(b, 2, 1)]
+            await store.amend(hold.id, [(a, 4)])  # 3 held, none more: in the new cart's terms
+        assert [(s.sku, s.requested, s.available) for s in error.value.short] == [(a, 4, 3)]
+        hold = await store.amend(hold.id, [(a, 2)])
         assert await store.get(hold.id) == hold
         assert (await store.stock(a)).held == 2
         with pytest.raises(InvalidRequest):

@@ -118,6 +118,9 @@ if #over > 0 then
   return cjson.encode({err = 'PURCHASE_LIMIT', over = over})
 end
 if #short > 0 then
+  for _, line in ipairs(short) do  -- in terms of the new cart: the units held count too
+    line[2], line[3] = line[2] + (had[line[1]] or 0), line[3] + (had[line[1]] or 0)
+  end
   return cjson.encode({err = 'OUT_OF_STOCK', short = short})
 end
 
