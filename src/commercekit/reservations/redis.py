@@ -123,6 +123,11 @@ def _spec(channel: Channel) -> str:
     return json.dumps(channel.spec(), separators=(",", ":"))
 
 
+def _spec_of(channel: Channel | None) -> str:
+    """The allocation rule in `channel` ("": every unit at the default location)."""
+    return "" if channel is None else _spec(channel)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Attempt:
     """What the script calls of one reserve share.
@@ -133,10 +138,6 @@ class _Attempt:
 
     gen: int = 0
     shown: str = ""
-
-    def spec(self, channel: Channel | None) -> str:
-        """The allocation rule in `channel` ("": every unit at the default location)."""
-        return "" if channel is None else _spec(channel)
 
 
 _PLAIN = _Attempt()
@@ -849,7 +850,7 @@ class RedisReservationStore:
         if len(groups) <= 1:
             record = await self._reserve_in(
                 home, rid, units, ttl_ms=ttl_ms, owner=owner, key=key, cart=cart,
-                spec=attempt.spec(channel), attempt=attempt,
+                spec=_spec_of(channel), attempt=attempt,
             )  # fmt: skip
         elif channel is not None and channel.split is Split.SHIPMENT:
             record = await self._reserve_shipment(
@@ -864,8 +865,9 @@ class RedisReservationStore:
         if record["id"] != rid:  # an idempotent replay: the record is all we know
             await self._replicated(self._shard_of(record["id"]))
             return to_reservation(record), False
-        at_default = expansion.at_default if channel is None else None
-        return _made(record, cart, key, at_default or None), True
+        # Without a channel the allocations are known, unless some unit was owed.
+        known = channel is None and all(len(a) == 3 for a in record.get("alloc") or ())
+        return _made(record, cart, key, expansion.at_default if known else None), True
 
     async def _reserve_in(
         self,
@@ -959,7 +961,7 @@ class RedisReservationStore:
         )
         home, *others = groups
         common: dict[str, Any] = {
-            "ttl_ms": ttl_ms, "owner": owner, "cart": cart, "spec": attempt.spec(channel),
+            "ttl_ms": ttl_ms, "owner": owner, "cart": cart, "spec": _spec_of(channel),
             "attempt": attempt,
         }  # fmt: skip
         try:
@@ -1198,7 +1200,7 @@ class RedisReservationStore:
             digest = hashlib.sha256(f"{rid}\0{key}".encode()).hexdigest()[:40]
             marker = f"{self._base(shard)}amend:{digest}"
         args: list[object] = [
-            self._base(shard), rid, "" if channel is None else _spec(channel), self._kit_gen,
+            self._base(shard), rid, _spec_of(channel), self._kit_gen,
             expansion.shown, fingerprint(cart), "1" if key is not None else "0",
             self._idempotency_ms, self._retention_ms,
         ]  # fmt: skip

@@ -1143,6 +1143,21 @@ class KitStoreContract(ReservationStoreContract):
         assert again == first
         assert (await store.stock(mug)).held == 2
 
+    async def test_a_kit_component_on_backorder_is_marked_so(self, store: ReservationStore) -> None:
+        kits = _kits(store)
+        mug, tea, box = _together(store, 3)
+        await store.set_stock(mug, 2)
+        await store.set_stock(tea, 0)
+        await store.set_backorder(tea, 1)
+        await kits.define_kit(box, [(mug, 2), (tea, 1)])
+        hold = await store.reserve([(box, 1)], ttl=60, owner="u1")
+        assert set(hold.allocations) == {
+            Allocation(sku=mug, location=DEFAULT_LOCATION, quantity=2),
+            Allocation(sku=tea, location=DEFAULT_LOCATION, quantity=1, backordered=1),
+        }
+        assert hold.backordered == 1
+        assert await store.get(hold.id) == hold
+
     async def test_amending_a_kit_cart_moves_only_the_components_that_change(
         self, store: ReservationStore
     ) -> None:
