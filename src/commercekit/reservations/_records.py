@@ -18,12 +18,14 @@ from commercekit.reservations.models import (
     ReservationStatus,
 )
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 """The newest record format this release reads (``RECORD_VERSION`` of ``lua/_lib.lua``).
 
 Version 0 is a record written before records had a version (no ``v``);
 version 1 adds ``v``; version 2 adds ``alloc``, where the units are held
-(a record without allocations is still written as version 1). Each version
+(a record without allocations is still written as version 1); version 3,
+the backordered units of an allocation (a 4th element; a record with none
+is still written as version 2). Each version
 only adds fields, so a release reads every older record, and refuses a
 newer one (`UnsupportedRecordVersion`) instead of misreading it.
 """

@@ -52,12 +52,12 @@ end
 
 -- The record format these scripts write (field `v`). A record without `v` was
 -- written before versions existed: version 0, the same fields. Version 2 adds
--- `alloc`. A record is stamped with the oldest version that reads it right
+-- `alloc`; version 3, a 4th element in an `alloc` entry (its backordered units). A record is stamped with the oldest version that reads it right
 -- (1 without `alloc`), so a release that reads only version 1 still handles
 -- what needs no more. A script meets a newer record only during a rolling
 -- deploy (a newer release wrote it) and leaves it alone: it answers
 -- RECORD_VERSION, the caller retries, and the newer release's scripts handle it.
-local RECORD_VERSION = 2
+local RECORD_VERSION = 3
 
 local DEFAULT_LOCATION = 'default'
 
@@ -88,8 +88,21 @@ end
 -- Write `rec` (kept `retention` ms when given: a settled record; a pending one
 -- never expires by itself, only a transition settles it), stamped with the
 -- oldest version that reads it right: each version only adds to the last.
+local function owes(entries)
+  for _, e in ipairs(entries or {}) do
+    if e[4] then
+      return true
+    end
+  end
+  return false
+end
+
 local function save_record(base, rec, retention)
-  rec.v = (rec.alloc or rec.cart_alloc) and 2 or 1
+  if owes(rec.alloc) or owes(rec.cart_alloc) then
+    rec.v = 3
+  else
+    rec.v = (rec.alloc or rec.cart_alloc) and 2 or 1
+  end
   if retention then
     redis.call('SET', res_key(base, rec.id), cjson.encode(rec), 'PX', retention)
   else
