@@ -150,6 +150,11 @@ class KafkaEventBus(AsyncLifecycle):
         not_ready_wait: how long, in seconds, an event whose handler raises
             `NotReadyYet` (without a `wait` of its own) may wait, its
             partition parked, before it is dead-lettered.
+        metadata_max_age_ms: how old the clients' cluster metadata may get before
+            they read it again. A fetch from a broker that died only fails and
+            retries; the partition's new leader is found at the next metadata
+            read, so this bounds how long a consumer stays stuck after a broker
+            is lost (the clients' own default is 5 minutes).
         producer_options: more `AIOKafkaProducer` arguments (overrides).
         consumer_options: more `AIOKafkaConsumer` arguments (overrides).
     """
@@ -166,6 +171,7 @@ class KafkaEventBus(AsyncLifecycle):
         heartbeat_interval_ms: int = 1_000,
         max_poll_records: int = 500,
         not_ready_wait: float = 60.0,
+        metadata_max_age_ms: int = 10_000,
         producer_options: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -182,6 +188,7 @@ class KafkaEventBus(AsyncLifecycle):
             "enable_idempotence": True,
             "request_timeout_ms": request_timeout_ms,
             "linger_ms": 5,
+            "metadata_max_age_ms": metadata_max_age_ms,
             **(producer_options or {}),
         }
         self._consumer_options: dict[str, Any] = {
@@ -192,6 +199,7 @@ class KafkaEventBus(AsyncLifecycle):
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
             "max_poll_records": max_poll_records,
+            "metadata_max_age_ms": metadata_max_age_ms,
             **(consumer_options or {}),
         }
         if (
