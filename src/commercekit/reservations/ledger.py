@@ -299,13 +299,8 @@ class ReservationLedger:
         replicas, so the ledger's ``added`` always matches the last change
         Redis made. If the change fails, nothing is recorded.
         """
-        here = (StockRow.sku == sku) & (StockRow.location == location)
         async with self.engine.begin() as conn:
-            seed = {"sku": sku, "location": location, "added": 0, "sold": 0}
-            await conn.execute(
-                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
-            )
-            await conn.execute(select(StockRow.sku).where(here).with_for_update())
+            here = await self._lock_stock_row(conn, sku, location)
             level = await change()
             await conn.execute(
                 update(StockRow)
@@ -317,6 +312,21 @@ class ReservationLedger:
                 )
             )
             return level
+
+    async def _lock_stock_row(self, conn: AsyncConnection, sku: str, location: str) -> Any:
+        """Make sure the row of `sku` at `location` exists and hold its lock; its WHERE clause."""
+        here = (StockRow.sku == sku) & (StockRow.location == location)
+        seed = {"sku": sku, "location": location, "added": 0, "sold": 0}
+        await conn.execute(
+            insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
+        )
+        await conn.execute(select(StockRow.sku).where(here).with_for_update())
+        return here
+
+    async def _lock_kits(self, conn: AsyncConnection) -> None:
+        """Keep other kit changes out until this transaction ends (SQLite has one writer)."""
+        if self._dialect == "postgresql":
+            await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
 
     async def get(self, reservation_id: str) -> Reservation | None:
         """The recorded reservation, or None."""
@@ -376,13 +386,8 @@ class ReservationLedger:
         write: Callable[[], Awaitable[PurchaseLimit | None]],
     ) -> PurchaseLimit | None:
         """Record `sku`'s purchase limit and `write` it to Redis, under the SKU's row lock."""
-        here = (StockRow.sku == sku) & (StockRow.location == DEFAULT_LOCATION)
         async with self.engine.begin() as conn:
-            seed = {"sku": sku, "location": DEFAULT_LOCATION, "added": 0, "sold": 0}
-            await conn.execute(
-                insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
-            )
-            await conn.execute(select(StockRow.sku).where(here).with_for_update())
+            here = await self._lock_stock_row(conn, sku, DEFAULT_LOCATION)
             limit = await write()
             await conn.execute(
                 update(StockRow)
@@ -505,8 +510,7 @@ class ReservationLedger:
             InvalidRequest: a component is a kit, or `sku` is another kit's component.
         """
         async with self.engine.begin() as conn:
-            if self._dialect == "postgresql":
-                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            await self._lock_kits(conn)
             kits = {row.sku: _kit(row) for row in await conn.execute(select(KitRow))}
             check_nesting(sku, components, kits)
             before = kits.get(sku)
@@ -533,15 +537,13 @@ class ReservationLedger:
         Returns whether the ledger or Redis had it.
         """
         async with self.engine.begin() as conn:
-            if self._dialect == "postgresql":
-                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            await self._lock_kits(conn)
             deleted = (await conn.execute(delete(KitRow).where(KitRow.sku == sku))).rowcount
             return await write() or bool(deleted)
 
     async def with_kit(self, sku: str, apply: Callable[[Kit | None], Awaitable[T]]) -> T:
         """Run `apply` with kit `sku` as recorded (None: no such kit), no kit changing meanwhile."""
         async with self.engine.begin() as conn:
-            if self._dialect == "postgresql":
-                await conn.execute(text("LOCK TABLE commercekit_kits IN EXCLUSIVE MODE"))
+            await self._lock_kits(conn)
             row = (await conn.execute(select(KitRow).where(KitRow.sku == sku))).first()
             return await apply(_kit(row) if row is not None else None)

@@ -652,7 +652,7 @@ class RedisReservationStore:
             return {}
         if channel is not None and not isinstance(channel, Channel):
             raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
-        kits = self._kits if self._kits is not None else await self._read_kits()
+        kits = await self._current_kits()
         for _ in range(3):
             units = [sku for sku in wanted if sku not in kits]
             for sku in wanted:
@@ -704,6 +704,10 @@ class RedisReservationStore:
         return levels, int(gen or 0)
 
     # ---------------------------------------------------------------- kits
+    async def _current_kits(self) -> _KitBook:
+        """The kits as this process knows them (read once, and again after a change)."""
+        return self._kits if self._kits is not None else await self._read_kits()
+
     async def _read_kits(self, at_least: int = 0) -> _KitBook:
         """The kits as of generation `at_least` or later, read once for every caller waiting.
 
@@ -812,7 +816,7 @@ class RedisReservationStore:
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
         if channel is not None and not isinstance(channel, Channel):
             raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
-        kits = self._kits if self._kits is not None else await self._read_kits()
+        kits = await self._current_kits()
         for _ in range(3):
             try:
                 return await self._reserve_with(
@@ -1168,7 +1172,7 @@ class RedisReservationStore:
         key = _input.check_text(idempotency_key, "idempotency_key", optional=True)
         if channel is not None and not isinstance(channel, Channel):
             raise InvalidRequest(f"channel must be a Channel, got {channel!r}")
-        kits = self._kits if self._kits is not None else await self._read_kits()
+        kits = await self._current_kits()
         for _ in range(3):
             expansion = kits.expand(cart) if kits else _NO_KITS
             reply = await self._amend_in(rid, cart, expansion, key, channel)
