@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -11,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from commercekit import __version__
 from reference_app.common.errors import install_error_handlers
+from reference_app.common.lean import LeanRoute, LeanRoutes
 from reference_app.common.middleware import RequestMiddleware, request_histogram
 from reference_app.common.probes import probes_router
 
@@ -22,7 +25,18 @@ DOCS_ASSETS_URL = "/docs-assets"
 """Where each app serves the Swagger UI and ReDoc scripts, styles and icon of its docs pages."""
 
 
-def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> FastAPI:
+_OWN_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+"""FastAPI's own OpenTelemetry (recent releases have it) is off: the request middleware
+opens the request's server span and keeps its metrics; FastAPI's would be a second span."""
+
+
+def service_app(
+    name: str, *, lifespan: Lifespan, description: str = "", lean: Sequence[LeanRoute] = ()
+) -> FastAPI:
     """A FastAPI app with the shared error handlers, middleware and probe routes.
 
     It never redirects (``redirect_slashes=False``): ``/api/v1/products/`` is a
@@ -35,6 +49,9 @@ def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> Fast
     The docs pages, Swagger UI at ``/docs`` and ReDoc at ``/redoc``, load
     their scripts from the app itself (under `DOCS_ASSETS_URL`, the files
     fastapi-offline ships), not from a CDN: they work with no internet.
+
+    The `lean` routes are answered without FastAPI's per-request machinery
+    (`reference_app.common.lean`), inside the request middleware.
     """
     app = FastAPIOffline(
         static_url=DOCS_ASSETS_URL,
@@ -45,12 +62,15 @@ def service_app(name: str, *, lifespan: Lifespan, description: str = "") -> Fast
         # A path with a trailing slash is a 404, not a redirect: behind a proxy
         # the redirect would name the Host the client sent (an open redirect).
         redirect_slashes=False,
+        **_OWN_TELEMETRY_OFF,
     )
     app.state.service = name
     app.state.readiness = {}
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     install_error_handlers(app)
+    if lean:  # added first: the middleware added last runs first
+        app.add_middleware(LeanRoutes, routes=lean)
     app.add_middleware(RequestMiddleware, histogram=request_histogram(registry))
     app.include_router(probes_router(registry))
     return app

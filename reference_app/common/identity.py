@@ -9,6 +9,7 @@ so they must only be reachable through the gateway.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,18 +18,34 @@ from commercekit.auth import USER_ID_HEADER, USER_ROLE_HEADER, Principal
 from reference_app.common.errors import ApiError
 
 __all__ = [
+    "IDEMPOTENCY_HEADER",
+    "IDEMPOTENCY_KEY_PATTERN",
     "MAX_IDEMPOTENCY_KEY",
     "AdminUser",
     "CurrentUser",
     "admin_user",
     "current_user",
     "scoped_key",
+    "valid_idempotency_key",
 ]
 
 _MAX_ID = 200
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""The header that makes a reserve or a payment safe to repeat."""
+
 MAX_IDEMPOTENCY_KEY = 200
 """The longest ``Idempotency-Key`` a reserve or a payment accepts, in characters."""
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]+$"
+"""What an ``Idempotency-Key`` may hold: printable ASCII, no space."""
+
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}")
+
+
+def valid_idempotency_key(key: str) -> bool:
+    """Whether `key` is an ``Idempotency-Key`` the routes' header declarations accept."""
+    return _KEY.fullmatch(key) is not None
 
 
 def scoped_key(user_id: str, key: str) -> str:

@@ -19,7 +19,14 @@ from commercekit.reservations import Channel, ChannelLocation, DurableReservatio
 from reference_app.inventory.models import Product, SalesChannel
 from reference_app.settings import InventorySettings
 
-__all__ = ["ChannelCache", "InventoryServices", "ProductCache", "ProductInfo", "ServicesDep"]
+__all__ = [
+    "ChannelCache",
+    "InventoryServices",
+    "ProductCache",
+    "ProductInfo",
+    "ServicesDep",
+    "get_services",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
 from reference_app.common.runtime import tune_gc
 from reference_app.inventory.deps import ChannelCache, InventoryServices, ProductCache
-from reference_app.inventory.routes import router
+from reference_app.inventory.routes import LEAN_ROUTES, router
 from reference_app.settings import InventorySettings
 
 __all__ = ["CONSUMER_GROUP", "SOURCE", "app_from_env", "create_app", "reservations_of", "wire"]
@@ -94,8 +94,13 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         yield
 
 
-def create_app(settings: InventorySettings) -> FastAPI:
-    """The inventory service, wired to the servers `settings` names."""
+def create_app(settings: InventorySettings, *, lean: bool = True) -> FastAPI:
+    """The inventory service, wired to the servers `settings` names.
+
+    With `lean`, the reserve is answered without FastAPI's per-request work
+    (`reference_app.common.lean`); without it, by its FastAPI route alone
+    (the same answers, a third more CPU per reserve).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +114,7 @@ def create_app(settings: InventorySettings) -> FastAPI:
         "inventory",
         lifespan=lifespan,
         description="Products, stock and reservations; settles payment events.",
+        lean=LEAN_ROUTES if lean else (),
     )
     app.include_router(router)
     return app

@@ -20,7 +20,12 @@ from commercekit.payments import (
 from commercekit.reservations import Reservation, ReservationLedger
 from reference_app.common import ApiError, CurrentUser, request_id
 from reference_app.common.errors import errors
-from reference_app.common.identity import MAX_IDEMPOTENCY_KEY, scoped_key
+from reference_app.common.identity import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_IDEMPOTENCY_KEY,
+    scoped_key,
+)
 from reference_app.payment.deps import (
     LedgerDep,
     MetricsDep,
@@ -39,7 +44,6 @@ from reference_app.payment.schemas import (
 
 __all__ = ["IDEMPOTENCY_HEADER", "payment_state", "router"]
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 log = logging.getLogger("reference_app.payment")
 router = APIRouter(prefix="/api/v1/payment", tags=["payment"], responses=errors(400, 422))
@@ -50,7 +54,7 @@ IdempotencyKey = Annotated[
         alias=IDEMPOTENCY_HEADER,
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
         description="One per intended payment: a retry with it is answered, not charged again.",
     ),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -104,3 +105,41 @@ def test_a_log_line_outside_any_request_has_a_null_trace_id(lines: io.StringIO) 
     log.info("starting")
     (entry,) = _logged(lines)
     assert entry["trace_id"] is None
+
+
+async def test_with_an_otel_provider_a_request_is_one_server_span_the_middlewares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # FastAPI's own telemetry would open a second server span (and metrics
+    # the service already has) on every request: service_app turns it off.
+    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: PLC0415
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: PLC0415
+        InMemorySpanExporter,
+    )
+    from opentelemetry.trace import SpanKind  # noqa: PLC0415
+    from reference_app.common import service_app  # noqa: PLC0415
+
+    found = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(found))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = service_app("test", lifespan=lifespan)
+
+    @app.get("/thing")
+    async def thing() -> dict[str, str]:
+        return {}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
+        answer = await http.get("/thing", headers={"traceparent": CLIENT})
+    assert answer.status_code == 200
+    servers = [s for s in found.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [s.name for s in servers] == ["HTTP GET"]
+    provider.shutdown()
