@@ -18,6 +18,9 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The id of the request being served (set by the request middleware)."""
 
+_ENCODER = json.JSONEncoder(default=str)
+"""One encoder for every line (``json.dumps(default=...)`` builds one per call: half its cost)."""
+
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
@@ -61,7 +64,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
