@@ -42,13 +42,21 @@ from reference_app.user.schemas import (
     WhoAmI,
 )
 
-__all__ = ["REFRESH_COOKIE", "REFRESH_COOKIE_PATH", "VERIFY_CACHE_HEADER", "router"]
+__all__ = [
+    "REFRESH_COOKIE",
+    "REFRESH_COOKIE_PATH",
+    "VERIFY_CACHE_HEADER",
+    "VERIFY_CACHE_SPREAD",
+    "router",
+]
 
 REFRESH_COOKIE = "refreshToken"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 EVENT_SOURCE = "user-service"
 VERIFY_CACHE_HEADER = "X-Accel-Expires"
 """nginx's header for how many seconds it may cache an answer (0: not at all)."""
+VERIFY_CACHE_SPREAD = 0.2
+"""Answers are kept 80 to 100% of ``VERIFY_CACHE_SECONDS``: those cached together expire apart."""
 
 log = logging.getLogger("reference_app.user")
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=errors(400, 422, 503))
@@ -245,8 +253,9 @@ async def verify_access(
     """For nginx ``auth_request``: 200 with ``X-User-Id`` / ``X-User-Role``, or 401.
 
     A 200 says in ``X-Accel-Expires`` how long nginx may reuse it for this
-    exact ``Authorization`` value: ``VERIFY_CACHE_SECONDS`` at most, and
-    never past the token's expiry. Refusals are never cached.
+    exact ``Authorization`` value: ``VERIFY_CACHE_SECONDS`` at most (less a
+    random share up to `VERIFY_CACHE_SPREAD`), and never past the token's
+    expiry. Refusals are never cached.
     """
     try:
         principal = verify(authorization, tokens)
@@ -264,7 +273,7 @@ async def verify_access(
             headers={"WWW-Authenticate": "Bearer", VERIFY_CACHE_HEADER: "0"},
         )
     headers = principal.headers()
-    cache_for = principal.cacheable_for(settings.verify_cache_seconds)
+    cache_for = principal.cacheable_for(settings.verify_cache_seconds, spread=VERIFY_CACHE_SPREAD)
     if cache_for > 0:
         headers[VERIFY_CACHE_HEADER] = str(cache_for)
     return Response(status_code=200, headers=headers)

@@ -13,6 +13,7 @@ answer lets the request through with the identity headers it returns
 from __future__ import annotations
 
 import datetime as dt
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,16 +50,30 @@ class Principal:
         """The identity headers the gateway passes to the services."""
         return {USER_ID_HEADER: self.user_id, USER_ROLE_HEADER: self.role}
 
-    def cacheable_for(self, limit: float, *, now: dt.datetime | None = None) -> int:
+    def cacheable_for(
+        self, limit: float, *, spread: float = 0.0, now: dt.datetime | None = None
+    ) -> int:
         """Whole seconds a gateway may reuse this answer: at most `limit`, never past ``exp``.
 
         One second short of the expiry, so a cache's whole-second clock
         cannot serve the answer once the token has expired; 0 when the token
         expires within a second or has no known expiry.
+
+        With a `spread` (0 to 1), a random share of `limit` up to that
+        fraction is taken off, so the answers cached in one burst (a sale's
+        opening minute, a gateway's empty cache) do not all expire, and all
+        come back to the verifier, in the same second.
+
+        Raises:
+            ValueError: a `spread` outside 0 to 1.
         """
+        if not 0.0 <= spread <= 1.0:
+            raise ValueError(f"spread must be between 0 and 1, not {spread}")
         if self.expires_at is None:
             return 0
         left = (self.expires_at - (now or dt.datetime.now(dt.UTC))).total_seconds() - 1
+        if spread:
+            limit *= 1.0 - spread * random.random()  # noqa: S311 (spreading load, not a secret)
         return max(0, int(min(limit, left)))
 
 

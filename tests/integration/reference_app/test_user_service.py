@@ -175,3 +175,17 @@ async def test_a_login_flood_never_makes_the_token_check_wait(
     # Once the flood is over, every account signs in.
     for email in accounts:
         assert _login(http, email=email).status_code == 200
+
+
+def test_verify_answers_are_cached_for_most_of_a_minute_each_its_own(http: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:6]
+    assert _signup(http, f"spread_{tag}", f"spread.{tag}@example.com").status_code == 201
+    token = _login(http, username=f"spread_{tag}").json()["accessToken"]
+    seconds = []
+    for _ in range(40):
+        verified = http.get("/api/v1/auth/verify", headers={"Authorization": f"Bearer {token}"})
+        assert verified.status_code == 200
+        seconds.append(int(verified.headers["X-Accel-Expires"]))
+    # VERIFY_CACHE_SECONDS is 60: 48 to 60, not 60 for every answer cached at once.
+    assert 48 <= min(seconds) <= max(seconds) <= 60
+    assert len(set(seconds)) > 3

@@ -121,6 +121,20 @@ def test_a_verify_answer_is_cacheable_at_most_until_a_second_before_expiry() -> 
     assert Principal("u", "user").cacheable_for(60, now=now) == 0  # no known expiry
 
 
+def test_a_spread_makes_answers_cached_together_expire_apart() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    principal = Principal("u", "user", expires_at=now + dt.timedelta(seconds=900))
+    seconds = [principal.cacheable_for(60, spread=0.2, now=now) for _ in range(2000)]
+    assert min(seconds) >= 48
+    assert max(seconds) <= 60
+    assert len(set(seconds)) >= 10  # 48 to 60: spread, not one second for all
+    # Never past the expiry, spread or not.
+    soon = Principal("u", "user", expires_at=now + dt.timedelta(seconds=10))
+    assert {soon.cacheable_for(60, spread=0.2, now=now) for _ in range(100)} == {9}
+    with pytest.raises(ValueError, match="spread"):
+        principal.cacheable_for(60, spread=1.5)
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "token"])
 def test_verify_rejects_a_missing_or_foreign_header(
     tokens: AccessTokens, header: str | None
