@@ -45,11 +45,15 @@ class LeanRoute:
         path: the exact path (no parameters).
         serve: ``(request, body) -> response``, or ``None`` to let the
             FastAPI route of the same method and path answer.
+        json_body: whether it reads a JSON body: a request of another
+            content type goes on to the FastAPI route. Without one, the
+            content type is not looked at.
     """
 
     method: str
     path: str
     serve: Callable[[Request, bytes], Awaitable[Response | None]]
+    json_body: bool = True
 
 
 class LeanRoutes:
@@ -74,7 +78,7 @@ class LeanRoutes:
         body, more = await _read(receive)
         replay = _replay(body, more, receive)
         request = Request(scope, replay)
-        if more or not _is_json(request):
+        if more or (route.json_body and not _is_json(request)):
             await self.app(scope, replay, send)
             return
         label = self._labels.get(route)

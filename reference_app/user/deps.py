@@ -22,6 +22,7 @@ __all__ = [
     "SettingsDep",
     "TokensDep",
     "UserServices",
+    "get_services",
 ]
 
 

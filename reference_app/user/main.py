@@ -29,7 +29,7 @@ from reference_app.common.runtime import tune_gc
 from reference_app.settings import UserSettings
 from reference_app.user.deps import UserServices
 from reference_app.user.metrics import PasswordCheckMetrics
-from reference_app.user.routes import router
+from reference_app.user.routes import LEAN_ROUTES, router
 
 __all__ = ["app_from_env", "create_app", "wire"]
 
@@ -74,8 +74,13 @@ async def wire(app: FastAPI, settings: UserSettings, infra: Infra) -> AsyncItera
         registry.unregister(metrics)
 
 
-def create_app(settings: UserSettings) -> FastAPI:
-    """The user service, wired to the database `settings` names."""
+def create_app(settings: UserSettings, *, lean: bool = True) -> FastAPI:
+    """The user service, wired to the database `settings` names.
+
+    With `lean`, the gateway's token check is answered without FastAPI's
+    per-request work (`reference_app.common.lean`); without it, by its
+    FastAPI route alone (the same answers).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +94,7 @@ def create_app(settings: UserSettings) -> FastAPI:
         "user",
         lifespan=lifespan,
         description="Signup, login, refresh-token rotation, logout, and the gateway's verify.",
+        lean=LEAN_ROUTES if lean else (),
     )
     app.include_router(router)
     return app

@@ -7,11 +7,17 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, Header, Response
+from fastapi import APIRouter, Cookie, Header, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commercekit.auth import HashingBusy, IssuedRefreshToken, normalize_identity, verify
+from commercekit.auth import (
+    AccessTokens,
+    HashingBusy,
+    IssuedRefreshToken,
+    normalize_identity,
+    verify,
+)
 from commercekit.errors import (
     InvalidRefreshToken,
     InvalidToken,
@@ -22,6 +28,7 @@ from commercekit.errors import (
 from commercekit.events import Envelope, UserCreated
 from reference_app.common import ApiError, CurrentUser, error_response, request_id
 from reference_app.common.errors import errors
+from reference_app.common.lean import LeanRoute
 from reference_app.settings import UserSettings
 from reference_app.user.deps import (
     OutboxDep,
@@ -30,6 +37,7 @@ from reference_app.user.deps import (
     SessionDep,
     SettingsDep,
     TokensDep,
+    get_services,
 )
 from reference_app.user.models import User
 from reference_app.user.schemas import (
@@ -43,6 +51,7 @@ from reference_app.user.schemas import (
 )
 
 __all__ = [
+    "LEAN_ROUTES",
     "REFRESH_COOKIE",
     "REFRESH_COOKIE_PATH",
     "VERIFY_CACHE_HEADER",
@@ -257,6 +266,12 @@ async def verify_access(
     random share up to `VERIFY_CACHE_SPREAD`), and never past the token's
     expiry. Refusals are never cached.
     """
+    return _verify_answer(authorization, tokens, settings)
+
+
+def _verify_answer(
+    authorization: str | None, tokens: AccessTokens, settings: UserSettings
+) -> Response:
     try:
         principal = verify(authorization, tokens)
     except TokenExpired:
@@ -277,6 +292,20 @@ async def verify_access(
     if cache_for > 0:
         headers[VERIFY_CACHE_HEADER] = str(cache_for)
     return Response(status_code=200, headers=headers)
+
+
+async def lean_verify(request: Request, _: bytes) -> Response:
+    """`verify_access`, answered by `LEAN_ROUTES` without FastAPI's per-request work.
+
+    Every token is checked here once per ``VERIFY_CACHE_SECONDS`` (and every
+    request when the gateway's cache is off).
+    """
+    services = await get_services(request)
+    return _verify_answer(request.headers.get("authorization"), services.tokens, services.settings)
+
+
+LEAN_ROUTES = (LeanRoute("GET", "/api/v1/auth/verify", lean_verify, json_body=False),)
+"""The routes the service answers without FastAPI's per-request work (the token check)."""
 
 
 @router.get("/me", responses=errors(401))
