@@ -64,8 +64,8 @@ REFRESH_COOKIE_PATH = "/api/v1/auth"
 EVENT_SOURCE = "user-service"
 VERIFY_CACHE_HEADER = "X-Accel-Expires"
 """nginx's header for how many seconds it may cache an answer (0: not at all)."""
-VERIFY_CACHE_SPREAD = 0.2
-"""Answers are kept 80 to 100% of ``VERIFY_CACHE_SECONDS``: those cached together expire apart."""
+VERIFY_CACHE_SPREAD = 0.5
+"""Answers are kept 50 to 100% of ``VERIFY_CACHE_SECONDS``: those cached together expire apart."""
 
 log = logging.getLogger("reference_app.user")
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=errors(400, 422, 503))
