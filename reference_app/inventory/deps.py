@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from commercekit.payments import Money
 from commercekit.reservations import Channel, ChannelLocation, DurableReservations, Reservation
@@ -138,6 +138,7 @@ class InventoryServices:
 
     Attributes:
         settings: the service's settings.
+        engine: the database (reads of one statement, outside a session).
         sessions: database sessions (the ``products`` table).
         products: the products, cached.
         channels: the sales channels, cached for a few seconds.
@@ -146,6 +147,7 @@ class InventoryServices:
     """
 
     settings: InventorySettings
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     products: ProductCache
     channels: ChannelCache

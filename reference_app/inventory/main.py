@@ -71,6 +71,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
     )
     services = InventoryServices(
         settings=settings,
+        engine=infra.engine,
         sessions=infra.sessions,
         products=ProductCache(infra.sessions),
         channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from commercekit.auth import Principal
@@ -97,6 +97,16 @@ ChannelQuery = Annotated[
 
 _LISTED = (Product.id, Product.sku, Product.name, Product.price)
 """The columns a product list needs (plain rows: no ORM objects to build)."""
+
+_PAGE = (
+    select(*_LISTED, func.count().over().label("total"))
+    .order_by(Product.created_at, Product.id)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+"""A page of products, built once (SQLAlchemy caches its compiled form by this object)."""
+
+_COUNT = select(func.count()).select_from(Product)
 
 
 def _public(product: Product | ProductInfo, available: int, currency: str) -> ProductPublic:
@@ -225,19 +235,15 @@ async def list_products(
 ) -> list[ProductPublic]:
     """Products, oldest first, with the units available now; ``X-Total-Count`` has the total."""
     selling = await _channel(services, channel)
-    page = (
-        select(*_LISTED, func.count().over().label("total"))
-        .order_by(Product.created_at, Product.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    async with services.sessions() as session:
-        # One round trip: the page's rows, each with the count of all products.
-        rows = (await session.execute(page)).all()
+    async with services.engine.connect() as conn:
+        # One round trip, no BEGIN and ROLLBACK around it: the page's rows,
+        # each with the count of all products.
+        reading = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        rows = (await reading.execute(_PAGE, {"limit": limit, "offset": offset})).all()
         if rows:
             total = rows[0].total
         else:  # a page past the end has no row to carry the count
-            total = await session.scalar(select(func.count()).select_from(Product))
+            total = await reading.scalar(_COUNT)
     products = [ProductInfo(id=r.id, sku=r.sku, name=r.name, price=r.price) for r in rows]
     available = await services.reservations.available([p.sku for p in products], channel=selling)
     response.headers["X-Total-Count"] = str(total or 0)
