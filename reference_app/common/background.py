@@ -17,17 +17,23 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from commercekit.events import EventBus
 
-__all__ = ["consumer_lag", "every", "track_consumer_lag"]
+__all__ = ["MAX_START_JITTER", "consumer_lag", "every", "track_consumer_lag"]
 
 log = logging.getLogger("reference_app.background")
 
 LAG_INTERVAL = 5.0
 """Seconds between two readings of a consumer group's lag."""
 
+MAX_START_JITTER = 5.0
+"""The longest a loop waits before its first round (a tenth of its interval at most)."""
+
 
 async def _loop(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> None:
-    # Replicas started together should not run their rounds in lockstep.
-    await asyncio.sleep(random.uniform(0, interval * 0.1))  # noqa: S311 (jitter, not crypto)
+    # Replicas started together should not run their rounds in lockstep; an
+    # hourly job still runs its first round soon after the start, not at any
+    # moment of its first six minutes.
+    jitter = min(interval * 0.1, MAX_START_JITTER)
+    await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 (jitter, not crypto)
     while True:
         try:
             await job()
