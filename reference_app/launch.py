@@ -42,6 +42,7 @@ from commercekit.testing.servers import NginxServer, Server, ServiceStack, free_
 
 __all__ = [
     "GATEWAY_FOLDERS",
+    "KEEP_ALIVE_SECONDS",
     "SERVICES",
     "LocalStack",
     "ServiceSpec",
@@ -95,6 +96,10 @@ GATEWAY_FOLDERS = ("AUTH_CACHE_DIR",)
 """The gateway config's folder placeholders; the launcher puts them under the gateway's workdir."""
 
 
+KEEP_ALIVE_SECONDS = 75
+"""Seconds a service keeps an idle connection: past the gateway's ``keepalive_timeout``."""
+
+
 def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
     """The arguments after ``uvicorn`` that run a service (here and in docker-compose.yml).
 
@@ -102,7 +107,10 @@ def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
     uvicorn's pure-Python fallbacks: measured in ``python -m benchmarks.http``.
     No ``Server`` and ``Date`` headers (nginx sends its own to the client) and
     no ``X-Forwarded-*`` rewriting (nothing reads the client's address): each
-    is a few microseconds of every request.
+    is a few microseconds of every request. An idle connection is kept
+    `KEEP_ALIVE_SECONDS`, longer than the gateway keeps it: the gateway
+    closes it first, and never sends a request on one the service is closing
+    (a POST on it would fail as a 502).
     """
     return [
         "--factory",
@@ -114,6 +122,8 @@ def uvicorn_args(factory: str, host: str, port: int) -> list[str]:
         "--no-access-log",
         "--timeout-graceful-shutdown",
         "5",
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE_SECONDS),
         "--loop",
         "uvloop",
         "--http",
