@@ -47,6 +47,16 @@ CommerceKitError
     └── WeakSecret            a signing secret or key is too weak (also a ConfigurationError)
 ```
 
+Orders (see `commercekit.orders`) add:
+
+```
+CommerceKitError
+└── OrderError
+    ├── OrderNotFound         no order has this id
+    ├── OverFulfilment        a shipment names more units than the order still commits; .over
+    └── ShipmentConflict      the shipment id was used for other lines or another order
+```
+
 Payments and refunds (see `commercekit.payments`) add:
 
 ```
@@ -104,8 +114,12 @@ __all__ = [
     "MissingExtraError",
     "NotReadyYet",
     "NotReplicated",
+    "OrderError",
+    "OrderNotFound",
     "OutOfStock",
+    "OverFulfilment",
     "OverLimit",
+    "OverShipped",
     "PaymentConflict",
     "PaymentDeclined",
     "PaymentError",
@@ -118,6 +132,7 @@ __all__ = [
     "RefundError",
     "ReservationError",
     "ReservationNotFound",
+    "ShipmentConflict",
     "ShortLine",
     "StockConflict",
     "TemplateError",
@@ -496,3 +511,51 @@ __getattr__ = lazy_attributes(__name__, renamed={"ReservationExpired": "HoldExpi
 
 if TYPE_CHECKING:
     ReservationExpired = HoldExpired  # deprecated: the old name of HoldExpired
+
+
+class OrderError(CommerceKitError):
+    """Base class of the orders' domain errors (`commercekit.orders`)."""
+
+
+class OrderNotFound(OrderError, LookupError):
+    """No order has this id."""
+
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+        super().__init__(f"order {order_id} not found")
+
+
+@dataclass(frozen=True, slots=True)
+class OverShipped:
+    """A line of a shipment beyond what the order still commits at that place."""
+
+    sku: str
+    location: str
+    committed: int
+    requested: int
+
+
+class OverFulfilment(OrderError):
+    """A shipment names more units than the order still commits; nothing was shipped.
+
+    `over` names each SKU and location, what the order still commits there
+    (0 for one the order does not hold there) and what the shipment asked for.
+    """
+
+    def __init__(self, order_id: str, over: tuple[OverShipped, ...]) -> None:
+        self.order_id = order_id
+        self.over = over
+        names = ", ".join(
+            f"{o.sku} at {o.location} (committed {o.committed}, shipping {o.requested})"
+            for o in over
+        )
+        super().__init__(f"order {order_id} does not commit these units: {names}")
+
+
+class ShipmentConflict(OrderError):
+    """The shipment id is taken by another shipment (other lines, or another order)."""
+
+    def __init__(self, shipment_id: str, order_id: str) -> None:
+        self.shipment_id = shipment_id
+        self.order_id = order_id
+        super().__init__(f"shipment {shipment_id} was already made for other lines of {order_id}")

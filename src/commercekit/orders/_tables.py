@@ -1,0 +1,55 @@
+"""The orders' tables: one row per order, per order line, per shipment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from commercekit.errors import MissingExtraError
+
+try:
+    from sqlalchemy import JSON, BigInteger, Integer, String
+    from sqlalchemy.dialects.postgresql import JSONB
+    from sqlalchemy.orm import Mapped, mapped_column
+
+    from commercekit.sql import Base
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("postgres", __name__) from exc
+
+__all__ = ["OrderLineRow", "OrderRow", "ShipmentRow"]
+
+
+class OrderRow(Base):
+    """One order; `version` grows with each change (a change locks the row by bumping it)."""
+
+    __tablename__ = "commercekit_orders"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class OrderLineRow(Base):
+    """The units of one SKU an order holds at one location, and how many shipped."""
+
+    __tablename__ = "commercekit_order_lines"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    location: Mapped[str] = mapped_column(String(64), primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    shipped: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ShipmentRow(Base):
+    """One shipment, kept under the caller's id: the same id is never shipped twice."""
+
+    __tablename__ = "commercekit_shipments"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[dt.datetime]

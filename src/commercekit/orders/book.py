@@ -1,0 +1,396 @@
+"""`OrderBook`: orders opened from confirmed reservations, shipped in parts, each shipment once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from commercekit.errors import (
+    InvalidRequest,
+    MissingExtraError,
+    OrderNotFound,
+    OverFulfilment,
+    OverShipped,
+    ShipmentConflict,
+)
+from commercekit.orders.models import (
+    Order,
+    OrderLine,
+    OrderStatus,
+    Shipment,
+    ShipmentId,
+    ShipmentLine,
+)
+from commercekit.reservations.models import (
+    DEFAULT_LOCATION,
+    SKU,
+    LocationName,
+    Reservation,
+    ReservationStatus,
+)
+
+try:
+    from sqlalchemy import func, insert, select, update
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from commercekit.orders._tables import OrderLineRow, OrderRow, ShipmentRow
+    from commercekit.sql import insert_or_ignore
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise MissingExtraError("postgres", __name__) from exc
+
+__all__ = ["OrderBook"]
+
+_SHIPMENT_ID: TypeAdapter[str] = TypeAdapter(ShipmentId)
+_SKU: TypeAdapter[str] = TypeAdapter(SKU)
+_LOCATION: TypeAdapter[str] = TypeAdapter(LocationName)
+
+ShipmentRequest = tuple[str, int] | tuple[str, int, str]
+"""A line to ship: ``(sku, quantity)``, or ``(sku, quantity, location)`` where the order
+holds the SKU at more than one location."""
+
+
+class _Replayed(Exception):
+    """The shipment id was already shipped with these lines: answer that shipment."""
+
+    def __init__(self, shipment: Shipment) -> None:
+        self.shipment = shipment
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; everything commercekit stores is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _order_lines(reservation: Reservation) -> list[tuple[str, str, int]]:
+    """``(sku, location, units)`` the reservation holds: its allocations, else its lines."""
+    units: Counter[tuple[str, str]] = Counter()
+    if reservation.allocations:
+        for allocation in reservation.allocations:
+            units[allocation.sku, allocation.location] += allocation.quantity
+    else:
+        for line in reservation.lines:
+            units[line.sku, DEFAULT_LOCATION] += line.quantity
+    return [(sku, location, n) for (sku, location), n in sorted(units.items())]
+
+
+def _status(lines: Iterable[OrderLine]) -> OrderStatus:
+    lines = list(lines)
+    if all(line.committed == 0 for line in lines):
+        return OrderStatus.FULFILLED
+    if any(line.shipped for line in lines):
+        return OrderStatus.PARTIALLY_FULFILLED
+    return OrderStatus.OPEN
+
+
+def _shipment(row: Any) -> Shipment:
+    return Shipment(
+        id=row.id,
+        order_id=row.order_id,
+        lines=tuple(ShipmentLine(sku=s, location=loc, quantity=int(q)) for s, loc, q in row.lines),
+        created_at=_aware(row.created_at),
+    )
+
+
+class OrderBook:
+    """Orders in PostgreSQL (or SQLite), from payment until every unit has shipped.
+
+    ```python
+    book = OrderBook(engine)
+    order = await book.open(confirmed)  # the reservation's units, now committed
+    await book.ship(order.id, "parcel-1", [("MUG", 1)])  # 1 of 3 now
+    await book.ship(order.id, "parcel-2", [("MUG", 2)])  # the rest later: FULFILLED
+    ```
+
+    An order's id is its reservation's, so opening it twice (a redelivered
+    payment event, a retry) opens it once. A shipment is made once per
+    shipment id: the same id with the same lines is answered with the
+    shipment it made, with other lines it is refused (`ShipmentConflict`).
+    Shipments of one order are serialized (each locks the order's row), so
+    concurrent ones never ship more units than the order commits
+    (`OverFulfilment`, nothing shipped).
+
+    Units of an order are *committed*: still on hand where they were held,
+    no longer available (the reservation store counts them ``sold``); a
+    shipment takes them off hand. `committed` sums them per SKU and
+    location.
+
+    Args:
+        engine: the database (the ``commercekit_orders``, ``_order_lines`` and
+            ``_shipments`` tables, from ``commercekit.sql.migrate``).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, order_id: str) -> Order:
+        """The order `order_id`.
+
+        Raises:
+            OrderNotFound: no order has this id.
+        """
+        async with self.engine.connect() as conn:
+            return await self._load(conn, order_id)
+
+    async def of_owner(self, owner: str, *, limit: int = 50, offset: int = 0) -> list[Order]:
+        """An owner's orders, oldest first: at most `limit` of them, after the first `offset`."""
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise InvalidRequest("limit must be 1 to 1000 and offset at least 0")
+        async with self.engine.connect() as conn:
+            ids = (
+                await conn.scalars(
+                    select(OrderRow.id)
+                    .where(OrderRow.owner == owner)
+                    .order_by(OrderRow.created_at, OrderRow.id)
+                    .limit(limit)
+                    .offset(offset)
+                )
+            ).all()
+            return [await self._load(conn, order_id) for order_id in ids]
+
+    async def committed(self, sku: str, location: str = DEFAULT_LOCATION) -> int:
+        """Units of `sku` at `location` that orders hold and have not shipped."""
+        async with self.engine.connect() as conn:
+            total = await conn.scalar(
+                select(func.coalesce(func.sum(OrderLineRow.quantity - OrderLineRow.shipped), 0))
+                .where(OrderLineRow.sku == sku)
+                .where(OrderLineRow.location == location)
+            )
+        return int(total or 0)
+
+    async def shipment(self, shipment_id: str) -> Shipment | None:
+        """The shipment made under `shipment_id`, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(ShipmentRow).where(ShipmentRow.id == shipment_id))
+            ).first()
+        return None if row is None else _shipment(row)
+
+    # ---------------------------------------------------------------- changes
+    async def open(self, reservation: Reservation, *, now: dt.datetime | None = None) -> Order:
+        """The order of a confirmed reservation: its units committed, per SKU and location.
+
+        Opening it again returns the order as it is (shipped units and all).
+
+        Raises:
+            InvalidRequest: the reservation is not CONFIRMED.
+        """
+        if reservation.status is not ReservationStatus.CONFIRMED:
+            raise InvalidRequest(
+                f"reservation {reservation.id} is {reservation.status}: only a CONFIRMED "
+                "reservation becomes an order"
+            )
+        at = now or dt.datetime.now(dt.UTC)
+        async with self.engine.begin() as conn:
+            values = {
+                "id": reservation.id,
+                "owner": reservation.owner,
+                "status": OrderStatus.OPEN.value,
+                "version": 1,
+                "created_at": at,
+                "updated_at": at,
+            }
+            made = await conn.execute(
+                insert_or_ignore(conn.dialect.name, OrderRow, values).returning(OrderRow.id)
+            )
+            if made.first() is not None:
+                await conn.execute(
+                    insert(OrderLineRow),
+                    [
+                        {"order_id": reservation.id, "sku": sku, "location": location,
+                         "quantity": units, "shipped": 0}
+                        for sku, location, units in _order_lines(reservation)
+                    ],
+                )  # fmt: skip
+            return await self._load(conn, reservation.id)
+
+    async def ship(
+        self,
+        order_id: str,
+        shipment_id: str,
+        lines: Iterable[ShipmentRequest],
+        *,
+        now: dt.datetime | None = None,
+    ) -> Shipment:
+        """Ship units of `order_id` under `shipment_id`, exactly once.
+
+        Each line is ``(sku, quantity)``, or ``(sku, quantity, location)``
+        where the order holds the SKU at more than one location; lines of
+        the same SKU and location add up.
+
+        Returns:
+            The shipment: made now, or made before under this id with these lines.
+
+        Raises:
+            OrderNotFound: no order has this id.
+            OverFulfilment: some line asks for more than the order commits there.
+            ShipmentConflict: the id was used for another shipment.
+            InvalidRequest: an empty shipment, a bad id, SKU, location or
+                quantity, or a SKU held at several locations without one named.
+        """
+        try:
+            shipment_id = _SHIPMENT_ID.validate_python(shipment_id)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid shipment id {shipment_id!r}") from exc
+        asked = _requested(lines)
+        at = now or dt.datetime.now(dt.UTC)
+        try:
+            async with self.engine.begin() as conn:
+                return await self._ship(conn, order_id, shipment_id, asked, at)
+        except _Replayed as replayed:
+            return replayed.shipment
+        except IntegrityError:
+            # Another order's shipment took this id at the same moment.
+            made = await self.shipment(shipment_id)
+            if made is None:  # pragma: no cover - the key that collided is gone again
+                raise
+            if made.order_id == order_id and made.lines == await self._resolved(order_id, asked):
+                return made
+            raise ShipmentConflict(shipment_id, made.order_id) from None
+
+    # ---------------------------------------------------------------- helpers
+    async def _ship(
+        self,
+        conn: AsyncConnection,
+        order_id: str,
+        shipment_id: str,
+        asked: dict[tuple[str, str | None], int],
+        at: dt.datetime,
+    ) -> Shipment:
+        # The lock: bumping the order's version takes its row on PostgreSQL and
+        # the write lock on SQLite, before anything is read.
+        bumped = await conn.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id)
+            .values(version=OrderRow.version + 1, updated_at=at)
+        )
+        if bumped.rowcount == 0:
+            raise OrderNotFound(order_id)
+        order = await self._load(conn, order_id)
+        wanted = _resolve(order, asked)
+        existing = (
+            await conn.execute(select(ShipmentRow).where(ShipmentRow.id == shipment_id))
+        ).first()
+        if existing is not None:
+            made = _shipment(existing)
+            if made.order_id == order_id and made.lines == wanted:
+                raise _Replayed(made)  # and the version bump is rolled back
+            raise ShipmentConflict(shipment_id, made.order_id)
+        over = tuple(
+            OverShipped(line.sku, line.location, committed=held, requested=line.quantity)
+            for line in wanted
+            if line.quantity > (held := _committed(order, line.sku, line.location))
+        )
+        if over:
+            raise OverFulfilment(order_id, over)
+        for line in wanted:
+            await conn.execute(
+                update(OrderLineRow)
+                .where(OrderLineRow.order_id == order_id)
+                .where(OrderLineRow.sku == line.sku)
+                .where(OrderLineRow.location == line.location)
+                .values(shipped=OrderLineRow.shipped + line.quantity)
+            )
+        now_shipped = {(line.sku, line.location): line.quantity for line in wanted}
+        after = [
+            line.model_copy(
+                update={"shipped": line.shipped + now_shipped.get((line.sku, line.location), 0)}
+            )
+            for line in order.lines
+        ]
+        await conn.execute(
+            update(OrderRow).where(OrderRow.id == order_id).values(status=_status(after).value)
+        )
+        await conn.execute(
+            insert(ShipmentRow).values(
+                id=shipment_id,
+                order_id=order_id,
+                lines=[[line.sku, line.location, line.quantity] for line in wanted],
+                created_at=at,
+            )
+        )
+        return Shipment(id=shipment_id, order_id=order_id, lines=wanted, created_at=at)
+
+    async def _resolved(
+        self, order_id: str, asked: dict[tuple[str, str | None], int]
+    ) -> tuple[ShipmentLine, ...]:
+        return _resolve(await self.get(order_id), asked)
+
+    async def _load(self, conn: AsyncConnection, order_id: str) -> Order:
+        row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
+        if row is None:
+            raise OrderNotFound(order_id)
+        lines = (
+            await conn.execute(
+                select(OrderLineRow)
+                .where(OrderLineRow.order_id == order_id)
+                .order_by(OrderLineRow.sku, OrderLineRow.location)
+            )
+        ).all()
+        return Order(
+            id=row.id,
+            owner=row.owner,
+            status=OrderStatus(row.status),
+            lines=tuple(
+                OrderLine(
+                    sku=line.sku,
+                    location=line.location,
+                    quantity=int(line.quantity),
+                    shipped=int(line.shipped),
+                )
+                for line in lines
+            ),
+            created_at=_aware(row.created_at),
+            updated_at=_aware(row.updated_at),
+        )
+
+
+def _requested(lines: Iterable[ShipmentRequest]) -> dict[tuple[str, str | None], int]:
+    """The asked units per (SKU, location or None), checked and summed."""
+    asked: Counter[tuple[str, str | None]] = Counter()
+    for entry in lines:
+        if not isinstance(entry, Sequence) or len(entry) not in (2, 3):
+            raise InvalidRequest(f"a shipment line is (sku, quantity[, location]), not {entry!r}")
+        sku, quantity = entry[0], entry[1]
+        location = entry[2] if len(entry) == 3 else None
+        try:
+            _SKU.validate_python(sku)
+            if location is not None:
+                _LOCATION.validate_python(location)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid shipment line {entry!r}") from exc
+        if type(quantity) is not int or not 0 < quantity <= 1_000_000_000:
+            raise InvalidRequest(f"a shipment line ships 1 or more units, not {quantity!r}")
+        asked[sku, location] += quantity
+    if not asked:
+        raise InvalidRequest("a shipment ships at least one line")
+    return dict(asked)
+
+
+def _resolve(order: Order, asked: dict[tuple[str, str | None], int]) -> tuple[ShipmentLine, ...]:
+    """The asked lines with their locations: a SKU the order holds at one place ships from it."""
+    units: Counter[tuple[str, str]] = Counter()
+    for (sku, named), quantity in asked.items():
+        location = named
+        if location is None:
+            places = [line.location for line in order.lines if line.sku == sku]
+            if len(places) > 1:
+                raise InvalidRequest(
+                    f"order {order.id} holds {sku} at {', '.join(places)}: name the location"
+                )
+            location = places[0] if places else DEFAULT_LOCATION
+        units[sku, location] += quantity
+    return tuple(
+        ShipmentLine(sku=sku, location=location, quantity=quantity)
+        for (sku, location), quantity in sorted(units.items())
+    )
+
+
+def _committed(order: Order, sku: str, location: str) -> int:
+    line = order.line(sku, location)
+    return 0 if line is None else line.committed

@@ -1,0 +1,109 @@
+"""The order domain: what a confirmed reservation still commits, and what has shipped."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from commercekit.reservations.models import SKU, LocationName
+
+__all__ = [
+    "Order",
+    "OrderLine",
+    "OrderStatus",
+    "Shipment",
+    "ShipmentId",
+    "ShipmentLine",
+]
+
+ShipmentId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+"""A shipment's id, chosen by the caller (a carrier's label, a packing slip): 1-100 characters.
+
+It makes a shipment exactly once: the same id again is answered with the
+shipment it made, never a second one.
+"""
+
+Units = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class OrderStatus(StrEnum):
+    """Where an order stands: units still to ship, some shipped, or all of them."""
+
+    OPEN = "OPEN"
+    """Nothing shipped yet."""
+    PARTIALLY_FULFILLED = "PARTIALLY_FULFILLED"
+    """Some units shipped, some still committed."""
+    FULFILLED = "FULFILLED"
+    """Every unit shipped."""
+
+
+class OrderLine(BaseModel):
+    """The units of one SKU an order holds at one location, and how many of them shipped.
+
+    `committed` units are still on hand there, sold: no longer available,
+    not yet gone.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: SKU
+    location: LocationName
+    quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
+    shipped: Units = 0
+
+    @property
+    def committed(self) -> int:
+        """Units sold here and not shipped yet."""
+        return self.quantity - self.shipped
+
+
+class Order(BaseModel):
+    """A confirmed reservation's units, from payment until they ship.
+
+    Its id is the reservation's. Its lines are per SKU and location, as the
+    units were held: a kit's components, each where it was allocated.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    owner: str
+    status: OrderStatus
+    lines: tuple[OrderLine, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def committed(self) -> int:
+        """Units of every line not shipped yet."""
+        return sum(line.committed for line in self.lines)
+
+    def line(self, sku: str, location: str) -> OrderLine | None:
+        """The line of `sku` at `location`, if the order has one."""
+        return next((ln for ln in self.lines if (ln.sku, ln.location) == (sku, location)), None)
+
+
+class ShipmentLine(BaseModel):
+    """Units of one SKU that left one location in a shipment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: SKU
+    location: LocationName
+    quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
+
+
+class Shipment(BaseModel):
+    """Units of an order that left, once: its id is never used for another shipment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: ShipmentId
+    order_id: str
+    lines: tuple[ShipmentLine, ...]
+    created_at: dt.datetime
