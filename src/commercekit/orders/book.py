@@ -36,7 +36,7 @@ from commercekit.reservations.models import (
 try:
     from sqlalchemy import func, insert, select, update
     from sqlalchemy.exc import IntegrityError
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
     from commercekit.orders._tables import OrderLineRow, OrderRow, ShipmentRow
     from commercekit.sql import insert_or_ignore
@@ -44,6 +44,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
 __all__ = ["OrderBook"]
+
+_ORDERS = OrderRow.__table__
+_LINES = OrderLineRow.__table__
+_SHIPMENTS = ShipmentRow.__table__
 
 _SHIPMENT_ID: TypeAdapter[str] = TypeAdapter(ShipmentId)
 _SKU: TypeAdapter[str] = TypeAdapter(SKU)
@@ -167,7 +171,7 @@ class OrderBook:
         """The shipment made under `shipment_id`, if any."""
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(select(ShipmentRow).where(ShipmentRow.id == shipment_id))
+                await conn.execute(select(_SHIPMENTS).where(_SHIPMENTS.c.id == shipment_id))
             ).first()
         return None if row is None else _shipment(row)
 
@@ -180,34 +184,54 @@ class OrderBook:
         Raises:
             InvalidRequest: the reservation is not CONFIRMED.
         """
+        async with self.engine.begin() as conn:
+            return await self.open_in(conn, reservation, now=now)
+
+    async def open_in(
+        self,
+        executor: AsyncConnection | AsyncSession,
+        reservation: Reservation,
+        *,
+        now: dt.datetime | None = None,
+    ) -> Order:
+        """`open`, inside a transaction of the caller's on the same database.
+
+        A payment's settlement opens the order in the transaction that
+        records its outcome: the order exists exactly when the payment was
+        settled as confirmed, whatever crashes in between.
+        """
         if reservation.status is not ReservationStatus.CONFIRMED:
             raise InvalidRequest(
                 f"reservation {reservation.id} is {reservation.status}: only a CONFIRMED "
                 "reservation becomes an order"
             )
         at = now or dt.datetime.now(dt.UTC)
-        async with self.engine.begin() as conn:
-            values = {
-                "id": reservation.id,
-                "owner": reservation.owner,
-                "status": OrderStatus.OPEN.value,
-                "version": 1,
-                "created_at": at,
-                "updated_at": at,
-            }
-            made = await conn.execute(
-                insert_or_ignore(conn.dialect.name, OrderRow, values).returning(OrderRow.id)
-            )
-            if made.first() is not None:
-                await conn.execute(
-                    insert(OrderLineRow),
-                    [
-                        {"order_id": reservation.id, "sku": sku, "location": location,
-                         "quantity": units, "shipped": 0}
-                        for sku, location, units in _order_lines(reservation)
-                    ],
-                )  # fmt: skip
-            return await self._load(conn, reservation.id)
+        values = {
+            "id": reservation.id,
+            "owner": reservation.owner,
+            "status": OrderStatus.OPEN.value,
+            "version": 1,
+            "created_at": at,
+            "updated_at": at,
+        }
+        dialect = (
+            executor.get_bind().dialect.name
+            if isinstance(executor, AsyncSession)
+            else (executor.dialect.name)
+        )
+        made = await executor.execute(
+            insert_or_ignore(dialect, OrderRow, values).returning(OrderRow.id)
+        )
+        if made.first() is not None:
+            await executor.execute(
+                insert(OrderLineRow),
+                [
+                    {"order_id": reservation.id, "sku": sku, "location": location,
+                     "quantity": units, "shipped": 0}
+                    for sku, location, units in _order_lines(reservation)
+                ],
+            )  # fmt: skip
+        return await self._load(executor, reservation.id)
 
     async def ship(
         self,
@@ -274,7 +298,7 @@ class OrderBook:
         order = await self._load(conn, order_id)
         wanted = _resolve(order, asked)
         existing = (
-            await conn.execute(select(ShipmentRow).where(ShipmentRow.id == shipment_id))
+            await conn.execute(select(_SHIPMENTS).where(_SHIPMENTS.c.id == shipment_id))
         ).first()
         if existing is not None:
             made = _shipment(existing)
@@ -321,15 +345,16 @@ class OrderBook:
     ) -> tuple[ShipmentLine, ...]:
         return _resolve(await self.get(order_id), asked)
 
-    async def _load(self, conn: AsyncConnection, order_id: str) -> Order:
-        row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
+    async def _load(self, conn: AsyncConnection | AsyncSession, order_id: str) -> Order:
+        # Tables, not entities: plain rows from a connection and a session alike.
+        row = (await conn.execute(select(_ORDERS).where(_ORDERS.c.id == order_id))).first()
         if row is None:
             raise OrderNotFound(order_id)
         lines = (
             await conn.execute(
-                select(OrderLineRow)
-                .where(OrderLineRow.order_id == order_id)
-                .order_by(OrderLineRow.sku, OrderLineRow.location)
+                select(_LINES)
+                .where(_LINES.c.order_id == order_id)
+                .order_by(_LINES.c.sku, _LINES.c.location)
             )
         ).all()
         return Order(

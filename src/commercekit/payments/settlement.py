@@ -31,6 +31,10 @@ of several payments for one reservation only the first to claim it may
 confirm it (the others are double payments). A process that dies half-way
 is safe too: the redelivery finds the confirm already made by this payment
 and goes on.
+
+**The order.** With ``orders=`` (an `OrderBook` on the same database), a
+confirmed reservation's order is opened in that same transaction: it exists
+exactly when the payment was settled as confirmed.
 """
 
 from __future__ import annotations
@@ -63,13 +67,14 @@ from commercekit.payments.policy import RefundPolicy
 from commercekit.payments.refunds import RefundService
 from commercekit.payments.rules import SettlementOutcome, outcome_of, payment_issue, refused_issue
 from commercekit.plugins.manager import PluginManager
-from commercekit.reservations.models import Reservation
+from commercekit.reservations.models import Reservation, ReservationStatus
 from commercekit.reservations.store import ReservationStore
 
 try:
     from sqlalchemy import select, update
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from commercekit.orders.book import OrderBook
     from commercekit.payments._tables import SettlementRow
     from commercekit.sql import insert_or_ignore
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -119,6 +124,9 @@ class PaymentSettlement:
         prices: the reservation's expected total (see the module docs).
         consumer: the name the processed events are recorded under.
         release_on_failure: release the reservation when a payment fails.
+        orders: opens the order of each reservation a payment confirms, in the
+            transaction that records the outcome (its tables in the same
+            database as `sessions`').
     """
 
     def __init__(
@@ -132,6 +140,7 @@ class PaymentSettlement:
         prices: PriceLookup | None = None,
         consumer: str = "commercekit.payments.settlement",
         release_on_failure: bool = True,
+        orders: OrderBook | None = None,
     ) -> None:
         self.reservations = reservations
         self.refunds = refunds
@@ -142,6 +151,7 @@ class PaymentSettlement:
         self.prices = prices
         self.consumer = consumer
         self.release_on_failure = release_on_failure
+        self.orders = orders
         self.processed = SqlProcessedEventStore()
 
     async def handler(self, event: Envelope[Any]) -> None:
@@ -260,6 +270,13 @@ class PaymentSettlement:
             fresh = await self.processed.claim(session, self.consumer, event.id)
             if not fresh or row.outcome is not None:
                 return SettlementResult(payment, SettlementOutcome.DUPLICATE)
+            if (
+                self.orders is not None
+                and outcome is SettlementOutcome.CONFIRMED
+                and reservation is not None
+                and reservation.status is ReservationStatus.CONFIRMED
+            ):
+                await self.orders.open_in(session, reservation)
             if amount:
                 assert decision is not None
                 refund, _ = await self.refunds.request(

@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from commercekit.errors import OrderNotFound
 from commercekit.events import Envelope, PaymentConfirmed
+from commercekit.orders import OrderBook
 from commercekit.payments import (
     PaymentCase,
     PaymentIssue,
@@ -35,7 +37,12 @@ from commercekit.payments import (
 )
 from commercekit.plugins import PluginManager, hookimpl
 from commercekit.plugins.manager import DEFAULT_PLUGINS
-from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
+from commercekit.reservations import (
+    DurableReservations,
+    RedisReservationStore,
+    ReservationLedger,
+    ReservationStatus,
+)
 from commercekit.sql import migrate
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -139,3 +146,49 @@ async def test_a_policy_alone_decides_before_the_default(
     settlement = PaymentSettlement(reservations, refunds, policy=RefundWithANote())
     assert (await settlement.settle(await late(reservations))).outcome is SettlementOutcome.REFUNDED
     assert await refund_reasons(sessions) == [("OTHER", "the shop's policy")]
+
+
+# ------------------------------------------------------------------- orders
+async def test_a_confirming_payment_opens_its_order_once_however_often_it_comes(
+    engine: AsyncEngine, reservations: DurableReservations, refunds: RefundService
+) -> None:
+    book = OrderBook(engine)
+    settlement = PaymentSettlement(reservations, refunds, orders=book)
+    hold = await reservations.reserve([("SKU-1", 2)], ttl=60, owner="u-1")
+    event = paid(hold.id)
+    assert (await settlement.settle(event)).outcome is SettlementOutcome.CONFIRMED
+    assert (await settlement.settle(event)).outcome is SettlementOutcome.DUPLICATE
+    order = await book.get(hold.id)
+    assert [(ln.sku, ln.committed) for ln in order.lines] == [("SKU-1", 2)]
+    # A late payment is refunded, an unknown reservation too: no order for either.
+    for event in (await late(reservations), paid("no-such-reservation")):
+        assert (await settlement.settle(event)).outcome is SettlementOutcome.REFUNDED
+        with pytest.raises(OrderNotFound):
+            await book.get(event.data.reservation_id)
+
+
+async def test_a_crash_before_the_outcome_is_recorded_leaves_no_order_and_the_redelivery_opens_it(
+    engine: AsyncEngine,
+    reservations: DurableReservations,
+    refunds: RefundService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    book = OrderBook(engine)
+    settlement = PaymentSettlement(reservations, refunds, orders=book)
+    hold = await reservations.reserve([("SKU-1", 1)], ttl=60, owner="u-1")
+    event = paid(hold.id)
+    claim = settlement.processed.claim
+
+    async def crash(*args: object, **kwargs: object) -> bool:
+        await claim(*args, **kwargs)  # type: ignore[arg-type]
+        raise ConnectionResetError("the database went away mid-transaction")
+
+    monkeypatch.setattr(settlement.processed, "claim", crash)
+    with pytest.raises(ConnectionResetError):
+        await settlement.settle(event)
+    assert (await reservations.get(hold.id)).status is ReservationStatus.CONFIRMED
+    with pytest.raises(OrderNotFound):  # rolled back with the outcome
+        await book.get(hold.id)
+    monkeypatch.setattr(settlement.processed, "claim", claim)
+    assert (await settlement.settle(event)).outcome is SettlementOutcome.CONFIRMED
+    assert (await book.get(hold.id)).committed == 1
