@@ -30,6 +30,7 @@ from reference_app.common.runtime import tune_gc
 from reference_app.demo.gateway import InProcessGateway
 from reference_app.email import main as email_main
 from reference_app.inventory import main as inventory_main
+from reference_app.inventory.orders import router as orders_router
 from reference_app.inventory.routes import router as inventory_router
 from reference_app.payment import main as payment_main
 from reference_app.payment.routes import router as payment_router
@@ -101,6 +102,7 @@ def create_app(settings: DemoSettings, *, folder: str | Path | None = None) -> F
     )
     app.include_router(user_router)
     app.include_router(inventory_router)
+    app.include_router(orders_router)
     app.include_router(payment_router)
     # Innermost (add_middleware would put it outside the request middleware), so
     # the gateway's 401s get a request id, an access-log line and a latency sample.

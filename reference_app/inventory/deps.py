@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from commercekit.orders import OrderBook
 from commercekit.payments import Money
 from commercekit.reservations import Channel, ChannelLocation, DurableReservations, Reservation
 from reference_app.inventory.models import Product, SalesChannel
@@ -143,6 +144,7 @@ class InventoryServices:
         products: the products, cached.
         channels: the sales channels, cached for a few seconds.
         reservations: commercekit's stock holds (Redis) with their ledger (PostgreSQL).
+        orders: the paid reservations' orders and their shipments (PostgreSQL).
         outcomes: ``refapp_inventory_reservations_total`` by outcome.
     """
 
@@ -152,6 +154,7 @@ class InventoryServices:
     products: ProductCache
     channels: ChannelCache
     reservations: DurableReservations
+    orders: OrderBook
     outcomes: Counter
 
     async def total(self, reservation: Reservation) -> Money | None:

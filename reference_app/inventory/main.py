@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import Counter
 
+from commercekit.orders import OrderBook
 from commercekit.payments import PaymentSettlement, RefundService
 from commercekit.plugins import PluginManager
 from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
@@ -26,6 +27,7 @@ from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
 from reference_app.common.runtime import tune_gc
 from reference_app.inventory.deps import ChannelCache, InventoryServices, ProductCache
+from reference_app.inventory.orders import router as orders_router
 from reference_app.inventory.routes import LEAN_ROUTES, router
 from reference_app.settings import InventorySettings
 
@@ -76,6 +78,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         products=ProductCache(infra.sessions),
         channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),
         reservations=reservations,
+        orders=OrderBook(infra.engine),
         outcomes=outcomes,
     )
     settlement = PaymentSettlement(
@@ -86,6 +89,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         plugins=plugins,
         prices=services.total,
         consumer=CONSUMER_GROUP,
+        orders=services.orders,  # opened in the transaction that records the payment
     )
     app.state.inventory = services
     infra.bus.subscribe(
@@ -118,6 +122,7 @@ def create_app(settings: InventorySettings, *, lean: bool = True) -> FastAPI:
         lean=LEAN_ROUTES if lean else (),
     )
     app.include_router(router)
+    app.include_router(orders_router)
     return app
 
 

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from commercekit.orders import Order, OrderStatus, Shipment, ShipmentId
 from commercekit.reservations import (
     Channel,
     Kit,
@@ -44,6 +45,8 @@ __all__ = [
     "LocationPut",
     "LocationStockPublic",
     "LocationStockPut",
+    "OrderLinePublic",
+    "OrderPublic",
     "ProductCreate",
     "ProductPublic",
     "PurchaseLimitPublic",
@@ -52,6 +55,10 @@ __all__ = [
     "ReserveRequest",
     "ReserveResponse",
     "RestockRequest",
+    "ShipmentItem",
+    "ShipmentLinePublic",
+    "ShipmentPost",
+    "ShipmentPublic",
 ]
 
 MAX_UNITS = 1_000_000
@@ -387,3 +394,104 @@ class ReserveResponse(ReservationPublic):
     success: bool = True
     message: str
     reservationId: str  # noqa: N815
+
+
+# -------------------------------------------------------------------- orders
+class OrderLinePublic(BaseModel):
+    """The units of a product an order holds at one location, and how many shipped."""
+
+    productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
+    sku: str
+    location: str
+    quantity: int
+    shipped: int
+    committed: int = Field(description="Sold and still here: `quantity - shipped`.")
+
+
+class OrderPublic(BaseModel):
+    """A paid reservation's order, as its owner sees it (its id is the reservation's)."""
+
+    id: str
+    status: OrderStatus
+    items: list[OrderLinePublic]
+    createdAt: dt.datetime  # noqa: N815
+    updatedAt: dt.datetime  # noqa: N815
+
+    @classmethod
+    def of(cls, order: Order, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `order`; `product_ids` maps its SKUs to products."""
+        return cls(
+            id=order.id,
+            status=order.status,
+            items=[
+                OrderLinePublic(
+                    productId=product_ids.get(line.sku),
+                    sku=line.sku,
+                    location=line.location,
+                    quantity=line.quantity,
+                    shipped=line.shipped,
+                    committed=line.committed,
+                )
+                for line in order.lines
+            ],
+            createdAt=order.created_at,
+            updatedAt=order.updated_at,
+        )
+
+
+class ShipmentItem(BaseModel):
+    """Units of a product to ship; `location` where the order holds it at several."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    productId: uuid.UUID  # noqa: N815
+    quantity: Units
+    location: LocationName | None = None
+
+
+class ShipmentPost(BaseModel):
+    """``POST /api/v1/orders/{id}/shipments``: a shipment, made once per `shipmentId`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shipmentId: ShipmentId = Field(  # noqa: N815
+        description="The caller's id for this shipment (a label, a packing slip): the same "
+        "id again is answered with the shipment it made, never a second one."
+    )
+    items: Annotated[list[ShipmentItem], Field(min_length=1, max_length=MAX_LINES)]
+
+
+class ShipmentLinePublic(BaseModel):
+    """Units of a product that left one location."""
+
+    productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
+    sku: str
+    location: str
+    quantity: int
+
+
+class ShipmentPublic(BaseModel):
+    """A shipment of an order."""
+
+    id: str
+    orderId: str  # noqa: N815
+    items: list[ShipmentLinePublic]
+    createdAt: dt.datetime  # noqa: N815
+
+    @classmethod
+    def of(cls, shipment: Shipment, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `shipment`."""
+        return cls(
+            id=shipment.id,
+            orderId=shipment.order_id,
+            items=[
+                ShipmentLinePublic(
+                    productId=product_ids.get(line.sku),
+                    sku=line.sku,
+                    location=line.location,
+                    quantity=line.quantity,
+                )
+                for line in shipment.lines
+            ],
+            createdAt=shipment.created_at,
+        )

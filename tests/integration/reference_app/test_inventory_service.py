@@ -553,3 +553,58 @@ async def test_a_shopper_edits_a_pending_cart_without_losing_the_last_unit(
     late = await inventory.http.put(path, json=cart, headers=ALICE)
     assert late.status_code == 409
     assert late.json()["error"]["code"] == "not_pending"
+
+
+# -------------------------------------------------------------------- orders
+async def test_a_paid_reservation_is_an_order_its_owner_reads_and_an_admin_ships_in_parts(
+    inventory: Inventory,
+) -> None:
+    mug = await inventory.product(stock=5, price="2.50")
+    held = (await inventory.reserve({"productId": mug, "quantity": 3})).json()
+    order_id = held["reservationId"]
+    paid = PaymentConfirmed(
+        payment_id=str(uuid.uuid4()), reservation_id=order_id, user_id="alice",
+        amount=Decimal("7.50"), currency=SETTINGS.currency,
+    )  # fmt: skip
+    await inventory.bus.publish(Envelope.wrap(paid, source="test"))
+    await inventory.bus.drain()
+
+    path = f"/api/v1/orders/{order_id}"
+    order = (await inventory.http.get(path, headers=ALICE)).json()
+    assert order["status"] == "OPEN"
+    [line] = order["items"]
+    assert (line["productId"], line["location"], line["quantity"], line["committed"]) == (
+        mug, "default", 3, 3,
+    )  # fmt: skip
+    listed = (await inventory.http.get("/api/v1/orders", headers=ALICE)).json()
+    assert [o["id"] for o in listed] == [order_id]
+    assert (await inventory.http.get("/api/v1/orders", headers=BOB)).json() == []
+    assert (await inventory.http.get(path, headers=BOB)).status_code == 404  # not Bob's
+
+    ship = f"{path}/shipments"
+    one = {"shipmentId": "parcel-1", "items": [{"productId": mug, "quantity": 1}]}
+    assert (await inventory.http.post(ship, json=one, headers=ALICE)).status_code == 403
+    first = await inventory.http.post(ship, json=one, headers=ADMIN)
+    assert first.status_code == 201, first.text
+    assert first.json()["items"] == [
+        {"productId": mug, "sku": line["sku"], "location": "default", "quantity": 1}
+    ]
+    again = await inventory.http.post(ship, json=one, headers=ADMIN)  # a retry
+    assert (again.status_code, again.json()) == (201, first.json())
+    other = {"shipmentId": "parcel-1", "items": [{"productId": mug, "quantity": 2}]}
+    conflict = await inventory.http.post(ship, json=other, headers=ADMIN)
+    assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "shipment_conflict")
+    too_many = {"shipmentId": "parcel-2", "items": [{"productId": mug, "quantity": 3}]}
+    over = await inventory.http.post(ship, json=too_many, headers=ADMIN)
+    assert (over.status_code, over.json()["error"]["code"]) == (409, "over_fulfilment")
+    assert over.json()["error"]["details"] == [
+        {"productId": mug, "location": "default", "committed": 2, "requested": 3}
+    ]
+    rest = {"shipmentId": "parcel-2", "items": [{"productId": mug, "quantity": 2}]}
+    assert (await inventory.http.post(ship, json=rest, headers=ADMIN)).status_code == 201
+    done = (await inventory.http.get(path, headers=ALICE)).json()
+    assert (done["status"], done["items"][0]["shipped"], done["items"][0]["committed"]) == (
+        "FULFILLED", 3, 0,
+    )  # fmt: skip
+    unknown = await inventory.http.post("/api/v1/orders/nope/shipments", json=one, headers=ADMIN)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "order_not_found")

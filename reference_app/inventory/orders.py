@@ -1,0 +1,109 @@
+"""``/api/v1/orders``: a shopper's orders, and the shipments an admin makes of them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from commercekit.errors import OrderNotFound, OverFulfilment, ShipmentConflict
+from commercekit.orders import Order
+from reference_app.common import AdminUser, ApiError, CurrentUser
+from reference_app.common.errors import errors
+from reference_app.inventory.deps import InventoryServices, ServicesDep
+from reference_app.inventory.schemas import OrderPublic, ShipmentPost, ShipmentPublic
+
+__all__ = ["router"]
+
+log = logging.getLogger("reference_app.inventory")
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=errors(400, 401, 422, 503))
+
+OrderId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+async def _order(services: InventoryServices, order_id: str) -> Order:
+    try:
+        return await services.orders.get(order_id)
+    except OrderNotFound:
+        raise ApiError(404, f"order {order_id} not found", code="order_not_found") from None
+
+
+async def _public(services: InventoryServices, order: Order) -> OrderPublic:
+    products = await services.products.by_skus(line.sku for line in order.lines)
+    return OrderPublic.of(order, {sku: product.id for sku, product in products.items()})
+
+
+@router.get("")
+async def list_orders(
+    services: ServicesDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[OrderPublic]:
+    """The caller's orders, oldest first: each paid reservation's units, until they ship."""
+    orders = await services.orders.of_owner(user.user_id, limit=limit, offset=offset)
+    return [await _public(services, order) for order in orders]
+
+
+@router.get("/{order_id}", responses=errors(404))
+async def get_order(order_id: OrderId, services: ServicesDep, user: CurrentUser) -> OrderPublic:
+    """One of the caller's orders (404 for anyone else's)."""
+    order = await _order(services, order_id)
+    if order.owner != user.user_id:
+        raise ApiError(404, f"order {order_id} not found", code="order_not_found")
+    return await _public(services, order)
+
+
+@router.post(
+    "/{order_id}/shipments",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        403, 404, 409,
+        s409="more units than the order still commits there, or a shipment id used "
+        "for another shipment",
+    ),
+)  # fmt: skip
+async def ship_order(
+    order_id: OrderId, body: ShipmentPost, services: ServicesDep, admin: AdminUser
+) -> ShipmentPublic:
+    """Ship units of an order (admins only), exactly once per ``shipmentId``.
+
+    Each item ships from the location the order holds it at (name the
+    ``location`` where it holds the product at several). The same
+    ``shipmentId`` again is answered with the shipment it made.
+    """
+    order = await _order(services, order_id)
+    products = await services.products.by_ids(item.productId for item in body.items)
+    missing = sorted(str(i.productId) for i in body.items if i.productId not in products)
+    if missing:
+        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
+    lines = [
+        (products[item.productId].sku, item.quantity)
+        if item.location is None
+        else (products[item.productId].sku, item.quantity, item.location)
+        for item in body.items
+    ]
+    by_sku = {product.sku: product.id for product in products.values()}
+    try:
+        shipment = await services.orders.ship(order.id, body.shipmentId, lines)
+    except OverFulfilment as exc:
+        over = [
+            {"productId": str(by_sku[o.sku]), "location": o.location, "committed": o.committed,
+             "requested": o.requested}
+            for o in exc.over
+        ]  # fmt: skip
+        raise ApiError(
+            409, "the order does not commit these units", code="over_fulfilment", details=over
+        ) from None
+    except ShipmentConflict:
+        raise ApiError(
+            409, f"shipment {body.shipmentId} was made for other lines", code="shipment_conflict"
+        ) from None
+    log.info(
+        "shipped %s of order %s",
+        shipment.id,
+        order.id,
+        extra={"order": order.id, "shipment": shipment.id, "by": admin.user_id},
+    )
+    return ShipmentPublic.of(shipment, by_sku)
