@@ -150,7 +150,8 @@ class Walk:
         shopper_email = f"ada-{suffix}@example.com"
         admin, shopper = await self.sign_up_and_log_in(suffix, shopper_email)
         product_id = await self.create_product(suffix, admin, shopper)
-        await self.buy(shopper, shopper_email, product_id)
+        order_id = await self.buy(shopper, shopper_email, product_id)
+        await self.ship_in_parts(admin, shopper, order_id, product_id)
         await self.pay_late(shopper, shopper_email, product_id)
         await self.two_warehouses(suffix, admin, shopper, product_id)
         await self.gift_box(suffix, admin, shopper, product_id)
@@ -225,8 +226,8 @@ class Walk:
         self.detail("no token, no access: 401 from the gateway")
         return product_id
 
-    async def buy(self, shopper: str, shopper_email: str, product_id: str) -> None:
-        """Reserve two mugs, pay, see the payment confirmed and its mail sent."""
+    async def buy(self, shopper: str, shopper_email: str, product_id: str) -> str:
+        """Reserve two mugs, pay, see the payment confirmed and its mail sent; the order's id."""
         self.step("The shopper reserves 2 mugs and pays for them")
         reservation_id = await self.reserve(shopper, product_id, 2)
         paid = await self.mails_sent("payment_succeeded")
@@ -238,6 +239,32 @@ class Walk:
         )
         self.detail(f"reservation {reservation_id} is {reservation.json()['status']}")
         await self.mail_went_out("payment_succeeded", paid, shopper_email)
+        return reservation_id
+
+    async def ship_in_parts(self, admin: str, shopper: str, order_id: str, product_id: str) -> None:
+        """The paid reservation is an order; the admin ships 1 mug now, 1 later, each once."""
+        self.step("The order ships in two parcels, each exactly once")
+        path = f"/api/v1/orders/{order_id}"
+
+        async def opened() -> dict[str, Any] | None:
+            answer = await self.client.get(path, headers={"Authorization": f"Bearer {shopper}"})
+            return answer.json() if answer.status_code == 200 else None
+
+        order = await self.until("the paid reservation is an order", opened)
+        self.detail(
+            f"order {order_id} is {order['status']}: {order['items'][0]['committed']} committed"
+        )
+        for parcel in ("parcel-1", "parcel-1", "parcel-2"):  # parcel-1 twice: shipped once
+            body = {
+                "shipmentId": f"{order_id}-{parcel}",
+                "items": [{"productId": product_id, "quantity": 1}],
+            }
+            await self.call("POST", f"{path}/shipments", token=admin, body=body, expect=(201,))
+            order = (await self.call("GET", path, token=shopper, quiet=True)).json()
+            left = order["items"][0]["committed"]
+            self.detail(f"{parcel}: the order is {order['status']}, {left} committed")
+        if order["status"] != "FULFILLED":
+            raise WalkError(f"order {order_id} is {order['status']} after both parcels")
 
     async def pay_late(self, shopper: str, shopper_email: str, product_id: str) -> None:
         """Let a hold expire (or cancel it), pay it anyway, see the refund and its mail."""

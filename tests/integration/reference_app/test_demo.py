@@ -139,6 +139,8 @@ def test_demo_walks_through_the_flows_then_serves_until_ctrl_c() -> None:
         assert "the shopper may not create products: 403" in out
         assert "payment confirmed: 25.00 USD" in out
         assert "payment succeeded email sent to ada-" in out
+        assert "parcel-1: the order is PARTIALLY_FULFILLED, 1 committed" in out
+        assert "parcel-2: the order is FULFILLED, 0 committed" in out
         assert "EXPIRED: the sweeper put its unit back" in out  # a 3 s hold is waited for
         assert re.search(r"payment refunded: 12\.50 USD, reason LATE_PAYMENT", out), out
         assert "refund issued email sent to ada-" in out
