@@ -44,7 +44,9 @@ class LeanRoute:
         method: ``POST``, ``GET``...
         path: the exact path (no parameters).
         serve: ``(request, body) -> response``, or ``None`` to let the
-            FastAPI route of the same method and path answer.
+            FastAPI route of the same method and path answer. It gets the
+            whole body and must not read it from the request, which keeps
+            it for that route.
         json_body: whether it reads a JSON body: a request of another
             content type goes on to the FastAPI route. Without one, the
             content type is not looked at.
