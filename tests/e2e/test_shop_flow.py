@@ -167,6 +167,11 @@ def test_happy_path_confirms_and_mails_welcome_and_payment(
     assert payment["refunds"] == []
     assert shopper.reservation(reservation_id)["status"] == "CONFIRMED"
     assert stock_of(shopper.http, product["id"]) == 3  # sold, not back
+    # Through the gateway: the paid reservation is the shopper's order, its units committed.
+    order = shopper.get(f"/api/v1/orders/{reservation_id}")
+    assert order.status_code == 200, order.text
+    assert (order.json()["status"], order.json()["items"][0]["committed"]) == ("OPEN", 2)
+    assert reservation_id in [o["id"] for o in shopper.get("/api/v1/orders").json()]
     eventually(
         lambda: mail_types(stack, shopper.email) == ["payment.confirmed", "user.created"],
         "the welcome and payment emails",
