@@ -56,6 +56,7 @@ __all__ = [
     "migrate",
     "run_migrations",
     "upsert",
+    "utc",
 ]
 
 TABLE_PREFIX = "commercekit_"
@@ -158,6 +159,14 @@ def upsert(
     """
     statement = _insert(dialect, table, values)
     return statement.on_conflict_do_update(index_elements=index_elements, set_=set_)
+
+
+def utc(moment: dt.datetime) -> dt.datetime:
+    """A datetime read back from a table, as the UTC moment commercekit stored.
+
+    SQLite hands back naive datetimes; everything commercekit stores is UTC.
+    """
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -18,7 +18,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Mapped, mapped_column
 
-    from commercekit.sql import Base
+    from commercekit.sql import Base, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -60,16 +60,7 @@ class RefreshTokenRow(Base):
 
 
 def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=dt.UTC)
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    aware = _aware(moment)
-    assert aware is not None
-    return aware
+    return None if moment is None else utc(moment)
 
 
 class SqlRefreshTokenStore:
@@ -126,16 +117,16 @@ class SqlRefreshTokenStore:
         token = StoredRefreshToken(
             token_hash=row.token_hash,
             family_id=row.family_id,
-            created_at=_utc(row.created_at),
-            expires_at=_utc(row.expires_at),
+            created_at=utc(row.created_at),
+            expires_at=utc(row.expires_at),
             used_at=_aware(row.used_at),
         )
         family = RefreshFamily(
             id=row.family_id,
             user_id=row.user_id,
             role=row.role,
-            created_at=_utc(row.family_created_at),
-            expires_at=_utc(row.family_expires_at),
+            created_at=utc(row.family_created_at),
+            expires_at=utc(row.family_expires_at),
             revoked_at=_aware(row.revoked_at),
             revoked_reason=row.revoked_reason,
         )

@@ -39,7 +39,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
     from commercekit.orders._tables import OrderLineRow, OrderRow, ShipmentRow
-    from commercekit.sql import insert_or_ignore
+    from commercekit.sql import insert_or_ignore, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -63,11 +63,6 @@ class _Replayed(Exception):
 
     def __init__(self, shipment: Shipment) -> None:
         self.shipment = shipment
-
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything commercekit stores is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _order_lines(reservation: Reservation) -> list[tuple[str, str, int]]:
@@ -96,7 +91,7 @@ def _shipment(row: Any) -> Shipment:
         id=row.id,
         order_id=row.order_id,
         lines=tuple(ShipmentLine(sku=s, location=loc, quantity=int(q)) for s, loc, q in row.lines),
-        created_at=_aware(row.created_at),
+        created_at=utc(row.created_at),
     )
 
 
@@ -370,8 +365,8 @@ class OrderBook:
                 )
                 for line in lines
             ),
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
+            created_at=utc(row.created_at),
+            updated_at=utc(row.updated_at),
         )
 
 

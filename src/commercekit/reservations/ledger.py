@@ -42,7 +42,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
     from sqlalchemy.orm import Mapped, mapped_column
 
-    from commercekit.sql import Base, insert_or_ignore, upsert
+    from commercekit.sql import Base, insert_or_ignore, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -106,7 +106,7 @@ def _kit(row: Any) -> Kit:
         sku=row.sku,
         components=tuple(ReservationLine(sku=sku, quantity=int(q)) for sku, q in row.components),
         version=int(row.version),
-        updated_at=_aware(row.updated_at),
+        updated_at=utc(row.updated_at),
     )
 
 
@@ -145,20 +145,15 @@ def _row_values(r: Reservation) -> dict[str, Any]:
     }
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything commercekit stores is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def _reservation(row: Any) -> Reservation:
     return Reservation(
         id=row.id,
         status=ReservationStatus(row.status),
         owner=row.owner,
         lines=tuple(ReservationLine(sku=sku, quantity=int(q)) for sku, q in row.lines),
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
-        expires_at=_aware(row.expires_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        expires_at=utc(row.expires_at),
         idempotency_key=row.idempotency_key,
         allocations=to_allocations(row.allocations),
     )
