@@ -180,7 +180,8 @@ class OrderBook:
             InvalidRequest: the reservation is not CONFIRMED.
         """
         async with self.engine.begin() as conn:
-            return await self.open_in(conn, reservation, now=now)
+            await self.open_in(conn, reservation, now=now)
+            return await self._load(conn, reservation.id)
 
     async def open_in(
         self,
@@ -188,12 +189,16 @@ class OrderBook:
         reservation: Reservation,
         *,
         now: dt.datetime | None = None,
-    ) -> Order:
+    ) -> bool:
         """`open`, inside a transaction of the caller's on the same database.
 
         A payment's settlement opens the order in the transaction that
         records its outcome: the order exists exactly when the payment was
-        settled as confirmed, whatever crashes in between.
+        settled as confirmed, whatever crashes in between. It does not read
+        the order back (that transaction holds the payment's row meanwhile).
+
+        Returns:
+            Whether the order was opened now (False: it was open already).
         """
         if reservation.status is not ReservationStatus.CONFIRMED:
             raise InvalidRequest(
@@ -217,16 +222,17 @@ class OrderBook:
         made = await executor.execute(
             insert_or_ignore(dialect, OrderRow, values).returning(OrderRow.id)
         )
-        if made.first() is not None:
-            await executor.execute(
-                insert(OrderLineRow),
-                [
-                    {"order_id": reservation.id, "sku": sku, "location": location,
-                     "quantity": units, "shipped": 0}
-                    for sku, location, units in _order_lines(reservation)
-                ],
-            )  # fmt: skip
-        return await self._load(executor, reservation.id)
+        if made.first() is None:
+            return False
+        await executor.execute(
+            insert(OrderLineRow),
+            [
+                {"order_id": reservation.id, "sku": sku, "location": location,
+                 "quantity": units, "shipped": 0}
+                for sku, location, units in _order_lines(reservation)
+            ],
+        )  # fmt: skip
+        return True
 
     async def ship(
         self,
