@@ -15,16 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
-from reference_app.common.db import migrate
-from reference_app.common.infra import Infra
 from reference_app.inventory.main import create_app, wire
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from commercekit.events import InMemoryEventBus
 from commercekit.testing.servers import PostgresServer, RedisServer
 
-from .test_inventory_service import ADMIN, ALICE, BOB, SETTINGS
+from .test_inventory_service import ADMIN, ALICE, BOB, SETTINGS, inventory_infra
 
 RESERVE = "/api/v1/inventory/reserve"
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
@@ -35,33 +30,19 @@ _TIME = re.compile(r"^\d{4}-\d\d-\d\dT")
 async def services(
     postgres_server: PostgresServer, redis_server: RedisServer
 ) -> AsyncIterator[dict[bool, httpx.AsyncClient]]:
-    url = postgres_server.create_database(f"lean_{uuid.uuid4().hex[:10]}")
-    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
-    await migrate(engine)
-    redis = Redis.from_url(redis_server.url)
-    await redis.flushdb()
-    bus = InMemoryEventBus()
-    await bus.start()
-    infra = Infra(
-        engine,
-        async_sessionmaker(engine, expire_on_commit=False),
-        redis_client=redis,
-        event_bus=bus,
-    )
     lean, plain = create_app(SETTINGS, lean=True), create_app(SETTINGS, lean=False)
-    try:
-        async with wire(lean, SETTINGS, infra), wire(plain, SETTINGS, infra):
-            clients = {
-                mode: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://i")
-                for mode, app in ((True, lean), (False, plain))
-            }
-            yield clients
-            for client in clients.values():
-                await client.aclose()
-    finally:
-        await bus.stop()
-        await redis.aclose()
-        await engine.dispose()
+    async with (
+        inventory_infra(postgres_server, redis_server) as infra,
+        wire(lean, SETTINGS, infra),
+        wire(plain, SETTINGS, infra),
+    ):
+        clients = {
+            mode: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://i")
+            for mode, app in ((True, lean), (False, plain))
+        }
+        yield clients
+        for client in clients.values():
+            await client.aclose()
 
 
 class Names:

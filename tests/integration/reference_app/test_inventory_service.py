@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -55,10 +56,11 @@ class Inventory:
         return stock
 
 
-@pytest.fixture
-async def inventory(
+@asynccontextmanager
+async def inventory_infra(
     postgres_server: PostgresServer, redis_server: RedisServer
-) -> AsyncIterator[Inventory]:
+) -> AsyncIterator[Infra]:
+    """A fresh database and an empty Redis, with the in-memory bus for Kafka."""
     url = postgres_server.create_database(f"inventory_{uuid.uuid4().hex[:10]}")
     engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     await migrate(engine)
@@ -67,17 +69,23 @@ async def inventory(
     bus = InMemoryEventBus()
     await bus.start()
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    infra = Infra(engine, sessions, redis_client=redis, event_bus=bus)
-    app = create_app(SETTINGS)  # its lifespan (real connections) is not run; wire is
     try:
-        async with wire(app, SETTINGS, infra):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as http:
-                yield Inventory(http, bus, infra)
+        yield Infra(engine, sessions, redis_client=redis, event_bus=bus)
     finally:
         await bus.stop()
         await redis.aclose()
         await engine.dispose()
+
+
+@pytest.fixture
+async def inventory(
+    postgres_server: PostgresServer, redis_server: RedisServer
+) -> AsyncIterator[Inventory]:
+    app = create_app(SETTINGS)  # its lifespan (real connections) is not run; wire is
+    async with inventory_infra(postgres_server, redis_server) as infra, wire(app, SETTINGS, infra):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://inventory") as http:
+            yield Inventory(http, infra.bus, infra)
 
 
 async def test_products_are_created_by_admins_only_and_listed_with_their_stock(
