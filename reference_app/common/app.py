@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
 
 from commercekit import __version__
 from reference_app.common.errors import install_error_handlers
@@ -50,8 +51,12 @@ def service_app(
     their scripts from the app itself (under `DOCS_ASSETS_URL`, the files
     fastapi-offline ships), not from a CDN: they work with no internet.
 
-    The `lean` routes are answered without FastAPI's per-request machinery
-    (`reference_app.common.lean`), inside the request middleware.
+    The request middleware (request id, trace, access line, histogram) is
+    the outermost layer, so every answer carries the request id, a 500 of
+    an unexpected error too. The `lean` routes are answered right inside it,
+    without FastAPI's per-request machinery (`reference_app.common.lean`):
+    Starlette's own middleware (its error and body-limit layers) is not run
+    for them, the lean routes answering their errors with the app's handlers.
     """
     app = FastAPIOffline(
         static_url=DOCS_ASSETS_URL,
@@ -69,8 +74,14 @@ def service_app(
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
     install_error_handlers(app)
-    if lean:  # added first: the middleware added last runs first
-        app.add_middleware(LeanRoutes, routes=lean)
-    app.add_middleware(RequestMiddleware, histogram=request_histogram(registry))
+    histogram = request_histogram(registry)
+    build = app.build_middleware_stack
+
+    def stack() -> ASGIApp:
+        inner = build()
+        return RequestMiddleware(LeanRoutes(inner, lean) if lean else inner, histogram=histogram)
+
+    # Starlette builds the stack on the first call: ours wraps what it builds.
+    app.build_middleware_stack = stack  # type: ignore[method-assign]
     app.include_router(probes_router(registry))
     return app

@@ -58,6 +58,10 @@ def make_app(lean: bool) -> tuple[FastAPI, list[str]]:
     async def other() -> dict[str, str]:
         return {"by": "fastapi"}
 
+    @app.get("/crash")
+    async def crash() -> None:
+        raise Boom
+
     return app, served
 
 
@@ -131,6 +135,19 @@ async def test_errors_are_answered_by_the_apps_handlers(
     assert boom.status_code == 500
     assert boom.json()["error"]["code"] == "internal_error"
     assert boom.headers["x-request-id"]
+
+
+async def test_an_unexpected_error_of_a_fastapi_route_keeps_the_request_id(
+    lean: tuple[httpx.AsyncClient, list[str]],
+) -> None:
+    client, _ = lean
+    rid = "c0ffee" * 5 + "00"
+    crash = await client.get("/crash", headers={"x-request-id": rid})
+    assert crash.status_code == 500
+    assert crash.json()["error"]["code"] == "internal_error"
+    assert crash.headers["x-request-id"] == rid  # the request middleware is the outermost layer
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/crash",status="500"' in metrics
 
 
 async def test_other_paths_and_methods_pass_by(
