@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
-import json
 import logging
 import sys
 from typing import Any
+
+from pydantic_core import to_json
 
 from commercekit import tracing
 
@@ -17,9 +18,6 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 """The id of the request being served (set by the request middleware)."""
-
-_ENCODER = json.JSONEncoder(default=str)
-"""One encoder for every line (``json.dumps(default=...)`` builds one per call: half its cost)."""
 
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -64,11 +62,14 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        # pydantic's encoder: a quarter of the json module's time; str() what it cannot encode.
+        return to_json(entry, fallback=str).decode()
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log (uvicorn's too) to stderr as JSON lines; call once per process."""
+    # No line says where in the source it was logged: not looking saves a stack walk per line.
+    logging._srcfile = None  # the logging HOWTO's "Optimization" section
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
