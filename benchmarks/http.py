@@ -21,7 +21,10 @@ service's settlement and the ledger) is what is measured.
 In the same run, on the same servers (a database and a Redis database of
 its own), the library's durable reserve path (``commercekit-durable``, hot
 SKU, the benchmark of ``python -m benchmarks``) gives the ratio the front
-door is judged by. For every wrk run the CPU seconds per request of each
+door is judged by: it is measured before the first number of connections
+and after each, and each wrk run is judged against the mean of the two
+measurements around it (the machine's speed drifts over minutes). For every
+wrk run the CPU seconds per request of each
 process group (gateway, each service, Redis, PostgreSQL, Kafka, wrk) are
 printed, so the next bottleneck is visible.
 
@@ -44,6 +47,7 @@ import re
 import resource
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +96,9 @@ class HttpResult:
     p90_ms: float
     p99_ms: float
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
+    library_ops_per_s: float | None = None
+    """The library's durable path around this run: the mean of the two measurements
+    just before and just after its number of connections (see `run`)."""
 
     @property
     def succeeded(self) -> int:
@@ -297,7 +304,12 @@ def _print_result(result: HttpResult) -> None:
     print(
         f"{result.target:12} c={result.connections:<4} {result.ops_per_s:9.0f} req/s  "
         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:7.1f} ms  "
-        f"errors {result.errors}  cpu ms/req {cpu.get('total', 0):.3f} ({busiest})",
+        f"errors {result.errors}  cpu ms/req {cpu.get('total', 0):.3f} ({busiest})"
+        + (
+            f"  x library {result.ops_per_s / result.library_ops_per_s:.3f}"
+            if result.library_ops_per_s
+            else ""
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -476,6 +488,48 @@ def durable_path(backing: Any, *, clients: int, duration: float) -> dict[str, An
     return asyncio.run(measure())
 
 
+def _library(backing: Any, duration: float) -> dict[str, Any]:
+    print("library: commercekit-durable hot@64 on the same servers...", file=sys.stderr)
+    measured = durable_path(backing, clients=64, duration=min(duration, 5.0))
+    print(f"library: {measured['ops_per_s']:,.0f} reserves/s", file=sys.stderr, flush=True)
+    return measured
+
+
+def _load_in_blocks(
+    connections: Sequence[int],
+    cases: Sequence[str],
+    *,
+    load: Callable[..., HttpResult],
+    meter: CpuMeter,
+    results: list[HttpResult],
+    library: Callable[[], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Every case at each number of connections, with the library's path around each.
+
+    The library's path is measured before the first number of connections
+    and after each, and each run is judged against the two measurements
+    around it: this machine's speed drifts over minutes, and one baseline
+    measured minutes away judged a run made in a slow (or fast) stretch.
+    Returns the library's measurements, in order.
+    """
+    runs = [library()]
+    for count in connections:
+        block = []
+        for case in cases:
+            before = meter.read()
+            result = load(case, count, profile=count == max(connections))
+            after = meter.read()
+            result.cpu_ms_per_request = meter.per_request(before, after, result.requests)
+            results.append(result)
+            block.append(result)
+        runs.append(library())
+        around = (runs[-2]["ops_per_s"] + runs[-1]["ops_per_s"]) / 2
+        for result in block:
+            result.library_ops_per_s = round(around, 1)
+            _print_result(result)
+    return runs
+
+
 # ---------------------------------------------------------------- the run
 def run(
     *,
@@ -539,7 +593,9 @@ def run(
             "health": {"method": "GET", "path": "/health", "tokens": False},
         }
 
-        def load(case: str, count: int, seconds: float, *, profile: bool = False) -> HttpResult:
+        def load(
+            case: str, count: int, seconds: float = duration, *, profile: bool = False
+        ) -> HttpResult:
             options = dict(scripts[case])
             with_tokens = options.pop("tokens", True)
             script = workdir / f"{case.replace('+', '-')}.lua"
@@ -561,14 +617,14 @@ def run(
             warm = load(case, 8, 2)
             warm.target = f"warm-up {case}"
             results.append(warm)
-        for count in connections:
-            for case in cases:
-                before = meter.read()
-                result = load(case, count, duration, profile=count == max(connections))
-                after = meter.read()
-                result.cpu_ms_per_request = meter.per_request(before, after, result.requests)
-                results.append(result)
-                _print_result(result)
+        library_runs = _load_in_blocks(
+            connections,
+            cases,
+            load=load,
+            meter=meter,
+            results=results,
+            library=lambda: _library(stack.backing, duration),
+        )
 
         payments: PaymentResult | None = None
         if payment_rate > 0:
@@ -587,8 +643,6 @@ def run(
             product: http.get(f"/api/v1/products/{product}").json()["stock"]
             for product in (hot, *cart)
         }
-        print("library: commercekit-durable hot@64 on the same servers...", file=sys.stderr)
-        library = durable_path(stack.backing, clients=64, duration=min(duration, 5.0))
 
     check = stock_check(
         results, taken={p: STOCK - levels[p] for p in (hot, *cart)}, hot=hot, cart=cart
@@ -601,14 +655,15 @@ def run(
         "records": [asdict(r) for r in results if not r.target.startswith("warm-up")],
         "payments": asdict(payments) if payments is not None else None,
         "library": {
-            "system": library["system"],
-            "concurrency": library["concurrency"],
-            "ops_per_s": library["ops_per_s"],
-            "p50_ms": library["p50_ms"],
-            "p99_ms": library["p99_ms"],
-            "errors": library["errors"],
-            "oversold": library["oversold"],
-            "conserved": library["conserved"],
+            "system": library_runs[0]["system"],
+            "concurrency": library_runs[0]["concurrency"],
+            "ops_per_s": round(statistics.mean(run["ops_per_s"] for run in library_runs), 1),
+            "p50_ms": statistics.median(run["p50_ms"] for run in library_runs),
+            "p99_ms": statistics.median(run["p99_ms"] for run in library_runs),
+            "errors": sum(run["errors"] for run in library_runs),
+            "oversold": any(run["oversold"] for run in library_runs),
+            "conserved": all(run["conserved"] for run in library_runs),
+            "runs": [round(run["ops_per_s"], 1) for run in library_runs],
         },
         "check": check,
     }
@@ -649,7 +704,7 @@ def stock_check(
 
 def ratios(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """Per case and connections: requests/s over the library's and over nginx's ``/health``."""
-    library = report["library"]["ops_per_s"]
+    overall = report["library"]["ops_per_s"]
     health = {
         r["connections"]: r["ops_per_s"] for r in report["records"] if r["target"] == "health"
     }
@@ -658,6 +713,7 @@ def ratios(report: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         if r["target"] == "health":
             continue
         key = f"{r['target']}@{r['connections']}"
+        library = r.get("library_ops_per_s") or overall  # reports before the bracketing: one
         out[key] = {"vs_library": round(r["ops_per_s"] / library, 4) if library else 0.0}
         if health.get(r["connections"]):
             out[key]["vs_health"] = round(r["ops_per_s"] / health[r["connections"]], 4)
@@ -687,7 +743,14 @@ def markdown(report: Mapping[str, Any]) -> str:
         f"The library's durable path (`{library['system']}`, hot SKU, "
         f"{library['concurrency']} clients, same servers, same run): "
         f"{library['ops_per_s']:,.0f} reserves/s, p50 {library['p50_ms']:.1f} ms, "
-        f"p99 {library['p99_ms']:.1f} ms.",
+        f"p99 {library['p99_ms']:.1f} ms"
+        + (
+            f"; measured before the first number of connections and after each "
+            f"({', '.join(f'{ops:,.0f}' for ops in library['runs'])}/s), each run judged "
+            "against the mean of the two measurements around it."
+            if library.get("runs")
+            else "."
+        ),
         "",
         "CPU milliseconds per request, by process group:",
         "",

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.http import (
     CpuMeter,
     HttpResult,
+    _load_in_blocks,
     markdown,
     parse_wrk,
     process_cpu_seconds,
@@ -155,3 +156,49 @@ def test_ratios_and_tables_are_against_the_same_runs_library_path() -> None:
     assert "| reserve | 64 | 3,000 |" in table
     assert "0.250" in table
     assert "12,000 reserves/s" in table
+
+
+def test_each_run_is_judged_against_the_library_measured_around_it() -> None:
+    speeds = iter([10_000.0, 12_000.0, 8_000.0])  # the machine drifts between blocks
+    order: list[str] = []
+
+    def library() -> dict[str, float]:
+        order.append("library")
+        return {"ops_per_s": next(speeds)}
+
+    def load(case: str, count: int, *, profile: bool) -> HttpResult:
+        order.append(f"{case}@{count}")
+        return _result(case, 33_000, count)
+
+    class Meter(CpuMeter):
+        def __init__(self) -> None:
+            pass
+
+        def read(self) -> dict[str, float]:
+            return {"inventory": 0.0}
+
+    results: list[HttpResult] = []
+    runs = _load_in_blocks(
+        [16, 64], ["reserve", "health"], load=load, meter=Meter(), results=results, library=library
+    )
+    assert order == [
+        "library", "reserve@16", "health@16", "library", "reserve@64", "health@64", "library"
+    ]  # fmt: skip
+    assert [run["ops_per_s"] for run in runs] == [10_000, 12_000, 8_000]
+    assert [r.library_ops_per_s for r in results] == [11_000, 11_000, 10_000, 10_000]
+    report = {
+        "records": [r.__dict__ for r in results],
+        "library": {"system": "commercekit-durable", "concurrency": 64, "ops_per_s": 10_000.0,
+                    "p50_ms": 4.0, "p99_ms": 9.0, "runs": [10_000.0, 12_000.0, 8_000.0]},
+        "payments": None,
+        "check": {"hot_units_taken": 1, "hot_reserves_answered_2xx": 1,
+                  "hot_in_flight_at_most": 0, "cart_units_taken": [0, 0, 0],
+                  "carts_answered_2xx": 0, "cart_in_flight_at_most": 0, "consistent": True},
+        "accounts": 1000,
+        "replicas": {"inventory": 1},
+        "machine": {"cpus": 2, "python": "3.11"},
+        "created": "now",
+    }  # fmt: skip
+    assert ratios(report)["reserve@16"]["vs_library"] == 0.3
+    assert ratios(report)["reserve@64"]["vs_library"] == 0.33
+    assert "10,000, 12,000, 8,000/s" in markdown(report)
