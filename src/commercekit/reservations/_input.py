@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pydantic import TypeAdapter, ValidationError
 
 from commercekit.errors import InvalidRequest
-from commercekit.reservations.models import SKU, ReservationLine
+from commercekit.reservations.models import SKU, MoveId, ReservationLine, SoldUnits
 from commercekit.reservations.store import LineInput, TTLInput
 
 MAX_LINES = 100
@@ -20,6 +20,7 @@ MAX_CHECKED_LINES = 1 << 14
 before it starts afresh."""
 
 _sku = TypeAdapter(SKU)
+_move_id: TypeAdapter[str] = TypeAdapter(MoveId)
 _MAX_TTL_S = MAX_TTL.total_seconds()
 # Lines that passed validation, by their exact (str, int) values: a line is
 # immutable, so the next cart with the same line gets the same object without
@@ -38,6 +39,32 @@ def check_sku(sku: object) -> str:
         return _sku.validate_python(sku, strict=True)
     except ValidationError as exc:
         raise InvalidRequest(f"invalid SKU {sku!r}: {_describe(exc)}") from None
+
+
+def check_move_id(move_id: object) -> str:
+    """A valid move id (`MoveId`), or `InvalidRequest`."""
+    try:
+        return _move_id.validate_python(move_id, strict=True)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid move id {move_id!r}: {_describe(exc)}") from None
+
+
+def check_sold_units(lines: object) -> list[SoldUnits]:
+    """The lines of a move, one per SKU and location (summed), sorted.
+
+    `InvalidRequest` for no line, or a line that is not `SoldUnits`.
+    """
+    if not isinstance(lines, Sequence) or not lines:
+        raise InvalidRequest("a move gives back at least one line of units")
+    units: dict[tuple[str, str], int] = {}
+    for line in lines:
+        if not isinstance(line, SoldUnits):
+            raise InvalidRequest(f"a line of a move is SoldUnits, not {line!r}")
+        units[line.sku, line.location] = units.get((line.sku, line.location), 0) + line.quantity
+    return [
+        SoldUnits(sku=sku, location=location, quantity=quantity)
+        for (sku, location), quantity in sorted(units.items())
+    ]
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore", "kits", "amend")
+SCRIPTS = ("reserve", "transition", "expire_due", "stock", "restore", "kits", "amend", "unsell")
 
 
 _INCLUDES = {"reserve": ("_allocate",), "amend": ("_allocate",)}

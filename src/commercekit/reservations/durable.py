@@ -40,6 +40,7 @@ from commercekit.errors import (
     BackendUnavailable,
     ConfigurationError,
     HoldExpired,
+    InvalidRequest,
     InvalidTransition,
     NotReplicated,
     RedisDataLost,
@@ -55,6 +56,7 @@ from commercekit.reservations.models import (
     PurchaseLimit,
     Reservation,
     ReservationStatus,
+    SoldUnits,
     StockLevel,
 )
 from commercekit.reservations.redis import RedisReservationStore
@@ -63,6 +65,8 @@ from commercekit.reservations.sweeper import ExpiryCallback, report_expiry
 from commercekit.transient import is_transient
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
     from commercekit.plugins import PluginManager
 
 __all__ = ["DurableReservations", "ReconcileReport"]
@@ -117,6 +121,9 @@ class ReconcileReport:
     back to Redis (which had another, or none)."""
     kits_repaired: list[str] = field(default_factory=list)
     """Kits Redis had otherwise than the ledger (or not at all); the ledger's were written."""
+    moves_applied: list[str] = field(default_factory=list)
+    """Moves of sold units back on sale the ledger had recorded and Redis had not made
+    (or made without the ledger knowing): made, once."""
 
     @property
     def clean(self) -> bool:
@@ -129,6 +136,7 @@ class ReconcileReport:
             or self.stock_repaired
             or self.caps_repaired
             or self.kits_repaired
+            or self.moves_applied
         )
 
 
@@ -191,7 +199,7 @@ class DurableReservations:
         """
         since = dt.datetime.now(dt.UTC) - self.store.idempotency_ttl
         with _ledger_down("ledger unavailable, cannot restore redis"):
-            stock, pending = await self.ledger.snapshot()
+            stock, pending, moved = await self.ledger.restore_point()
             settled = await self.ledger.settled_with_keys(since)
             kits = await self.ledger.kits()
             limits = await self.ledger.limits()
@@ -209,6 +217,7 @@ class DurableReservations:
             kits=kits.values(),
             limits=limits.values(),
             confirmed=confirmed,
+            moved=moved,
         )
         if restored:
             # An empty ledger restored into an empty Redis is a first start, not news.
@@ -283,6 +292,89 @@ class DurableReservations:
         return await self._stock(
             sku, location, lambda: self.store.adjust(sku, delta, location=location)
         )
+
+    # ------------------------------------------------- sold units back on sale
+    async def return_sold(self, move_id: str, lines: Sequence[SoldUnits]) -> bool:
+        """Put sold units back on sale (a cancelled order's, a returned parcel's), exactly once.
+
+        The ledger records the move first (each line's units come off
+        ``sold``, in one transaction, under `move_id`), then Redis makes it
+        (sold -> available). A crash in between leaves the units unsellable,
+        never sellable twice: the same call again, or the next `reconcile`,
+        makes the Redis half, once. To record a move in a transaction of
+        your own (with the order it cancels), use `return_sold_in`, then
+        `apply_move` after the commit.
+
+        Returns:
+            Whether the move was recorded now (False: it had been, with these lines).
+
+        Raises:
+            InvalidRequest: a bad id or line, or the id was recorded with other lines.
+            StockConflict: a line gives back more units than are sold there.
+        """
+        move_id = _input.check_move_id(move_id)
+        lines = _input.check_sold_units(lines)
+        with _ledger_down(f"ledger unavailable, move {move_id} not recorded"):
+            async with self.ledger.engine.begin() as conn:
+                recorded = await self.ledger.record_return_in(conn, move_id, lines)
+        await self.apply_move(move_id, lines)
+        return recorded
+
+    async def return_sold_in(
+        self,
+        executor: AsyncConnection | AsyncSession,
+        move_id: str,
+        lines: Sequence[SoldUnits],
+    ) -> bool:
+        """Record move `move_id` in the caller's transaction; `apply_move` after its commit.
+
+        Returns:
+            Whether it was recorded now (False: it had been; nothing written).
+        """
+        return await self.ledger.record_return_in(
+            executor, _input.check_move_id(move_id), _input.check_sold_units(lines)
+        )
+
+    async def apply_move(self, move_id: str, lines: Sequence[SoldUnits] | None = None) -> bool:
+        """Make recorded move `move_id` in Redis, if it is not made yet.
+
+        `lines`, if given, must be the recorded ones (a check that the id
+        was not recorded for another move).
+
+        Returns:
+            Whether units moved in Redis now.
+
+        Raises:
+            InvalidRequest: no move `move_id` is recorded, or with other lines.
+        """
+        with _ledger_down(f"ledger unavailable, move {move_id} not made"):
+            found = await self.ledger.move(move_id)
+        if found is None:
+            raise InvalidRequest(f"no move {move_id} is recorded")
+        recorded, applied = found
+        if lines is not None and _input.check_sold_units(lines) != recorded:
+            raise InvalidRequest(f"move {move_id} was recorded with other lines")
+        if applied:
+            return False
+        return await self._make_move(move_id, recorded)
+
+    async def apply_moves(self, limit: int = 1000) -> list[str]:
+        """Make in Redis the moves the ledger recorded and Redis has not (oldest first).
+
+        Returns:
+            Their ids (`reconcile` calls it: a crash between the two halves).
+        """
+        with _ledger_down("ledger unavailable"):
+            unapplied = await self.ledger.unapplied_moves(limit)
+        for move_id, lines in unapplied:
+            await self._make_move(move_id, lines)
+        return [move_id for move_id, _ in unapplied]
+
+    async def _make_move(self, move_id: str, lines: Sequence[SoldUnits]) -> bool:
+        moved = await self._redis(lambda: self.store.return_sold(move_id, lines))
+        with _ledger_down(f"move {move_id} made in redis; the ledger could not mark it"):
+            await self.ledger.mark_applied(move_id)
+        return moved
 
     async def set_backorder(
         self, sku: str, cap: int, *, location: str = DEFAULT_LOCATION
@@ -602,6 +694,7 @@ class DurableReservations:
                 report.transitions_recorded.append(rid)
 
         await self._reconcile_kits(report)
+        report.moves_applied.extend(await self.apply_moves())
         await self._reconcile_stock(report)
         if not report.clean:
             logger.warning("reconcile repaired drift: %s", report)

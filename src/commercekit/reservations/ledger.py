@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from commercekit.errors import MissingExtraError
+from commercekit.errors import MissingExtraError, StockConflict
 from commercekit.reservations._records import from_allocations, to_allocations
 from commercekit.reservations.kits import Kit, check_nesting
 from commercekit.reservations.models import (
@@ -22,6 +22,7 @@ from commercekit.reservations.models import (
     Reservation,
     ReservationLine,
     ReservationStatus,
+    SoldUnits,
     StockLevel,
 )
 
@@ -29,6 +30,7 @@ try:
     from sqlalchemy import (
         JSON,
         BigInteger,
+        Boolean,
         Index,
         Integer,
         String,
@@ -39,14 +41,14 @@ try:
         update,
     )
     from sqlalchemy.dialects.postgresql import JSONB
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
     from sqlalchemy.orm import Mapped, mapped_column
 
     from commercekit.sql import Base, insert_or_ignore, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["KitRow", "ReservationLedger", "ReservationRow", "StockRow"]
+__all__ = ["KitRow", "ReservationLedger", "ReservationRow", "StockMoveRow", "StockRow"]
 
 T = TypeVar("T")
 
@@ -99,6 +101,25 @@ class KitRow(Base):
     components: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime]
+
+
+class StockMoveRow(Base):
+    """A move of sold units back on sale (a cancellation, a return), recorded once by its id.
+
+    Recording it takes its units off ``sold`` in `StockRow`; `applied` says
+    whether Redis has made the same move (``unsell.lua``) yet.
+    """
+
+    __tablename__ = "commercekit_stock_moves"
+
+    id: Mapped[str] = mapped_column(String(140), primary_key=True)
+    lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    applied: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[dt.datetime]
+
+
+def _move_lines(row: Any) -> list[SoldUnits]:
+    return [SoldUnits(sku=sku, location=loc, quantity=int(q)) for sku, loc, q in row.lines]
 
 
 def _kit(row: Any) -> Kit:
@@ -443,7 +464,16 @@ class ReservationLedger:
         pending holds' units allocated there (below zero only within the
         backorder cap).
         """
-        # One snapshot for both reads (SQLite's single writer gives that already).
+        stock, pending, _ = await self.restore_point()
+        return stock, pending
+
+    async def restore_point(self) -> tuple[list[StockLevel], list[Reservation], list[str]]:
+        """`snapshot`, and the ids of the moves back on sale Redis may not have made yet.
+
+        The stock read counts those moves already: a Redis restored from it
+        must remember them as applied. All three reads see one snapshot.
+        """
+        # One snapshot for every read (SQLite's single writer gives that already).
         isolation = (
             "REPEATABLE READ" if self.engine.dialect.name == "postgresql" else "SERIALIZABLE"
         )
@@ -481,7 +511,89 @@ class ReservationLedger:
                 )
                 for sku, place, added, sold, backorder in totals
             ]
-        return stock, pending
+            moves = (
+                await conn.scalars(select(StockMoveRow.id).where(StockMoveRow.applied.is_(False)))
+            ).all()
+        return stock, pending, list(moves)
+
+    # --------------------------------------------------------------- moves
+    async def record_return_in(
+        self,
+        executor: AsyncConnection | AsyncSession,
+        move_id: str,
+        lines: Sequence[SoldUnits],
+        *,
+        now: dt.datetime | None = None,
+    ) -> bool:
+        """Record move `move_id` of sold units back on sale, in the caller's transaction.
+
+        The first time, each line's units come off ``sold`` at its SKU and
+        location (under the stock row's lock); the same id again records
+        nothing. Redis makes the move afterwards (`mark_applied` when it has).
+
+        Returns:
+            Whether it was recorded now.
+
+        Raises:
+            StockConflict: a line gives back more units than the ledger counts
+                sold there (the caller's transaction must roll back).
+        """
+        dialect = (
+            executor.get_bind().dialect.name
+            if isinstance(executor, AsyncSession)
+            else executor.dialect.name
+        )
+        values = {
+            "id": move_id,
+            "lines": [[line.sku, line.location, line.quantity] for line in lines],
+            "applied": False,
+            "created_at": now or dt.datetime.now(dt.UTC),
+        }
+        made = await executor.execute(
+            insert_or_ignore(dialect, StockMoveRow, values).returning(StockMoveRow.id)
+        )
+        if made.first() is None:
+            return False
+        for line in lines:
+            taken = await executor.execute(
+                update(StockRow)
+                .where(StockRow.sku == line.sku)
+                .where(StockRow.location == line.location)
+                .where(StockRow.sold >= line.quantity)
+                .values(sold=StockRow.sold - line.quantity, updated_at=func.now())
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                raise StockConflict(
+                    f"move {move_id} gives back {line.quantity} units of {line.sku} at "
+                    f"{line.location}, more than the ledger counts sold there"
+                )
+        return True
+
+    async def unapplied_moves(self, limit: int = 1000) -> list[tuple[str, list[SoldUnits]]]:
+        """Moves recorded and not made in Redis yet (oldest first), with their lines."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(StockMoveRow)
+                .where(StockMoveRow.applied.is_(False))
+                .order_by(StockMoveRow.created_at, StockMoveRow.id)
+                .limit(limit)
+            )
+            return [(row.id, _move_lines(row)) for row in rows]
+
+    async def move(self, move_id: str) -> tuple[list[SoldUnits], bool] | None:
+        """Move `move_id`'s lines and whether Redis made it, if it was recorded."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(StockMoveRow).where(StockMoveRow.id == move_id))
+            ).first()
+        return None if row is None else (_move_lines(row), bool(row.applied))
+
+    async def mark_applied(self, move_id: str) -> None:
+        """Redis has made move `move_id`."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(StockMoveRow).where(StockMoveRow.id == move_id).values(applied=True)
+            )
 
     # ---------------------------------------------------------------- kits
     async def kits(self) -> dict[str, Kit]:

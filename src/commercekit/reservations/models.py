@@ -14,10 +14,12 @@ __all__ = [
     "SKU",
     "Allocation",
     "LocationName",
+    "MoveId",
     "PurchaseLimit",
     "Reservation",
     "ReservationLine",
     "ReservationStatus",
+    "SoldUnits",
     "StockLevel",
     "merge_lines",
 ]
@@ -35,6 +37,14 @@ LocationName = Annotated[
 
 DEFAULT_LOCATION = "default"
 """The location of a store that has only one: stock set and held without naming a location."""
+
+MoveId = Annotated[
+    str, StringConstraints(min_length=1, max_length=140, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+"""The id of a move of sold units back on sale (``cancel:<id>``...): 1-140 characters.
+
+It makes the move exactly once: the same id again changes nothing.
+"""
 
 
 class ReservationStatus(StrEnum):
@@ -137,6 +147,16 @@ class Reservation(BaseModel):
     def quantity_of(self, sku: str) -> int:
         """Units of `sku` in this reservation (0 if absent)."""
         return sum(line.quantity for line in self.lines if line.sku == sku)
+
+
+class SoldUnits(BaseModel):
+    """Units of one SKU sold at one location (a line of a move back on sale)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: SKU
+    location: LocationName = DEFAULT_LOCATION
+    quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
 
 
 class StockLevel(BaseModel):

@@ -78,6 +78,7 @@ from commercekit.reservations.models import (
     Reservation,
     ReservationLine,
     ReservationStatus,
+    SoldUnits,
     StockLevel,
 )
 from commercekit.reservations.store import LineInput, TTLInput
@@ -274,6 +275,15 @@ _Line = ReservationLine | Units
 _decode = json.JSONDecoder().raw_decode
 _PENDING = ReservationStatus.PENDING
 _UNREPORTED_MAX = 10_000  # per shard
+
+MOVE_MEMORY = dt.timedelta(days=30)
+"""How long a shard remembers a move of sold units back on sale (`return_sold`): the same
+move id within it changes nothing. A ledger replays an unapplied move within seconds."""
+
+
+def _at(location: str) -> str:
+    """A location as the scripts name it: "" for the default one."""
+    return "" if location == DEFAULT_LOCATION else location
 
 
 def _refuse_newer(reply: _Record) -> None:
@@ -547,6 +557,47 @@ class RedisReservationStore:
             sold=reply["sold"],
             backorder=reply["backorder"],
         )
+
+    async def return_sold(self, move_id: str, lines: Sequence[SoldUnits]) -> bool:
+        """Put sold units back on sale, once per `move_id`: sold -> available, per line.
+
+        The lines of one shard move together or not at all; the id is
+        remembered in each shard for `MOVE_MEMORY`, so the same move again
+        (a retry after a crash, a redelivered event) changes nothing there.
+        `DurableReservations.return_sold` records the move in the ledger
+        first: that is the one to call with a ledger.
+
+        Returns:
+            Whether any unit moved now (False: the move was applied before).
+
+        Raises:
+            StockConflict: a line gives back more units than are sold there
+                (nothing of its shard moved).
+        """
+        move_id = _input.check_move_id(move_id)
+        by_shard: dict[int, list[SoldUnits]] = {}
+        for line in _input.check_sold_units(lines):
+            by_shard.setdefault(self._shard_of(line.sku), []).append(line)
+        moved = False
+        for shard, group in sorted(by_shard.items()):
+            reply = await self._run(
+                "unsell",
+                [f"{self._base(shard)}moves", *(self._stock_key(line.sku) for line in group)],
+                [
+                    self._base(shard),
+                    move_id,
+                    json.dumps([[line.sku, _at(line.location), line.quantity] for line in group]),
+                    int(MOVE_MEMORY.total_seconds() * 1000),
+                ],
+            )
+            if "err" in reply:
+                where = reply["location"] or DEFAULT_LOCATION
+                raise StockConflict(
+                    f"move {move_id} gives back {reply['units']} units of {reply['sku']} at "
+                    f"{where}, where {reply['sold']} are sold"
+                )
+            moved |= bool(reply["applied"])
+        return moved
 
     async def set_stock(
         self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION
@@ -1330,6 +1381,7 @@ class RedisReservationStore:
         kits: Iterable[Kit] = (),
         limits: Iterable[PurchaseLimit] = (),
         confirmed: Sequence[Reservation] = (),
+        moved: Sequence[str] = (),
     ) -> bool:
         """Write stock levels, pending holds and kits from a ledger, once per shard, atomically.
 
@@ -1339,6 +1391,9 @@ class RedisReservationStore:
         reservation, whatever became of it, never makes a second hold. So are
         the purchase `limits`, with what counts against them: the units of
         `pending` and `confirmed` reservations made within each limit's window.
+        The `moved` ids (moves of sold units back on sale that the ledger's
+        stock already counts, applied or not) are remembered as applied
+        (`return_sold`), so replaying one changes nothing in a restored shard.
 
         Returns False if other processes restored every shard first.
         """
@@ -1376,7 +1431,7 @@ class RedisReservationStore:
                     self._base(shard), marker, json.dumps(levels[shard]),
                     json.dumps(records[shard]), json.dumps(idempotency[shard]),
                     self._idempotency_ms, definitions if shard == 0 else "",
-                    json.dumps(caps[shard]), json.dumps(usage[shard]),
+                    json.dumps(caps[shard]), json.dumps(usage[shard]), json.dumps(list(moved)),
                 ],
             )  # fmt: skip
             restored |= reply in (b"RESTORED", "RESTORED")

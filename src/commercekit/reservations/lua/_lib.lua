@@ -16,6 +16,8 @@
 --                            hash: reservation id -> "<units>:<made at ms>", the units of
 --                            a SKU with a purchase limit an owner holds or bought
 --   BASE .. "kitgen"         string: the generation of the kits (see kits.lua)
+--   BASE .. "moves"          sorted set: id of a move of sold units back on sale -> when
+--                            it was applied (ms), see unsell.lua
 --   BASE0 .. "kits"          hash (shard 0 only): kit sku -> its definition as JSON
 --   BASE0 .. "kitparts"      hash (shard 0 only): component sku -> kits it is part of
 --

@@ -12,7 +12,9 @@
 --          idempotency ttl ms, kits JSON {{sku, definition JSON}, ...} (shard 0's
 --          BASE .. "kits", see kits.lua; "" in the other shards), purchase limits
 --          JSON {{sku, limit, window ms}, ...}, usage JSON {{key, reservation id,
---          "<units>:<made at ms>", ttl ms}, ...} (see usage_key in _lib.lua)
+--          "<units>:<made at ms>", ttl ms}, ...} (see usage_key in _lib.lua), moves JSON
+--          {id, ...}: the moves of sold units back on sale (unsell.lua) the ledger's stock
+--          already counts, remembered as applied so that replaying one changes nothing
 -- Returns  "RESTORED" or "ALREADY"
 
 local base = ARGV[1]
@@ -47,6 +49,10 @@ end
 for _, u in ipairs(cjson.decode(ARGV[9] or '[]')) do
   redis.call('HSET', u[1], u[2], u[3])
   redis.call('PEXPIRE', u[1], u[4])
+end
+local restored_at = now_ms()
+for _, id in ipairs(cjson.decode(ARGV[10] or '[]')) do
+  redis.call('ZADD', base .. 'moves', restored_at, id)
 end
 -- A process that read the kits before the loss reads them again.
 local gen = tonumber(redis.call('GET', base .. 'kitgen') or '0')
