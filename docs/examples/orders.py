@@ -1,4 +1,4 @@
-"""A paid cart becomes an order, shipped in two parcels: runs as is (fakeredis, SQLite)."""
+"""A paid cart becomes an order, shipped in two parcels, one unit cancelled: runs as is."""
 
 import asyncio
 import tempfile
@@ -20,7 +20,7 @@ async def main(folder: Path) -> None:
     reservations = DurableReservations(store, ReservationLedger(engine))
     await reservations.start()
     await reservations.set_stock("MUG", 10)
-    book = OrderBook(engine)
+    book = OrderBook(engine, stock=reservations)  # fakeredis and SQLite here
 
     held = await reservations.reserve([("MUG", 3)], ttl=900, owner="user-42")
     order = await book.open(await reservations.confirm(held.id))  # paid
@@ -33,7 +33,11 @@ async def main(folder: Path) -> None:
         await book.ship(order.id, "parcel-2", [("MUG", 3)])
     except OverFulfilment as exc:
         print(exc.over[0].committed)  # 2
-    await book.ship(order.id, "parcel-2", [("MUG", 2)])
+    await book.cancel(order.id, "ticket-7", [("MUG", 1)])  # the shopper changed their mind
+    await book.cancel(order.id, "ticket-7", [("MUG", 1)])  # a retry: cancelled once
+    # Of 10 mugs, 3 were sold and 1 of them is back on sale, once.
+    print((await reservations.stock("MUG")).available)  # 8
+    await book.ship(order.id, "parcel-2", [("MUG", 1)])
     print((await book.get(order.id)).status)  # FULFILLED
     await engine.dispose()
 

@@ -54,7 +54,9 @@ CommerceKitError
 └── OrderError
     ├── OrderNotFound         no order has this id
     ├── OverFulfilment        a shipment names more units than the order still commits; .over
-    └── ShipmentConflict      the shipment id was used for other lines or another order
+    ├── ShipmentConflict      the shipment id was used for other lines or another order
+    ├── OverCancellation      a cancellation names more units than the order still commits
+    └── CancellationConflict  the cancellation id was used for other lines or another order
 ```
 
 Payments and refunds (see `commercekit.payments`) add:
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "BackendUnavailable",
+    "CancellationConflict",
     "CommerceKitError",
     "ConfigurationError",
     "EmailDeliveryError",
@@ -117,6 +120,7 @@ __all__ = [
     "OrderError",
     "OrderNotFound",
     "OutOfStock",
+    "OverCancellation",
     "OverFulfilment",
     "OverLimit",
     "OverShipped",
@@ -527,7 +531,7 @@ class OrderNotFound(OrderError, LookupError):
 
 @dataclass(frozen=True, slots=True)
 class OverShipped:
-    """A line of a shipment beyond what the order still commits at that place."""
+    """A line of a shipment (or a cancellation) beyond what the order still commits there."""
 
     sku: str
     location: str
@@ -559,3 +563,36 @@ class ShipmentConflict(OrderError):
         self.shipment_id = shipment_id
         self.order_id = order_id
         super().__init__(f"shipment {shipment_id} was already made for other lines of {order_id}")
+
+
+class OverCancellation(OrderError):
+    """A cancellation names more units than the order still commits; nothing was cancelled.
+
+    `over` names each SKU and location, what the order still commits there
+    and what the cancellation asked for; it is empty when nothing at all is
+    left to cancel (every unit shipped or cancelled).
+    """
+
+    def __init__(self, order_id: str, over: tuple[OverShipped, ...]) -> None:
+        self.order_id = order_id
+        self.over = over
+        names = ", ".join(
+            f"{o.sku} at {o.location} (committed {o.committed}, cancelling {o.requested})"
+            for o in over
+        )
+        super().__init__(
+            f"order {order_id} does not commit these units: {names}"
+            if over
+            else f"order {order_id} has no unit left to cancel"
+        )
+
+
+class CancellationConflict(OrderError):
+    """The cancellation id is taken by another cancellation (other lines, or another order)."""
+
+    def __init__(self, cancellation_id: str, order_id: str) -> None:
+        self.cancellation_id = cancellation_id
+        self.order_id = order_id
+        super().__init__(
+            f"cancellation {cancellation_id} was already made for other lines of {order_id}"
+        )

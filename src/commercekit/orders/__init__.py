@@ -4,21 +4,27 @@ A reservation CONFIRMED by its payment becomes an order (`OrderBook.open`):
 its units, per SKU and location as they were held, are *committed*, still
 on hand there but sold. A shipment (`OrderBook.ship`) takes any part of any
 line off hand, from the location it was held at, exactly once per shipment
-id, however often it is retried or redelivered.
+id, however often it is retried or redelivered. A cancellation
+(`OrderBook.cancel`) puts units not shipped back on sale where they were
+held, exactly once per cancellation id, whatever crashes in between.
 
 ```python
 from commercekit.orders import OrderBook
 
-book = OrderBook(engine)
+book = OrderBook(engine, stock=reservations)  # a DurableReservations on the same database
 order = await book.open(await reservations.confirm(reservation_id))
 await book.ship(order.id, "parcel-1", [("MUG", 1)])
+await book.cancel(order.id, "ticket-77")  # the rest: back on sale
 ```
 """
 
 from __future__ import annotations
 
-from commercekit.orders.book import OrderBook, ShipmentRequest
+from commercekit.orders.book import OrderBook, ShipmentRequest, move_id
 from commercekit.orders.models import (
+    Cancellation,
+    CancellationId,
+    CancellationLine,
     Order,
     OrderLine,
     OrderStatus,
@@ -28,6 +34,9 @@ from commercekit.orders.models import (
 )
 
 __all__ = [
+    "Cancellation",
+    "CancellationId",
+    "CancellationLine",
     "Order",
     "OrderBook",
     "OrderLine",
@@ -36,4 +45,5 @@ __all__ = [
     "ShipmentId",
     "ShipmentLine",
     "ShipmentRequest",
+    "move_id",
 ]

@@ -16,7 +16,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["OrderLineRow", "OrderRow", "ShipmentRow"]
+__all__ = ["CancellationRow", "OrderLineRow", "OrderRow", "ShipmentRow"]
 
 
 class OrderRow(Base):
@@ -33,7 +33,7 @@ class OrderRow(Base):
 
 
 class OrderLineRow(Base):
-    """The units of one SKU an order holds at one location, and how many shipped."""
+    """The units of one SKU an order holds at one location: shipped, cancelled, committed."""
 
     __tablename__ = "commercekit_order_lines"
 
@@ -42,12 +42,24 @@ class OrderLineRow(Base):
     location: Mapped[str] = mapped_column(String(64), primary_key=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
     shipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancelled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class ShipmentRow(Base):
     """One shipment, kept under the caller's id: the same id is never shipped twice."""
 
     __tablename__ = "commercekit_shipments"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[dt.datetime]
+
+
+class CancellationRow(Base):
+    """One cancellation, kept under the caller's id: the same id never cancels twice."""
+
+    __tablename__ = "commercekit_order_cancellations"
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(64), index=True)

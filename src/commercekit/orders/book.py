@@ -1,23 +1,29 @@
-"""`OrderBook`: orders opened from confirmed reservations, shipped in parts, each shipment once."""
+"""`OrderBook`: orders of confirmed reservations, shipped or cancelled in parts, once each."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from commercekit.errors import (
+    CancellationConflict,
+    ConfigurationError,
     InvalidRequest,
     MissingExtraError,
     OrderNotFound,
+    OverCancellation,
     OverFulfilment,
     OverShipped,
     ShipmentConflict,
 )
 from commercekit.orders.models import (
+    Cancellation,
+    CancellationId,
+    CancellationLine,
     Order,
     OrderLine,
     OrderStatus,
@@ -31,14 +37,18 @@ from commercekit.reservations.models import (
     LocationName,
     Reservation,
     ReservationStatus,
+    SoldUnits,
 )
+
+if TYPE_CHECKING:
+    from commercekit.reservations.durable import DurableReservations
 
 try:
     from sqlalchemy import func, insert, select, update
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-    from commercekit.orders._tables import OrderLineRow, OrderRow, ShipmentRow
+    from commercekit.orders._tables import CancellationRow, OrderLineRow, OrderRow, ShipmentRow
     from commercekit.sql import insert_or_ignore, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
@@ -48,21 +58,42 @@ __all__ = ["OrderBook"]
 _ORDERS = OrderRow.__table__
 _LINES = OrderLineRow.__table__
 _SHIPMENTS = ShipmentRow.__table__
+_CANCELLATIONS = CancellationRow.__table__
 
 _SHIPMENT_ID: TypeAdapter[str] = TypeAdapter(ShipmentId)
+_CANCELLATION_ID: TypeAdapter[str] = TypeAdapter(CancellationId)
 _SKU: TypeAdapter[str] = TypeAdapter(SKU)
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationName)
 
 ShipmentRequest = tuple[str, int] | tuple[str, int, str]
-"""A line to ship: ``(sku, quantity)``, or ``(sku, quantity, location)`` where the order
-holds the SKU at more than one location."""
+"""A line to ship or cancel: ``(sku, quantity)``, or ``(sku, quantity, location)`` where
+the order holds the SKU at more than one location."""
 
 
 class _Replayed(Exception):
     """The shipment id was already shipped with these lines: answer that shipment."""
 
-    def __init__(self, shipment: Shipment) -> None:
-        self.shipment = shipment
+    def __init__(self, made: Shipment) -> None:
+        self.made = made
+
+
+class _Recancelled(Exception):
+    """The cancellation id was already used with these lines: answer that cancellation."""
+
+    def __init__(self, made: Cancellation) -> None:
+        self.made = made
+
+
+def move_id(cancellation_id: str) -> str:
+    """The id of the stock move that puts a cancellation's units back on sale."""
+    return f"cancel:{cancellation_id}"
+
+
+def _sold_units(cancellation: Cancellation) -> list[SoldUnits]:
+    return [
+        SoldUnits(sku=line.sku, location=line.location, quantity=line.quantity)
+        for line in cancellation.lines
+    ]
 
 
 def _order_lines(reservation: Reservation) -> list[tuple[str, str, int]]:
@@ -79,11 +110,10 @@ def _order_lines(reservation: Reservation) -> list[tuple[str, str, int]]:
 
 def _status(lines: Iterable[OrderLine]) -> OrderStatus:
     lines = list(lines)
+    shipped = any(line.shipped for line in lines)
     if all(line.committed == 0 for line in lines):
-        return OrderStatus.FULFILLED
-    if any(line.shipped for line in lines):
-        return OrderStatus.PARTIALLY_FULFILLED
-    return OrderStatus.OPEN
+        return OrderStatus.FULFILLED if shipped else OrderStatus.CANCELLED
+    return OrderStatus.PARTIALLY_FULFILLED if shipped else OrderStatus.OPEN
 
 
 def _shipment(row: Any) -> Shipment:
@@ -91,6 +121,17 @@ def _shipment(row: Any) -> Shipment:
         id=row.id,
         order_id=row.order_id,
         lines=tuple(ShipmentLine(sku=s, location=loc, quantity=int(q)) for s, loc, q in row.lines),
+        created_at=utc(row.created_at),
+    )
+
+
+def _cancellation(row: Any) -> Cancellation:
+    return Cancellation(
+        id=row.id,
+        order_id=row.order_id,
+        lines=tuple(
+            CancellationLine(sku=s, location=loc, quantity=int(q)) for s, loc, q in row.lines
+        ),
         created_at=utc(row.created_at),
     )
 
@@ -116,15 +157,31 @@ class OrderBook:
     Units of an order are *committed*: still on hand where they were held,
     no longer available (the reservation store counts them ``sold``); a
     shipment takes them off hand. `committed` sums them per SKU and
-    location.
+    location. A cancellation (`cancel`, with a `stock`) puts committed
+    units back on sale where they were held, exactly once per cancellation
+    id: in the transaction that records it, the ledger records the move of
+    those units from sold to available, and Redis makes it after the commit
+    (or, after a crash, on the retry or the ledger's next ``reconcile``).
 
     Args:
-        engine: the database (the ``commercekit_orders``, ``_order_lines`` and
-            ``_shipments`` tables, from ``commercekit.sql.migrate``).
+        engine: the database (the ``commercekit_orders``, ``_order_lines``,
+            ``_shipments`` and ``_order_cancellations`` tables, from
+            ``commercekit.sql.migrate``).
+        stock: the durable reservations whose units the orders commit, with
+            its ledger in the same database: needed to `cancel`.
+
+    Raises:
+        ConfigurationError: `stock`'s ledger is on another database.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, stock: DurableReservations | None = None) -> None:
+        if stock is not None and stock.ledger.engine.url != engine.url:
+            raise ConfigurationError(
+                "the orders and the stock ledger must share one database: a cancellation "
+                "records both in one transaction"
+            )
         self.engine = engine
+        self.stock = stock
 
     # ------------------------------------------------------------------ reads
     async def get(self, order_id: str) -> Order:
@@ -153,10 +210,11 @@ class OrderBook:
             return [await self._load(conn, order_id) for order_id in ids]
 
     async def committed(self, sku: str, location: str = DEFAULT_LOCATION) -> int:
-        """Units of `sku` at `location` that orders hold and have not shipped."""
+        """Units of `sku` at `location` that orders hold, neither shipped nor cancelled."""
+        left = OrderLineRow.quantity - OrderLineRow.shipped - OrderLineRow.cancelled
         async with self.engine.connect() as conn:
             total = await conn.scalar(
-                select(func.coalesce(func.sum(OrderLineRow.quantity - OrderLineRow.shipped), 0))
+                select(func.coalesce(func.sum(left), 0))
                 .where(OrderLineRow.sku == sku)
                 .where(OrderLineRow.location == location)
             )
@@ -169,6 +227,16 @@ class OrderBook:
                 await conn.execute(select(_SHIPMENTS).where(_SHIPMENTS.c.id == shipment_id))
             ).first()
         return None if row is None else _shipment(row)
+
+    async def cancellation(self, cancellation_id: str) -> Cancellation | None:
+        """The cancellation made under `cancellation_id`, if any."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(_CANCELLATIONS).where(_CANCELLATIONS.c.id == cancellation_id)
+                )
+            ).first()
+        return None if row is None else _cancellation(row)
 
     # ---------------------------------------------------------------- changes
     async def open(self, reservation: Reservation, *, now: dt.datetime | None = None) -> Order:
@@ -268,7 +336,7 @@ class OrderBook:
             async with self.engine.begin() as conn:
                 return await self._ship(conn, order_id, shipment_id, asked, at)
         except _Replayed as replayed:
-            return replayed.shipment
+            return replayed.made
         except IntegrityError:
             # Another order's shipment took this id at the same moment.
             made = await self.shipment(shipment_id)
@@ -278,7 +346,162 @@ class OrderBook:
                 return made
             raise ShipmentConflict(shipment_id, made.order_id) from None
 
+    async def cancel(
+        self,
+        order_id: str,
+        cancellation_id: str,
+        lines: Iterable[ShipmentRequest] | None = None,
+        *,
+        now: dt.datetime | None = None,
+    ) -> Cancellation:
+        """Cancel units of `order_id` not shipped yet, exactly once: back on sale where held.
+
+        `lines` are ``(sku, quantity)`` or ``(sku, quantity, location)``, as
+        for `ship`; None cancels every unit the order still commits. The
+        order becomes CANCELLED when none of its units ever shipped, else
+        FULFILLED once nothing is left to ship.
+
+        The same id again is answered with the cancellation it made (with
+        these lines, or with None), and makes sure its units are back on
+        sale: a retry after a crash between the commit and Redis finishes it.
+
+        Returns:
+            The cancellation: made now, or made before under this id.
+
+        Raises:
+            ConfigurationError: the book has no `stock` to put units back into.
+            OrderNotFound: no order has this id.
+            OverCancellation: some line asks for more than the order commits
+                there, or nothing is left to cancel.
+            CancellationConflict: the id was used for another cancellation.
+            InvalidRequest: an empty cancellation, a bad id, SKU, location or
+                quantity, or a SKU held at several locations without one named.
+        """
+        stock = self.stock
+        if stock is None:
+            raise ConfigurationError("OrderBook(stock=...) is needed to cancel: units go back")
+        try:
+            cancellation_id = _CANCELLATION_ID.validate_python(cancellation_id)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid cancellation id {cancellation_id!r}") from exc
+        asked = None if lines is None else _requested(lines)
+        at = now or dt.datetime.now(dt.UTC)
+        try:
+            async with self.engine.begin() as conn:
+                made = await self._cancel(
+                    conn, stock, order_id, cancellation_id, asked=asked, at=at
+                )
+        except _Recancelled as replayed:
+            made = replayed.made
+        except IntegrityError:
+            # Another order's cancellation took this id at the same moment.
+            found = await self.cancellation(cancellation_id)
+            if found is None:  # pragma: no cover - the key that collided is gone again
+                raise
+            if found.order_id != order_id or (
+                asked is not None and _lines_of(found) != await self._resolved(order_id, asked)
+            ):
+                raise CancellationConflict(cancellation_id, found.order_id) from None
+            made = found
+        await stock.apply_move(move_id(made.id), _sold_units(made))
+        return made
+
     # ---------------------------------------------------------------- helpers
+    async def _cancel(
+        self,
+        conn: AsyncConnection,
+        stock: DurableReservations,
+        order_id: str,
+        cancellation_id: str,
+        *,
+        asked: dict[tuple[str, str | None], int] | None,
+        at: dt.datetime,
+    ) -> Cancellation:
+        order = await self._locked(conn, order_id, at)
+        existing = (
+            await conn.execute(select(_CANCELLATIONS).where(_CANCELLATIONS.c.id == cancellation_id))
+        ).first()
+        if existing is not None:
+            made = _cancellation(existing)
+            if made.order_id == order_id and (
+                asked is None or _lines_of(made) == _resolve(order, asked)
+            ):
+                raise _Recancelled(made)  # and the version bump is rolled back
+            raise CancellationConflict(cancellation_id, made.order_id)
+        if asked is None:
+            wanted = tuple(
+                ShipmentLine(sku=line.sku, location=line.location, quantity=line.committed)
+                for line in order.lines
+                if line.committed
+            )
+            if not wanted:
+                raise OverCancellation(order_id, ())
+        else:
+            wanted = _resolve(order, asked)
+        over = _over(order, wanted)
+        if over:
+            raise OverCancellation(order_id, over)
+        for line in wanted:
+            await conn.execute(
+                update(OrderLineRow)
+                .where(OrderLineRow.order_id == order_id)
+                .where(OrderLineRow.sku == line.sku)
+                .where(OrderLineRow.location == line.location)
+                .values(cancelled=OrderLineRow.cancelled + line.quantity)
+            )
+        await self._set_status(conn, order, {(ln.sku, ln.location): ln.quantity for ln in wanted})
+        made = Cancellation(
+            id=cancellation_id,
+            order_id=order_id,
+            lines=tuple(CancellationLine(**line.model_dump()) for line in wanted),
+            created_at=at,
+        )
+        await conn.execute(
+            insert(CancellationRow).values(
+                id=cancellation_id,
+                order_id=order_id,
+                lines=[[line.sku, line.location, line.quantity] for line in made.lines],
+                created_at=at,
+            )
+        )
+        await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
+        return made
+
+    async def _locked(self, conn: AsyncConnection, order_id: str, at: dt.datetime) -> Order:
+        """The order, its row locked (its version bumped) before anything is read."""
+        # Bumping the version takes the order's row on PostgreSQL and the write
+        # lock on SQLite: changes of one order are serialized.
+        bumped = await conn.execute(
+            update(OrderRow)
+            .where(OrderRow.id == order_id)
+            .values(version=OrderRow.version + 1, updated_at=at)
+        )
+        if bumped.rowcount == 0:
+            raise OrderNotFound(order_id)
+        return await self._load(conn, order_id)
+
+    async def _set_status(
+        self,
+        conn: AsyncConnection,
+        order: Order,
+        cancelled: dict[tuple[str, str], int] | None = None,
+        shipped: dict[tuple[str, str], int] | None = None,
+    ) -> None:
+        """Write the order's status once `shipped` / `cancelled` units are taken off its lines."""
+        shipped, cancelled = shipped or {}, cancelled or {}
+        after = [
+            line.model_copy(
+                update={
+                    "shipped": line.shipped + shipped.get((line.sku, line.location), 0),
+                    "cancelled": line.cancelled + cancelled.get((line.sku, line.location), 0),
+                }
+            )
+            for line in order.lines
+        ]
+        await conn.execute(
+            update(OrderRow).where(OrderRow.id == order.id).values(status=_status(after).value)
+        )
+
     async def _ship(
         self,
         conn: AsyncConnection,
@@ -287,16 +510,7 @@ class OrderBook:
         asked: dict[tuple[str, str | None], int],
         at: dt.datetime,
     ) -> Shipment:
-        # The lock: bumping the order's version takes its row on PostgreSQL and
-        # the write lock on SQLite, before anything is read.
-        bumped = await conn.execute(
-            update(OrderRow)
-            .where(OrderRow.id == order_id)
-            .values(version=OrderRow.version + 1, updated_at=at)
-        )
-        if bumped.rowcount == 0:
-            raise OrderNotFound(order_id)
-        order = await self._load(conn, order_id)
+        order = await self._locked(conn, order_id, at)
         wanted = _resolve(order, asked)
         existing = (
             await conn.execute(select(_SHIPMENTS).where(_SHIPMENTS.c.id == shipment_id))
@@ -306,11 +520,7 @@ class OrderBook:
             if made.order_id == order_id and made.lines == wanted:
                 raise _Replayed(made)  # and the version bump is rolled back
             raise ShipmentConflict(shipment_id, made.order_id)
-        over = tuple(
-            OverShipped(line.sku, line.location, committed=held, requested=line.quantity)
-            for line in wanted
-            if line.quantity > (held := _committed(order, line.sku, line.location))
-        )
+        over = _over(order, wanted)
         if over:
             raise OverFulfilment(order_id, over)
         for line in wanted:
@@ -321,15 +531,8 @@ class OrderBook:
                 .where(OrderLineRow.location == line.location)
                 .values(shipped=OrderLineRow.shipped + line.quantity)
             )
-        now_shipped = {(line.sku, line.location): line.quantity for line in wanted}
-        after = [
-            line.model_copy(
-                update={"shipped": line.shipped + now_shipped.get((line.sku, line.location), 0)}
-            )
-            for line in order.lines
-        ]
-        await conn.execute(
-            update(OrderRow).where(OrderRow.id == order_id).values(status=_status(after).value)
+        await self._set_status(
+            conn, order, shipped={(line.sku, line.location): line.quantity for line in wanted}
         )
         await conn.execute(
             insert(ShipmentRow).values(
@@ -368,6 +571,7 @@ class OrderBook:
                     location=line.location,
                     quantity=int(line.quantity),
                     shipped=int(line.shipped),
+                    cancelled=int(line.cancelled),
                 )
                 for line in lines
             ),
@@ -420,3 +624,17 @@ def _resolve(order: Order, asked: dict[tuple[str, str | None], int]) -> tuple[Sh
 def _committed(order: Order, sku: str, location: str) -> int:
     line = order.line(sku, location)
     return 0 if line is None else line.committed
+
+
+def _over(order: Order, wanted: Iterable[ShipmentLine]) -> tuple[OverShipped, ...]:
+    """The lines asking for more units than the order still commits there."""
+    return tuple(
+        OverShipped(line.sku, line.location, committed=held, requested=line.quantity)
+        for line in wanted
+        if line.quantity > (held := _committed(order, line.sku, line.location))
+    )
+
+
+def _lines_of(cancellation: Cancellation) -> tuple[ShipmentLine, ...]:
+    """A cancellation's lines as `_resolve` gives them, to compare a replay with."""
+    return tuple(ShipmentLine(**line.model_dump()) for line in cancellation.lines)

@@ -1,4 +1,4 @@
-"""The order domain: what a confirmed reservation still commits, and what has shipped."""
+"""The order domain: what a confirmed reservation still commits: shipped, cancelled."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from commercekit.reservations.models import SKU, LocationName
 
 __all__ = [
+    "Cancellation",
+    "CancellationId",
+    "CancellationLine",
     "Order",
     "OrderLine",
     "OrderStatus",
@@ -28,25 +31,36 @@ It makes a shipment exactly once: the same id again is answered with the
 shipment it made, never a second one.
 """
 
+CancellationId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+"""A cancellation's id, chosen by the caller (a support ticket, a request id): 1-100 characters.
+
+It cancels exactly once: the same id again is answered with the cancellation
+it made, and its units go back on sale once.
+"""
+
 Units = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
 class OrderStatus(StrEnum):
-    """Where an order stands: units still to ship, some shipped, or all of them."""
+    """Where an order stands: units still to ship, some shipped, all of them, or none ever."""
 
     OPEN = "OPEN"
-    """Nothing shipped yet."""
+    """Nothing shipped yet, units still committed."""
     PARTIALLY_FULFILLED = "PARTIALLY_FULFILLED"
     """Some units shipped, some still committed."""
     FULFILLED = "FULFILLED"
-    """Every unit shipped."""
+    """Every unit shipped, or cancelled after some shipped: nothing left to ship."""
+    CANCELLED = "CANCELLED"
+    """Every unit cancelled, none shipped."""
 
 
 class OrderLine(BaseModel):
-    """The units of one SKU an order holds at one location, and how many of them shipped.
+    """The units of one SKU an order holds at one location: shipped, cancelled, committed.
 
     `committed` units are still on hand there, sold: no longer available,
-    not yet gone.
+    not yet gone. Cancelled ones went back on sale there.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -55,11 +69,12 @@ class OrderLine(BaseModel):
     location: LocationName
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
     shipped: Units = 0
+    cancelled: Units = 0
 
     @property
     def committed(self) -> int:
-        """Units sold here and not shipped yet."""
-        return self.quantity - self.shipped
+        """Units sold here, neither shipped nor cancelled yet."""
+        return self.quantity - self.shipped - self.cancelled
 
 
 class Order(BaseModel):
@@ -80,7 +95,7 @@ class Order(BaseModel):
 
     @property
     def committed(self) -> int:
-        """Units of every line not shipped yet."""
+        """Units of every line neither shipped nor cancelled yet."""
         return sum(line.committed for line in self.lines)
 
     def line(self, sku: str, location: str) -> OrderLine | None:
@@ -88,14 +103,20 @@ class Order(BaseModel):
         return next((ln for ln in self.lines if (ln.sku, ln.location) == (sku, location)), None)
 
 
-class ShipmentLine(BaseModel):
-    """Units of one SKU that left one location in a shipment."""
-
+class _UnitsAt(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     sku: SKU
     location: LocationName
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
+
+
+class ShipmentLine(_UnitsAt):
+    """Units of one SKU that left one location in a shipment."""
+
+
+class CancellationLine(_UnitsAt):
+    """Units of one SKU a cancellation put back on sale at one location."""
 
 
 class Shipment(BaseModel):
@@ -106,4 +127,18 @@ class Shipment(BaseModel):
     id: ShipmentId
     order_id: str
     lines: tuple[ShipmentLine, ...]
+    created_at: dt.datetime
+
+
+class Cancellation(BaseModel):
+    """Units of an order cancelled before they shipped, once: back on sale where they were.
+
+    Its id is never used for another cancellation.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: CancellationId
+    order_id: str
+    lines: tuple[CancellationLine, ...]
     created_at: dt.datetime
