@@ -78,7 +78,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         products=ProductCache(infra.sessions),
         channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),
         reservations=reservations,
-        orders=OrderBook(infra.engine),
+        orders=OrderBook(infra.engine, stock=reservations),  # a cancellation puts units back
         outcomes=outcomes,
     )
     settlement = PaymentSettlement(

@@ -1,18 +1,33 @@
-"""``/api/v1/orders``: a shopper's orders, and the shipments an admin makes of them."""
+"""``/api/v1/orders``: a shopper's orders, and the shipments and cancellations an admin makes."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from commercekit.errors import OrderNotFound, OverFulfilment, ShipmentConflict
-from commercekit.orders import Order
+from commercekit.errors import (
+    CancellationConflict,
+    OrderNotFound,
+    OverCancellation,
+    OverFulfilment,
+    OverShipped,
+    ShipmentConflict,
+)
+from commercekit.orders import Order, ShipmentRequest
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
 from reference_app.inventory.deps import InventoryServices, ServicesDep
-from reference_app.inventory.schemas import OrderPublic, ShipmentPost, ShipmentPublic
+from reference_app.inventory.schemas import (
+    CancellationPost,
+    CancellationPublic,
+    OrderPublic,
+    ShipmentItem,
+    ShipmentPost,
+    ShipmentPublic,
+)
 
 __all__ = ["router"]
 
@@ -74,27 +89,15 @@ async def ship_order(
     ``shipmentId`` again is answered with the shipment it made.
     """
     order = await _order(services, order_id)
-    products = await services.products.by_ids(item.productId for item in body.items)
-    missing = sorted(str(i.productId) for i in body.items if i.productId not in products)
-    if missing:
-        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
-    lines = [
-        (products[item.productId].sku, item.quantity)
-        if item.location is None
-        else (products[item.productId].sku, item.quantity, item.location)
-        for item in body.items
-    ]
-    by_sku = {product.sku: product.id for product in products.values()}
+    lines, by_sku = await _lines(services, body.items)
     try:
         shipment = await services.orders.ship(order.id, body.shipmentId, lines)
     except OverFulfilment as exc:
-        over = [
-            {"productId": str(by_sku[o.sku]), "location": o.location, "committed": o.committed,
-             "requested": o.requested}
-            for o in exc.over
-        ]  # fmt: skip
         raise ApiError(
-            409, "the order does not commit these units", code="over_fulfilment", details=over
+            409,
+            "the order does not commit these units",
+            code="over_fulfilment",
+            details=_over(exc.over, by_sku),
         ) from None
     except ShipmentConflict:
         raise ApiError(
@@ -107,3 +110,77 @@ async def ship_order(
         extra={"order": order.id, "shipment": shipment.id, "by": admin.user_id},
     )
     return ShipmentPublic.of(shipment, by_sku)
+
+
+@router.post(
+    "/{order_id}/cancellations",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        403, 404, 409,
+        s409="more units than the order still commits there (or none left), or a "
+        "cancellation id used for another cancellation",
+    ),
+)  # fmt: skip
+async def cancel_order(
+    order_id: OrderId, body: CancellationPost, services: ServicesDep, admin: AdminUser
+) -> CancellationPublic:
+    """Cancel units of an order not shipped yet (admins only), exactly once per id.
+
+    Without ``items``, every unit the order still commits. The units go back
+    on sale at the locations they were held at. The same ``cancellationId``
+    again is answered with the cancellation it made.
+    """
+    order = await _order(services, order_id)
+    if body.items is None:
+        lines: list[ShipmentRequest] | None = None
+        found = await services.products.by_skus(line.sku for line in order.lines)
+        by_sku = {sku: product.id for sku, product in found.items()}
+    else:
+        lines, by_sku = await _lines(services, body.items)
+    try:
+        cancellation = await services.orders.cancel(order.id, body.cancellationId, lines)
+    except OverCancellation as exc:
+        raise ApiError(
+            409,
+            str(exc) if not exc.over else "the order does not commit these units",
+            code="over_cancellation",
+            details=_over(exc.over, by_sku),
+        ) from None
+    except CancellationConflict:
+        raise ApiError(
+            409,
+            f"cancellation {body.cancellationId} was made for other lines",
+            code="cancellation_conflict",
+        ) from None
+    log.info(
+        "cancelled %s of order %s",
+        cancellation.id,
+        order.id,
+        extra={"order": order.id, "cancellation": cancellation.id, "by": admin.user_id},
+    )
+    return CancellationPublic.of(cancellation, by_sku)
+
+
+async def _lines(
+    services: InventoryServices, items: list[ShipmentItem]
+) -> tuple[list[ShipmentRequest], dict[str, uuid.UUID]]:
+    """The items as the order book's lines (404 for an unknown product), and SKU -> product."""
+    products = await services.products.by_ids(item.productId for item in items)
+    missing = sorted(str(i.productId) for i in items if i.productId not in products)
+    if missing:
+        raise ApiError(404, f"unknown product: {', '.join(missing)}", code="product_not_found")
+    lines: list[ShipmentRequest] = [
+        (products[item.productId].sku, item.quantity)
+        if item.location is None
+        else (products[item.productId].sku, item.quantity, item.location)
+        for item in items
+    ]
+    return lines, {product.sku: product.id for product in products.values()}
+
+
+def _over(over: tuple[OverShipped, ...], by_sku: dict[str, uuid.UUID]) -> list[dict[str, object]]:
+    return [
+        {"productId": str(by_sku[o.sku]) if o.sku in by_sku else None, "location": o.location,
+         "committed": o.committed, "requested": o.requested}
+        for o in over
+    ]  # fmt: skip

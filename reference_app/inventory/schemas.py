@@ -14,7 +14,14 @@ from pydantic import (
     model_validator,
 )
 
-from commercekit.orders import Order, OrderStatus, Shipment, ShipmentId
+from commercekit.orders import (
+    Cancellation,
+    CancellationId,
+    Order,
+    OrderStatus,
+    Shipment,
+    ShipmentId,
+)
 from commercekit.reservations import (
     Channel,
     Kit,
@@ -33,6 +40,8 @@ from reference_app.common.money import Amount, ShownAmount
 __all__ = [
     "AllocationPublic",
     "BackorderPut",
+    "CancellationPost",
+    "CancellationPublic",
     "CartLine",
     "ChannelPublic",
     "ChannelPut",
@@ -398,14 +407,17 @@ class ReserveResponse(ReservationPublic):
 
 # -------------------------------------------------------------------- orders
 class OrderLinePublic(BaseModel):
-    """The units of a product an order holds at one location, and how many shipped."""
+    """The units of a product an order holds at one location: shipped, cancelled, committed."""
 
     productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
     sku: str
     location: str
     quantity: int
     shipped: int
-    committed: int = Field(description="Sold and still here: `quantity - shipped`.")
+    cancelled: int = Field(description="Cancelled before they shipped: back on sale here.")
+    committed: int = Field(
+        description="Sold and still here, to ship: `quantity - shipped - cancelled`."
+    )
 
 
 class OrderPublic(BaseModel):
@@ -430,6 +442,7 @@ class OrderPublic(BaseModel):
                     location=line.location,
                     quantity=line.quantity,
                     shipped=line.shipped,
+                    cancelled=line.cancelled,
                     committed=line.committed,
                 )
                 for line in order.lines
@@ -461,8 +474,22 @@ class ShipmentPost(BaseModel):
     items: Annotated[list[ShipmentItem], Field(min_length=1, max_length=MAX_LINES)]
 
 
+class CancellationPost(BaseModel):
+    """``POST /api/v1/orders/{id}/cancellations``: a cancellation, made once per id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cancellationId: CancellationId = Field(  # noqa: N815
+        description="The caller's id for this cancellation (a ticket, a request): the same "
+        "id again is answered with the cancellation it made, and its units go back once."
+    )
+    items: Annotated[list[ShipmentItem], Field(min_length=1, max_length=MAX_LINES)] | None = Field(
+        default=None, description="What to cancel; without it, every unit not shipped."
+    )
+
+
 class ShipmentLinePublic(BaseModel):
-    """Units of a product that left one location."""
+    """Units of a product at one location: that left in a shipment, or went back on sale."""
 
     productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
     sku: str
@@ -470,20 +497,18 @@ class ShipmentLinePublic(BaseModel):
     quantity: int
 
 
-class ShipmentPublic(BaseModel):
-    """A shipment of an order."""
-
+class _OrderChangePublic(BaseModel):
     id: str
     orderId: str  # noqa: N815
     items: list[ShipmentLinePublic]
     createdAt: dt.datetime  # noqa: N815
 
     @classmethod
-    def of(cls, shipment: Shipment, product_ids: dict[str, uuid.UUID]) -> Self:
-        """The public view of `shipment`."""
+    def of(cls, change: Shipment | Cancellation, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `change`; `product_ids` maps its SKUs to products."""
         return cls(
-            id=shipment.id,
-            orderId=shipment.order_id,
+            id=change.id,
+            orderId=change.order_id,
             items=[
                 ShipmentLinePublic(
                     productId=product_ids.get(line.sku),
@@ -491,7 +516,15 @@ class ShipmentPublic(BaseModel):
                     location=line.location,
                     quantity=line.quantity,
                 )
-                for line in shipment.lines
+                for line in change.lines
             ],
-            createdAt=shipment.created_at,
+            createdAt=change.created_at,
         )
+
+
+class ShipmentPublic(_OrderChangePublic):
+    """A shipment of an order: units that left."""
+
+
+class CancellationPublic(_OrderChangePublic):
+    """A cancellation of an order: units that went back on sale where they were held."""

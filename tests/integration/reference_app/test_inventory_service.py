@@ -616,3 +616,61 @@ async def test_a_paid_reservation_is_an_order_its_owner_reads_and_an_admin_ships
     )  # fmt: skip
     unknown = await inventory.http.post("/api/v1/orders/nope/shipments", json=one, headers=ADMIN)
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "order_not_found")
+
+
+async def test_an_admin_cancels_what_did_not_ship_and_its_units_are_on_sale_again_once(
+    inventory: Inventory,
+) -> None:
+    mug = await inventory.product(stock=4, price="2.50")
+    held = (await inventory.reserve({"productId": mug, "quantity": 4})).json()
+    order_id = held["reservationId"]
+    paid = PaymentConfirmed(
+        payment_id=str(uuid.uuid4()), reservation_id=order_id, user_id="alice",
+        amount=Decimal("10.00"), currency=SETTINGS.currency,
+    )  # fmt: skip
+    await inventory.bus.publish(Envelope.wrap(paid, source="test"))
+    await inventory.bus.drain()
+    path = f"/api/v1/orders/{order_id}"
+    one = {"shipmentId": "parcel-1", "items": [{"productId": mug, "quantity": 1}]}
+    assert (await inventory.http.post(f"{path}/shipments", json=one, headers=ADMIN)).is_success
+    assert await inventory.stock(mug) == 0
+
+    cancel = f"{path}/cancellations"
+    part = {"cancellationId": "ticket-1", "items": [{"productId": mug, "quantity": 2}]}
+    assert (await inventory.http.post(cancel, json=part, headers=ALICE)).status_code == 403
+    first = await inventory.http.post(cancel, json=part, headers=ADMIN)
+    assert first.status_code == 201, first.text
+    assert first.json()["items"] == [
+        {"productId": mug, "sku": first.json()["items"][0]["sku"], "location": "default",
+         "quantity": 2}
+    ]  # fmt: skip
+    again = await inventory.http.post(cancel, json=part, headers=ADMIN)  # a retry
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert await inventory.stock(mug) == 2  # back on sale, once
+    other = {"cancellationId": "ticket-1", "items": [{"productId": mug, "quantity": 1}]}
+    conflict = await inventory.http.post(cancel, json=other, headers=ADMIN)
+    assert (conflict.status_code, conflict.json()["error"]["code"]) == (
+        409,
+        "cancellation_conflict",
+    )
+    too_many = {"cancellationId": "ticket-2", "items": [{"productId": mug, "quantity": 2}]}
+    over = await inventory.http.post(cancel, json=too_many, headers=ADMIN)
+    assert (over.status_code, over.json()["error"]["code"]) == (409, "over_cancellation")
+    assert over.json()["error"]["details"] == [
+        {"productId": mug, "location": "default", "committed": 1, "requested": 2}
+    ]
+    rest = await inventory.http.post(cancel, json={"cancellationId": "ticket-3"}, headers=ADMIN)
+    assert rest.status_code == 201, rest.text
+    assert [item["quantity"] for item in rest.json()["items"]] == [1]
+    order = (await inventory.http.get(path, headers=ALICE)).json()
+    [line] = order["items"]
+    assert (order["status"], line["shipped"], line["cancelled"], line["committed"]) == (
+        "FULFILLED", 1, 3, 0,
+    )  # fmt: skip
+    assert await inventory.stock(mug) == 3
+    none_left = await inventory.http.post(
+        cancel, json={"cancellationId": "ticket-4"}, headers=ADMIN
+    )
+    assert (none_left.status_code, none_left.json()["error"]["code"]) == (409, "over_cancellation")
+    bad = await inventory.http.post(cancel, json={"cancellationId": "no spaces"}, headers=ADMIN)
+    assert bad.status_code == 422
