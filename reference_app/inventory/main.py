@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import Counter
 
+from commercekit.events import Outbox
 from commercekit.orders import OrderBook
 from commercekit.payments import PaymentSettlement, RefundService
 from commercekit.plugins import PluginManager
@@ -78,7 +79,8 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         products=ProductCache(infra.sessions),
         channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),
         reservations=reservations,
-        orders=OrderBook(infra.engine, stock=reservations),  # a cancellation puts units back
+        # A cancellation puts units back; each change's event goes out through the outbox.
+        orders=OrderBook(infra.engine, stock=reservations, outbox=Outbox(), source=SOURCE),
         outcomes=outcomes,
     )
     settlement = PaymentSettlement(

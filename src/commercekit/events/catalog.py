@@ -55,6 +55,10 @@ __all__ = [
     "EventLine",
     "EventPayload",
     "Identifier",
+    "OrderCancelled",
+    "OrderCreated",
+    "OrderFulfilled",
+    "OrderUnits",
     "PaymentConfirmed",
     "PaymentFailed",
     "RefundCompleted",
@@ -213,6 +217,60 @@ class RefundCompleted(_MoneyEvent):
     refund_id: Identifier
 
 
+# ---------------------------------------------------------------- orders
+
+
+class OrderUnits(BaseModel):
+    """Units of an order at one location: a SKU, a location and a quantity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: Identifier
+    location: Identifier
+    quantity: Annotated[int, Field(gt=0)]
+
+
+OrderStatusName = Annotated[str, StringConstraints(min_length=1, max_length=24)]
+
+
+class _OrderEvent(EventPayload):
+    topic = "orders"
+    key_field = "order_id"
+
+    order_id: Identifier = Field(description="the order's id: its reservation's")
+    owner: Identifier = Field(description="the user who bought it")
+    lines: tuple[OrderUnits, ...] = Field(min_length=1)
+    status: OrderStatusName = Field(
+        description="the order's status after this event (OPEN, PARTIALLY_FULFILLED, "
+        "FULFILLED, CANCELLED)"
+    )
+
+
+class OrderCreated(_OrderEvent):
+    """A paid reservation became an order: its `lines` are committed where they were held."""
+
+    event_type = "order.created"
+    schema_version = 1
+
+
+class OrderFulfilled(_OrderEvent):
+    """Units of an order shipped: its `lines` left (a part of the order, or the rest)."""
+
+    event_type = "order.fulfilled"
+    schema_version = 1
+
+    shipment_id: Identifier
+
+
+class OrderCancelled(_OrderEvent):
+    """Units of an order were cancelled before they shipped: its `lines` are back on sale."""
+
+    event_type = "order.cancelled"
+    schema_version = 1
+
+    cancellation_id: Identifier
+
+
 # ---------------------------------------------------------------- the catalog
 
 
@@ -334,6 +392,9 @@ CATALOG = Catalog(
         PaymentFailed,
         RefundRequested,
         RefundCompleted,
+        OrderCreated,
+        OrderFulfilled,
+        OrderCancelled,
     ]
 )
 """The built-in catalog: every event the commercekit services produce."""

@@ -53,9 +53,14 @@ from commercekit.events.catalog import CATALOG, Catalog
 from commercekit.events.envelope import Envelope
 
 try:
-    from sqlalchemy import func, select, text, update
+    from sqlalchemy import func, insert, select, text, update
     from sqlalchemy.exc import SQLAlchemyError
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
 
     from commercekit.events._tables import OutboxMessage
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -81,8 +86,8 @@ class Outbox:
     def __init__(self, catalog: Catalog = CATALOG) -> None:
         self.catalog = catalog
 
-    async def add(self, session: AsyncSession, *events: Envelope[Any]) -> None:
-        """Add events to the session's transaction; they are sent once it commits.
+    async def add(self, session: AsyncSession | AsyncConnection, *events: Envelope[Any]) -> None:
+        """Add events to the transaction of `session` (or a connection); sent once it commits.
 
         An event without a ``traceparent`` is stamped with the current trace
         context now (the relay that publishes it later runs in none); the
@@ -91,21 +96,29 @@ class Outbox:
         Raises:
             UnknownEventType: an event's type is not in the catalog.
         """
+        rows = []
         for event in events:
             self.catalog[event.type]  # refuse a type the relay could not decode
             stamped = event.in_trace()
             trace = stamped.trace
-            session.add(
-                OutboxMessage(
-                    event_id=stamped.id,
-                    event_type=stamped.type,
-                    key=stamped.key,
-                    body=stamped.to_json().decode(),
-                    trace_id=None if trace is None else trace.trace_id,
-                )
+            rows.append(
+                {
+                    "event_id": stamped.id,
+                    "event_type": stamped.type,
+                    "key": stamped.key,
+                    "body": stamped.to_json().decode(),
+                    "trace_id": None if trace is None else trace.trace_id,
+                }
             )
-        await session.flush()
-        if events and session.get_bind().dialect.name == "postgresql":
+        if isinstance(session, AsyncSession):
+            session.add_all(OutboxMessage(**row) for row in rows)
+            await session.flush()
+            dialect = session.get_bind().dialect.name
+        else:
+            if rows:
+                await session.execute(insert(OutboxMessage), rows)
+            dialect = session.dialect.name
+        if rows and dialect == "postgresql":
             # Delivered at commit, dropped on rollback; repeats in one transaction fold.
             await session.execute(_NOTIFY)
 

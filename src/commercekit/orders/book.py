@@ -20,6 +20,8 @@ from commercekit.errors import (
     OverShipped,
     ShipmentConflict,
 )
+from commercekit.events.catalog import OrderCancelled, OrderCreated, OrderFulfilled, OrderUnits
+from commercekit.events.envelope import Envelope
 from commercekit.orders.models import (
     Cancellation,
     CancellationId,
@@ -41,6 +43,7 @@ from commercekit.reservations.models import (
 )
 
 if TYPE_CHECKING:
+    from commercekit.events.outbox import Outbox
     from commercekit.reservations.durable import DurableReservations
 
 try:
@@ -169,12 +172,24 @@ class OrderBook:
             ``commercekit.sql.migrate``).
         stock: the durable reservations whose units the orders commit, with
             its ledger in the same database: needed to `cancel`.
+        outbox: with one, each change writes its event in its own transaction
+            (``order.created``, ``order.fulfilled`` per shipment,
+            ``order.cancelled`` per cancellation), exactly once: the event's
+            id is the order's, the shipment's or the cancellation's.
+        source: the events' CloudEvents ``source``.
 
     Raises:
         ConfigurationError: `stock`'s ledger is on another database.
     """
 
-    def __init__(self, engine: AsyncEngine, *, stock: DurableReservations | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        stock: DurableReservations | None = None,
+        outbox: Outbox | None = None,
+        source: str = "orders",
+    ) -> None:
         if stock is not None and stock.ledger.engine.url != engine.url:
             raise ConfigurationError(
                 "the orders and the stock ledger must share one database: a cancellation "
@@ -182,6 +197,8 @@ class OrderBook:
             )
         self.engine = engine
         self.stock = stock
+        self.outbox = outbox
+        self.source = source
 
     # ------------------------------------------------------------------ reads
     async def get(self, order_id: str) -> Order:
@@ -292,14 +309,25 @@ class OrderBook:
         )
         if made.first() is None:
             return False
+        lines = _order_lines(reservation)
         await executor.execute(
             insert(OrderLineRow),
             [
                 {"order_id": reservation.id, "sku": sku, "location": location,
                  "quantity": units, "shipped": 0}
-                for sku, location, units in _order_lines(reservation)
+                for sku, location, units in lines
             ],
         )  # fmt: skip
+        await self._announce(
+            executor,
+            OrderCreated(
+                order_id=reservation.id,
+                owner=reservation.owner,
+                lines=tuple(OrderUnits(sku=s, location=loc, quantity=n) for s, loc, n in lines),
+                status=OrderStatus.OPEN.value,
+            ),
+            reservation.id,
+        )
         return True
 
     async def ship(
@@ -449,7 +477,9 @@ class OrderBook:
                 .where(OrderLineRow.location == line.location)
                 .values(cancelled=OrderLineRow.cancelled + line.quantity)
             )
-        await self._set_status(conn, order, {(ln.sku, ln.location): ln.quantity for ln in wanted})
+        after = await self._set_status(
+            conn, order, {(ln.sku, ln.location): ln.quantity for ln in wanted}
+        )
         made = Cancellation(
             id=cancellation_id,
             order_id=order_id,
@@ -465,6 +495,17 @@ class OrderBook:
             )
         )
         await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
+        await self._announce(
+            conn,
+            OrderCancelled(
+                order_id=order_id,
+                owner=order.owner,
+                lines=_units(made.lines),
+                status=after.value,
+                cancellation_id=cancellation_id,
+            ),
+            cancellation_id,
+        )
         return made
 
     async def _locked(self, conn: AsyncConnection, order_id: str, at: dt.datetime) -> Order:
@@ -486,8 +527,8 @@ class OrderBook:
         order: Order,
         cancelled: dict[tuple[str, str], int] | None = None,
         shipped: dict[tuple[str, str], int] | None = None,
-    ) -> None:
-        """Write the order's status once `shipped` / `cancelled` units are taken off its lines."""
+    ) -> OrderStatus:
+        """Write (and answer) the order's status once `shipped` / `cancelled` units are off."""
         shipped, cancelled = shipped or {}, cancelled or {}
         after = [
             line.model_copy(
@@ -498,9 +539,22 @@ class OrderBook:
             )
             for line in order.lines
         ]
+        status = _status(after)
         await conn.execute(
-            update(OrderRow).where(OrderRow.id == order.id).values(status=_status(after).value)
+            update(OrderRow).where(OrderRow.id == order.id).values(status=status.value)
         )
+        return status
+
+    async def _announce(
+        self,
+        executor: AsyncConnection | AsyncSession,
+        event: OrderCreated | OrderFulfilled | OrderCancelled,
+        of: str,
+    ) -> None:
+        """Write `event` to the outbox, if any, in `executor`'s transaction: once per `of`."""
+        if self.outbox is not None:
+            envelope = Envelope.wrap(event, source=self.source, id=f"{event.event_type}:{of}")
+            await self.outbox.add(executor, envelope)
 
     async def _ship(
         self,
@@ -531,7 +585,7 @@ class OrderBook:
                 .where(OrderLineRow.location == line.location)
                 .values(shipped=OrderLineRow.shipped + line.quantity)
             )
-        await self._set_status(
+        after = await self._set_status(
             conn, order, shipped={(line.sku, line.location): line.quantity for line in wanted}
         )
         await conn.execute(
@@ -541,6 +595,17 @@ class OrderBook:
                 lines=[[line.sku, line.location, line.quantity] for line in wanted],
                 created_at=at,
             )
+        )
+        await self._announce(
+            conn,
+            OrderFulfilled(
+                order_id=order_id,
+                owner=order.owner,
+                lines=_units(wanted),
+                status=after.value,
+                shipment_id=shipment_id,
+            ),
+            shipment_id,
         )
         return Shipment(id=shipment_id, order_id=order_id, lines=wanted, created_at=at)
 
@@ -633,6 +698,10 @@ def _over(order: Order, wanted: Iterable[ShipmentLine]) -> tuple[OverShipped, ..
         for line in wanted
         if line.quantity > (held := _committed(order, line.sku, line.location))
     )
+
+
+def _units(lines: Iterable[ShipmentLine | CancellationLine]) -> tuple[OrderUnits, ...]:
+    return tuple(OrderUnits(sku=ln.sku, location=ln.location, quantity=ln.quantity) for ln in lines)
 
 
 def _lines_of(cancellation: Cancellation) -> tuple[ShipmentLine, ...]:

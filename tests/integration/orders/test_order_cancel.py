@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commercekit.errors import (
@@ -19,6 +20,8 @@ from commercekit.errors import (
     OverFulfilment,
     OverShipped,
 )
+from commercekit.events import CATALOG, Outbox
+from commercekit.events.outbox import OutboxMessage
 from commercekit.orders import CancellationLine, Order, OrderBook, OrderStatus, move_id
 from commercekit.reservations import (
     DurableReservations,
@@ -255,3 +258,31 @@ async def test_a_book_cancels_only_with_the_stock_of_its_own_database(
     with pytest.raises(ConfigurationError, match="one database"):
         OrderBook(elsewhere, stock=stock)
     await elsewhere.dispose()
+
+
+async def test_each_change_of_an_order_writes_its_event_once_in_its_own_transaction(
+    engine: AsyncEngine, stock: DurableReservations
+) -> None:
+    book = OrderBook(engine, stock=stock, outbox=Outbox(), source="inventory")
+    mug = sku("MUG")
+    order = await paid(stock, book, (mug, 3))
+    hold = await stock.store.get(order.id)
+    await book.open(hold)  # a redelivered payment: no second order, no second event
+    await book.ship(order.id, "parcel-1", [(mug, 1)])
+    await book.ship(order.id, "parcel-1", [(mug, 1)])  # a retry
+    with pytest.raises(OverFulfilment):
+        await book.ship(order.id, "parcel-2", [(mug, 5)])  # refused: rolled back, no event
+    await book.cancel(order.id, "ticket-13")
+    await book.cancel(order.id, "ticket-13")  # a retry
+    async with engine.connect() as conn:
+        columns = (OutboxMessage.event_id, OutboxMessage.key, OutboxMessage.body)
+        rows = (await conn.execute(select(*columns).order_by(OutboxMessage.id))).all()
+    assert [row.event_id for row in rows] == [
+        f"order.created:{order.id}", "order.fulfilled:parcel-1", "order.cancelled:ticket-13"
+    ]  # fmt: skip
+    assert {row.key for row in rows} == {order.id}
+    events = [CATALOG.decode(row.body) for row in rows]
+    assert [(e.data.status, e.data.lines[0].quantity) for e in events] == [
+        ("OPEN", 3), ("PARTIALLY_FULFILLED", 1), ("FULFILLED", 2)
+    ]  # fmt: skip
+    assert all(e.source == "inventory" for e in events)

@@ -16,9 +16,11 @@ from reference_app.common.db import migrate
 from reference_app.common.infra import Infra
 from reference_app.inventory.main import create_app, wire
 from reference_app.settings import InventorySettings
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from commercekit.events import Envelope, InMemoryEventBus, PaymentConfirmed
+from commercekit.events.outbox import OutboxMessage
 from commercekit.testing.servers import PostgresServer, RedisServer
 
 SETTINGS = InventorySettings(environment="development", reservation_ttl_seconds=60)
@@ -576,6 +578,17 @@ async def test_a_paid_reservation_is_an_order_its_owner_reads_and_an_admin_ships
     )  # fmt: skip
     await inventory.bus.publish(Envelope.wrap(paid, source="test"))
     await inventory.bus.drain()
+
+    await inventory.bus.publish(Envelope.wrap(paid, source="test"))  # redelivered
+    await inventory.bus.drain()
+    async with inventory.infra.engine.connect() as conn:
+        created = (
+            await conn.scalars(
+                select(OutboxMessage.event_id).where(OutboxMessage.key == order_id)
+                .where(OutboxMessage.event_type == "order.created")
+            )
+        ).all()  # fmt: skip
+    assert created == [f"order.created:{order_id}"]  # in the outcome's transaction, once
 
     path = f"/api/v1/orders/{order_id}"
     order = (await inventory.http.get(path, headers=ALICE)).json()

@@ -21,6 +21,10 @@ from commercekit.events import (
     Envelope,
     EventLine,
     EventPayload,
+    OrderCancelled,
+    OrderCreated,
+    OrderFulfilled,
+    OrderUnits,
     PaymentConfirmed,
     PaymentFailed,
     RefundCompleted,
@@ -35,6 +39,7 @@ from commercekit.events import (
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 LINES = (EventLine(sku="SKU-1", quantity=2), EventLine(sku="SKU-2", quantity=1))
+UNITS = OrderUnits(sku="SKU-1", location="default", quantity=2)
 MONEY: dict[str, Any] = {
     "payment_id": "pay-1",
     "reservation_id": "res-1",
@@ -53,6 +58,13 @@ EXAMPLES: list[EventPayload] = [
     PaymentFailed(**MONEY, reason="card declined"),
     RefundRequested(**MONEY, refund_id="ref-1", reason="late payment"),
     RefundCompleted(**MONEY, refund_id="ref-1"),
+    OrderCreated(order_id="res-1", owner="user-1", lines=(UNITS,), status="OPEN"),
+    OrderFulfilled(
+        order_id="res-1", owner="user-1", lines=(UNITS,), status="FULFILLED", shipment_id="p-1"
+    ),
+    OrderCancelled(
+        order_id="res-1", owner="user-1", lines=(UNITS,), status="CANCELLED", cancellation_id="t-1"
+    ),
 ]
 
 
@@ -105,6 +117,8 @@ def test_follow_keeps_the_correlation_id() -> None:
         (EXAMPLES[4], "res-1", "reservations"),
         (EXAMPLES[5], "res-1", "payments"),
         (EXAMPLES[7], "res-1", "refunds"),
+        (EXAMPLES[10], "res-1", "orders"),
+        (EXAMPLES[11], "res-1", "orders"),
     ],
 )
 def test_each_type_maps_to_a_topic_and_a_partition_key(
@@ -120,7 +134,9 @@ def test_topic_names_take_overrides_and_refuse_bad_names() -> None:
     names = TopicNames(prefix="p-", names={"reservations": "holds"}, dead_letter="dlq")
     assert names.for_type("reservation.expired") == "p-holds"
     assert names.dead_letter_topic == "p-dlq"
-    assert set(names.all()) == {"p-holds", "p-users", "p-payments", "p-refunds", "p-dlq"}
+    assert set(names.all()) == {
+        "p-holds", "p-users", "p-payments", "p-refunds", "p-orders", "p-dlq"
+    }  # fmt: skip
     with pytest.raises(ConfigurationError, match="valid Kafka topic"):
         TopicNames(prefix="bad prefix ")
 
