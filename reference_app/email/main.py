@@ -5,9 +5,10 @@ $ uvicorn --factory reference_app.email.main:app_from_env --port 8004
 ```
 
 `EmailNotifier` consumes ``user.created``, ``payment.confirmed``,
-``payment.failed`` and ``refund.completed`` (consumer group ``email``) and
-sends the welcome, payment succeeded, payment failed and refund issued
-mails: through Resend when ``RESEND_API_KEY`` is set, else printed on
+``payment.failed``, ``refund.completed``, ``order.fulfilled`` and
+``order.cancelled`` (consumer group ``email``) and sends the welcome,
+payment succeeded, payment failed, refund issued, order shipped and order
+cancelled mails: through Resend when ``RESEND_API_KEY`` is set, else printed on
 standard output. Every mail sent is also one JSON log line (logger
 ``reference_app.email``, message ``email sent``) naming the template, the
 recipient, the event and the user.

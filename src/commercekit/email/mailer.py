@@ -12,7 +12,7 @@ however often the event is delivered, and the provider sends it once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +125,38 @@ class Mailer:
         """The mail after a refund (a late payment for an expired reservation, say)."""
         context = {**_payment(reservation_id, amount, currency, name), "reason": reason}
         return await self.send("refund_issued", to, context, idempotency_key=idempotency_key)
+
+    async def order_shipped(
+        self,
+        to: str,
+        *,
+        order_id: str,
+        lines: Sequence[tuple[str, int]],
+        complete: bool,
+        idempotency_key: str,
+        name: str | None = None,
+    ) -> str:
+        """The mail of a shipment: its `lines` (``(sku, quantity)``); `complete` for the last."""
+        context = {"order_id": order_id, "lines": _lines(lines), "complete": complete, "name": name}
+        return await self.send("order_shipped", to, context, idempotency_key=idempotency_key)
+
+    async def order_cancelled(
+        self,
+        to: str,
+        *,
+        order_id: str,
+        lines: Sequence[tuple[str, int]],
+        complete: bool,
+        idempotency_key: str,
+        name: str | None = None,
+    ) -> str:
+        """The mail of a cancellation: its `lines`; `complete` if the whole order is cancelled."""
+        context = {"order_id": order_id, "lines": _lines(lines), "complete": complete, "name": name}
+        return await self.send("order_cancelled", to, context, idempotency_key=idempotency_key)
+
+
+def _lines(lines: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
+    return [{"sku": sku, "quantity": quantity} for sku, quantity in lines]
 
 
 def _payment(

@@ -12,6 +12,8 @@ await bus.start()
 | ``payment.confirmed`` | payment succeeded |
 | ``payment.failed`` | payment failed, with the reason |
 | ``refund.completed`` | refund issued |
+| ``order.fulfilled`` | order shipped (a part of it, or the rest) |
+| ``order.cancelled`` | order cancelled (a part of it, or the whole) |
 
 No mail is lost and none is sent twice. Each mail goes to the sender with
 the key ``<template>/<event id>``, which Resend honours (a second send with
@@ -40,7 +42,14 @@ from commercekit.email.mailer import Mailer
 from commercekit.email.recipients import Recipient, RecipientDirectory
 from commercekit.errors import EmailError, NotReadyYet
 from commercekit.events.bus import EventBus, Handler
-from commercekit.events.catalog import PaymentConfirmed, PaymentFailed, RefundCompleted, UserCreated
+from commercekit.events.catalog import (
+    OrderCancelled,
+    OrderFulfilled,
+    PaymentConfirmed,
+    PaymentFailed,
+    RefundCompleted,
+    UserCreated,
+)
 from commercekit.events.envelope import Envelope
 from commercekit.events.idempotency import ProcessedEventStore, record_after
 
@@ -48,7 +57,14 @@ __all__ = ["EMAIL_EVENT_TYPES", "EmailNotifier", "UnknownRecipient"]
 
 logger = logging.getLogger("commercekit.email.notifier")
 
-EMAIL_EVENT_TYPES = ("user.created", "payment.confirmed", "payment.failed", "refund.completed")
+EMAIL_EVENT_TYPES = (
+    "user.created",
+    "payment.confirmed",
+    "payment.failed",
+    "refund.completed",
+    "order.fulfilled",
+    "order.cancelled",
+)
 """The event types that send a mail."""
 
 
@@ -121,6 +137,26 @@ class EmailNotifier:
             await self.mailer.refund_issued(
                 to.email, name=to.name, idempotency_key=event.id, **_money(data)
             )
+        elif isinstance(data, OrderFulfilled):
+            to = await self._recipient(data.owner, event)
+            await self.mailer.order_shipped(
+                to.email,
+                name=to.name,
+                order_id=data.order_id,
+                lines=_units(data),
+                complete=data.status == "FULFILLED",
+                idempotency_key=event.id,
+            )
+        elif isinstance(data, OrderCancelled):
+            to = await self._recipient(data.owner, event)
+            await self.mailer.order_cancelled(
+                to.email,
+                name=to.name,
+                order_id=data.order_id,
+                lines=_units(data),
+                complete=data.status == "CANCELLED",
+                idempotency_key=event.id,
+            )
 
     async def _recipient(self, user_id: str, event: Envelope[Any]) -> Recipient:
         recipient = await self.recipients.lookup(user_id)
@@ -130,6 +166,14 @@ class EmailNotifier:
                 wait=self.recipient_wait,
             )
         return recipient
+
+
+def _units(data: OrderFulfilled | OrderCancelled) -> list[tuple[str, int]]:
+    """The event's units per SKU (the locations they left or came back to summed)."""
+    units: dict[str, int] = {}
+    for line in data.lines:
+        units[line.sku] = units.get(line.sku, 0) + line.quantity
+    return list(units.items())
 
 
 def _money(data: PaymentConfirmed | PaymentFailed | RefundCompleted) -> dict[str, Any]:

@@ -32,7 +32,14 @@ from commercekit.errors import TemplateError
 
 __all__ = ["TEMPLATE_NAMES", "RenderedEmail", "TemplateOverride", "TemplateRenderer"]
 
-TEMPLATE_NAMES = ("welcome", "payment_succeeded", "payment_failed", "refund_issued")
+TEMPLATE_NAMES = (
+    "welcome",
+    "payment_succeeded",
+    "payment_failed",
+    "refund_issued",
+    "order_shipped",
+    "order_cancelled",
+)
 """The mails commercekit ships templates for."""
 
 

@@ -12,6 +12,9 @@ from commercekit.email import EmailNotifier, InMemoryRecipients, Mailer, MemoryS
 from commercekit.events import Envelope, InMemoryEventBus
 from commercekit.events.bus import EventRetry
 from commercekit.events.catalog import (
+    OrderCancelled,
+    OrderFulfilled,
+    OrderUnits,
     PaymentConfirmed,
     PaymentFailed,
     RefundCompleted,
@@ -78,6 +81,36 @@ async def test_each_event_type_sends_its_mail_once_even_when_redelivered(
     failed = next(s for s in sender.outbox if s.idempotency_key.startswith("payment_failed/"))
     assert "card declined" in failed.message.text
     assert "&lt;b&gt;ada&lt;/b&gt;" in sender.outbox[0].message.html
+
+
+async def test_a_shipment_and_a_cancellation_mail_their_units_to_the_orders_owner(
+    notifier: EmailNotifier, sender: MemorySender
+) -> None:
+    await notifier.handle(
+        Envelope.wrap(
+            UserCreated(user_id="u-1", username="ada", email="ada@example.com"), source="test"
+        )
+    )
+    east = OrderUnits(sku="MUG", location="east", quantity=1)
+    west = OrderUnits(sku="MUG", location="west", quantity=2)
+    shipped = OrderFulfilled(
+        order_id="res-1", owner="u-1", lines=(east, west), status="PARTIALLY_FULFILLED",
+        shipment_id="parcel-1",
+    )  # fmt: skip
+    cancelled = OrderCancelled(
+        order_id="res-1", owner="u-1", lines=(east,), status="FULFILLED", cancellation_id="t-1"
+    )
+    for event in (Envelope.wrap(shipped, source="test"), Envelope.wrap(cancelled, source="test")):
+        await notifier.handler()(event)
+        await notifier.handler()(event)  # redelivered: one mail
+    mails = {s.idempotency_key.split("/")[0]: s.message for s in sender.outbox}
+    assert set(mails) == {"welcome", "order_shipped", "order_cancelled"}
+    assert sender.attempts == 3
+    assert mails["order_shipped"].subject == "Part of order res-1 has shipped"
+    assert "- 3 x MUG" in mails["order_shipped"].text  # the two locations' units together
+    assert "The rest follows" in mails["order_shipped"].text
+    assert mails["order_cancelled"].subject == "Part of order res-1 is cancelled"
+    assert mails["order_cancelled"].to == ("ada@example.com",)
 
 
 async def test_other_events_send_nothing(notifier: EmailNotifier, sender: MemorySender) -> None:

@@ -29,6 +29,18 @@ CONTEXTS: dict[str, dict[str, Any]] = {
         "amount": "12.50 EUR",
         "reason": HOSTILE,
     },
+    "order_shipped": {
+        "name": HOSTILE,
+        "order_id": HOSTILE,
+        "lines": [{"sku": HOSTILE, "quantity": 2}],
+        "complete": False,
+    },
+    "order_cancelled": {
+        "name": HOSTILE,
+        "order_id": HOSTILE,
+        "lines": [{"sku": HOSTILE, "quantity": 1}],
+        "complete": True,
+    },
 }
 
 
