@@ -189,72 +189,87 @@ async def test_payments_racing_the_deadline_and_the_sweepers_never_oversell(
     """Payments land around the deadline while two sweepers run and other shoppers
     grab what expires: every payment answered before the deadline confirms, no
     unit is sold twice, and each reservation ends once."""
-    replicas = [make_reservations() for _ in range(2)]
-    store = replicas[0]
-    await store.start()
-    await store.set_stock("SKU-R", 12)
-    holds = [await store.reserve([("SKU-R", 1)], ttl=1.0, owner=f"u-{i}") for i in range(12)]
-    deadline = max(h.expires_at for h in holds)
-    rng = random.Random(5)
-    answered: dict[str, tuple[Payment, dt.datetime]] = {}
-    grabbed: list[Reservation] = []
-    done = asyncio.Event()
 
-    async def pay(hold: Reservation, service: PaymentService) -> None:
-        await until(hold.expires_at, before=rng.uniform(-0.15, 0.25))
-        payment = await service.pay(intent(hold))
-        answered[hold.id] = (payment, dt.datetime.now(dt.UTC))
+    async def race(sku: str) -> int:
+        """One race on `sku`, its properties checked; how many payments came in time."""
+        replicas = [make_reservations() for _ in range(2)]
+        store = replicas[0]
+        await store.start()
+        await store.set_stock(sku, 12)
+        holds = [await store.reserve([(sku, 1)], ttl=1.0, owner=f"u-{i}") for i in range(12)]
+        deadline = max(h.expires_at for h in holds)
+        rng = random.Random(5)
+        answered: dict[str, tuple[Payment, dt.datetime]] = {}
+        grabbed: list[Reservation] = []
+        done = asyncio.Event()
 
-    async def sweeper(replica: DurableReservations) -> None:
-        while not done.is_set():
-            await replica.expire_due()
-            await asyncio.sleep(0.01)
+        async def pay(hold: Reservation, service: PaymentService) -> None:
+            await until(hold.expires_at, before=rng.uniform(-0.15, 0.25))
+            payment = await service.pay(intent(hold))
+            answered[hold.id] = (payment, dt.datetime.now(dt.UTC))
 
-    async def grabber(replica: DurableReservations) -> None:
-        while not done.is_set():
-            try:
-                grabbed.append(await replica.reserve([("SKU-R", 1)], ttl=60, owner="u-other"))
-            except OutOfStock:  # until a hold expires: try again
+        async def sweeper(replica: DurableReservations) -> None:
+            while not done.is_set():
+                await replica.expire_due()
                 await asyncio.sleep(0.01)
 
-    services = [
-        PaymentService(sessions, processor, reservations=r, payment_hold=30) for r in replicas
-    ]
-    background = [asyncio.create_task(job(r)) for r in replicas for job in (sweeper, grabber)]
-    await asyncio.gather(*(pay(h, services[i % 2]) for i, h in enumerate(holds)))
-    await until(deadline, before=-0.3)
-    done.set()
-    await asyncio.gather(*background)
+        async def grabber(replica: DurableReservations) -> None:
+            while not done.is_set():
+                try:
+                    grabbed.append(await replica.reserve([(sku, 1)], ttl=60, owner="u-other"))
+                except OutOfStock:  # until a hold expires: try again
+                    await asyncio.sleep(0.01)
 
-    settlements = [PaymentSettlement(r, RefundService(sessions, processor)) for r in replicas]
-    events = [e for p, _ in answered.values() for e in await events_of(sessions, p)]
-    results = await asyncio.gather(
-        *(settlements[i % 2].settle(e) for i, e in enumerate(events + events))  # redelivered
-    )
-    by_payment: dict[str, list[SettlementOutcome]] = {}
-    for result in results:
-        by_payment.setdefault(result.payment.id, []).append(result.outcome)
+        services = [
+            PaymentService(sessions, processor, reservations=r, payment_hold=30) for r in replicas
+        ]
+        background = [asyncio.create_task(job(r)) for r in replicas for job in (sweeper, grabber)]
+        await asyncio.gather(*(pay(h, services[i % 2]) for i, h in enumerate(holds)))
+        await until(deadline, before=-0.3)
+        done.set()
+        await asyncio.gather(*background)
 
-    in_time = 0
-    for hold in holds:
-        payment, at = answered[hold.id]
-        outcomes = sorted(o for o in by_payment[payment.id] if o is not SettlementOutcome.DUPLICATE)
-        assert len(outcomes) == 1, (hold.id, by_payment[payment.id])
-        status = (await store.get(hold.id)).status
-        if at < hold.expires_at:  # answered before the deadline: never late
-            in_time += 1
-            assert (outcomes[0], status) == (SettlementOutcome.CONFIRMED, "CONFIRMED")
-        else:
-            assert (outcomes[0], status) in {
-                (SettlementOutcome.CONFIRMED, "CONFIRMED"),
-                (SettlementOutcome.REFUNDED, "EXPIRED"),
-            }
-    assert in_time >= 3, "the race never met the deadline"
+        settlements = [PaymentSettlement(r, RefundService(sessions, processor)) for r in replicas]
+        events = [e for p, _ in answered.values() for e in await events_of(sessions, p)]
+        results = await asyncio.gather(
+            *(settlements[i % 2].settle(e) for i, e in enumerate(events + events))  # redelivered
+        )
+        by_payment: dict[str, list[SettlementOutcome]] = {}
+        for result in results:
+            by_payment.setdefault(result.payment.id, []).append(result.outcome)
 
-    level = await store.stock("SKU-R")
-    statuses = [(await store.get(h.id)).status for h in holds]
-    confirmed = statuses.count(ReservationStatus.CONFIRMED)
-    still_held = [(await store.get(g.id)).status for g in grabbed].count(ReservationStatus.PENDING)
-    assert level.sold == confirmed <= 12
-    assert level.held == still_held == len(grabbed)
-    assert level.available + level.held + level.sold == 12  # conservation: nothing oversold
+        in_time = 0
+        for hold in holds:
+            payment, at = answered[hold.id]
+            outcomes = sorted(
+                o for o in by_payment[payment.id] if o is not SettlementOutcome.DUPLICATE
+            )
+            assert len(outcomes) == 1, (hold.id, by_payment[payment.id])
+            status = (await store.get(hold.id)).status
+            if at < hold.expires_at:  # answered before the deadline: never late
+                in_time += 1
+                assert (outcomes[0], status) == (SettlementOutcome.CONFIRMED, "CONFIRMED")
+            else:
+                assert (outcomes[0], status) in {
+                    (SettlementOutcome.CONFIRMED, "CONFIRMED"),
+                    (SettlementOutcome.REFUNDED, "EXPIRED"),
+                }
+
+        level = await store.stock(sku)
+        statuses = [(await store.get(h.id)).status for h in holds]
+        confirmed = statuses.count(ReservationStatus.CONFIRMED)
+        still_held = [(await store.get(g.id)).status for g in grabbed].count(
+            ReservationStatus.PENDING
+        )
+        assert level.sold == confirmed <= 12
+        assert level.held == still_held == len(grabbed)
+        assert level.available + level.held + level.sold == 12  # conservation: nothing oversold
+        return in_time
+
+    # The race is meaningful only if some payments are answered before the
+    # deadline: on a slow machine a run may have too few, and is run again.
+    for attempt in range(3):
+        if await race(f"SKU-R{attempt}") >= 3:
+            break
+    else:
+        pytest.fail("the race never met the deadline, in 3 attempts")
