@@ -215,16 +215,17 @@ class OrderBook:
         if not 1 <= limit <= 1000 or offset < 0:
             raise InvalidRequest("limit must be 1 to 1000 and offset at least 0")
         async with self.engine.connect() as conn:
-            ids = (
-                await conn.scalars(
-                    select(OrderRow.id)
-                    .where(OrderRow.owner == owner)
-                    .order_by(OrderRow.created_at, OrderRow.id)
+            rows = (
+                await conn.execute(
+                    select(_ORDERS)
+                    .where(_ORDERS.c.owner == owner)
+                    .order_by(_ORDERS.c.created_at, _ORDERS.c.id)
                     .limit(limit)
                     .offset(offset)
                 )
             ).all()
-            return [await self._load(conn, order_id) for order_id in ids]
+            lines = await self._lines_of(conn, [row.id for row in rows])  # one query per page
+        return [_order(row, lines.get(row.id, [])) for row in rows]
 
     async def committed(self, sku: str, location: str = DEFAULT_LOCATION) -> int:
         """Units of `sku` at `location` that orders hold, neither shipped nor cancelled."""
@@ -619,30 +620,42 @@ class OrderBook:
         row = (await conn.execute(select(_ORDERS).where(_ORDERS.c.id == order_id))).first()
         if row is None:
             raise OrderNotFound(order_id)
-        lines = (
-            await conn.execute(
+        return _order(row, (await self._lines_of(conn, [order_id])).get(order_id, []))
+
+    async def _lines_of(
+        self, conn: AsyncConnection | AsyncSession, order_ids: Sequence[str]
+    ) -> dict[str, list[Any]]:
+        """The line rows of these orders, by order id, each order's by SKU and location."""
+        found: dict[str, list[Any]] = {}
+        if order_ids:
+            rows = await conn.execute(
                 select(_LINES)
-                .where(_LINES.c.order_id == order_id)
-                .order_by(_LINES.c.sku, _LINES.c.location)
+                .where(_LINES.c.order_id.in_(order_ids))
+                .order_by(_LINES.c.order_id, _LINES.c.sku, _LINES.c.location)
             )
-        ).all()
-        return Order(
-            id=row.id,
-            owner=row.owner,
-            status=OrderStatus(row.status),
-            lines=tuple(
-                OrderLine(
-                    sku=line.sku,
-                    location=line.location,
-                    quantity=int(line.quantity),
-                    shipped=int(line.shipped),
-                    cancelled=int(line.cancelled),
-                )
-                for line in lines
-            ),
-            created_at=utc(row.created_at),
-            updated_at=utc(row.updated_at),
-        )
+            for line in rows:
+                found.setdefault(line.order_id, []).append(line)
+        return found
+
+
+def _order(row: Any, lines: Iterable[Any]) -> Order:
+    return Order(
+        id=row.id,
+        owner=row.owner,
+        status=OrderStatus(row.status),
+        lines=tuple(
+            OrderLine(
+                sku=line.sku,
+                location=line.location,
+                quantity=int(line.quantity),
+                shipped=int(line.shipped),
+                cancelled=int(line.cancelled),
+            )
+            for line in lines
+        ),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+    )
 
 
 def _requested(lines: Iterable[ShipmentRequest]) -> dict[tuple[str, str | None], int]:

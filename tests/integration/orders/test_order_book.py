@@ -211,3 +211,16 @@ async def test_a_paid_reservation_becomes_an_order(engine: AsyncEngine, book: Or
     assert (level.available, level.sold) == (2, 3)
     assert await book.committed("MUG") == 2
     await client.aclose()
+
+
+async def test_an_owners_orders_come_by_page_each_with_its_own_lines(book: OrderBook) -> None:
+    opened = []
+    for minutes, lines in enumerate([(("MUG", 1),), (("TEA", 2), ("CUP", 1)), (("PEN", 4),)]):
+        reservation = confirmed(*lines)
+        opened.append(await book.open(reservation, now=NOW + dt.timedelta(minutes=minutes)))
+    await book.open(confirmed(("MUG", 9)).model_copy(update={"owner": "bob"}))
+    first, second = await book.of_owner("alice", limit=2)
+    assert [first, second] == opened[:2]
+    assert [(ln.sku, ln.quantity) for ln in second.lines] == [("CUP", 1), ("TEA", 2)]
+    assert await book.of_owner("alice", limit=2, offset=2) == opened[2:]
+    assert await book.of_owner("alice", offset=3) == []
