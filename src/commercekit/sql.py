@@ -41,7 +41,12 @@ try:
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.engine import Connection
-    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        create_async_engine,
+    )
     from sqlalchemy.orm import DeclarativeBase
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
@@ -52,6 +57,7 @@ __all__ = [
     "VERSION_TABLE",
     "Base",
     "alembic_config",
+    "dialect_of",
     "insert_or_ignore",
     "migrate",
     "run_migrations",
@@ -159,6 +165,13 @@ def upsert(
     """
     statement = _insert(dialect, table, values)
     return statement.on_conflict_do_update(index_elements=index_elements, set_=set_)
+
+
+def dialect_of(executor: AsyncConnection | AsyncSession) -> str:
+    """The dialect name of the database a connection or a session runs on."""
+    if isinstance(executor, AsyncSession):
+        return executor.get_bind().dialect.name
+    return executor.dialect.name
 
 
 def utc(moment: dt.datetime) -> dt.datetime:

@@ -63,6 +63,7 @@ try:
     )
 
     from commercekit.events._tables import OutboxMessage
+    from commercekit.sql import dialect_of
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -113,12 +114,9 @@ class Outbox:
         if isinstance(session, AsyncSession):
             session.add_all(OutboxMessage(**row) for row in rows)
             await session.flush()
-            dialect = session.get_bind().dialect.name
-        else:
-            if rows:
-                await session.execute(insert(OutboxMessage), rows)
-            dialect = session.dialect.name
-        if rows and dialect == "postgresql":
+        elif rows:
+            await session.execute(insert(OutboxMessage), rows)
+        if rows and dialect_of(session) == "postgresql":
             # Delivered at commit, dropped on rollback; repeats in one transaction fold.
             await session.execute(_NOTIFY)
 

@@ -52,7 +52,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
     from commercekit.orders._tables import CancellationRow, OrderLineRow, OrderRow, ShipmentRow
-    from commercekit.sql import insert_or_ignore, utc
+    from commercekit.sql import dialect_of, insert_or_ignore, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -300,13 +300,8 @@ class OrderBook:
             "created_at": at,
             "updated_at": at,
         }
-        dialect = (
-            executor.get_bind().dialect.name
-            if isinstance(executor, AsyncSession)
-            else (executor.dialect.name)
-        )
         made = await executor.execute(
-            insert_or_ignore(dialect, OrderRow, values).returning(OrderRow.id)
+            insert_or_ignore(dialect_of(executor), OrderRow, values).returning(OrderRow.id)
         )
         if made.first() is None:
             return False

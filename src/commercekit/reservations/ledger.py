@@ -44,7 +44,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
     from sqlalchemy.orm import Mapped, mapped_column
 
-    from commercekit.sql import Base, insert_or_ignore, upsert, utc
+    from commercekit.sql import Base, dialect_of, insert_or_ignore, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -538,11 +538,6 @@ class ReservationLedger:
             StockConflict: a line gives back more units than the ledger counts
                 sold there (the caller's transaction must roll back).
         """
-        dialect = (
-            executor.get_bind().dialect.name
-            if isinstance(executor, AsyncSession)
-            else executor.dialect.name
-        )
         values = {
             "id": move_id,
             "lines": [[line.sku, line.location, line.quantity] for line in lines],
@@ -550,7 +545,7 @@ class ReservationLedger:
             "created_at": now or dt.datetime.now(dt.UTC),
         }
         made = await executor.execute(
-            insert_or_ignore(dialect, StockMoveRow, values).returning(StockMoveRow.id)
+            insert_or_ignore(dialect_of(executor), StockMoveRow, values).returning(StockMoveRow.id)
         )
         if made.first() is None:
             return False
