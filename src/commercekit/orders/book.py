@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -465,17 +465,7 @@ class OrderBook:
         over = _over(order, wanted)
         if over:
             raise OverCancellation(order_id, over)
-        for line in wanted:
-            await conn.execute(
-                update(OrderLineRow)
-                .where(OrderLineRow.order_id == order_id)
-                .where(OrderLineRow.sku == line.sku)
-                .where(OrderLineRow.location == line.location)
-                .values(cancelled=OrderLineRow.cancelled + line.quantity)
-            )
-        after = await self._set_status(
-            conn, order, {(ln.sku, ln.location): ln.quantity for ln in wanted}
-        )
+        after = await self._take(conn, order, wanted, "cancelled")
         made = Cancellation(
             id=cancellation_id,
             order_id=order_id,
@@ -517,21 +507,27 @@ class OrderBook:
             raise OrderNotFound(order_id)
         return await self._load(conn, order_id)
 
-    async def _set_status(
+    async def _take(
         self,
         conn: AsyncConnection,
         order: Order,
-        cancelled: dict[tuple[str, str], int] | None = None,
-        shipped: dict[tuple[str, str], int] | None = None,
+        wanted: Iterable[ShipmentLine],
+        taken: Literal["shipped", "cancelled"],
     ) -> OrderStatus:
-        """Write (and answer) the order's status once `shipped` / `cancelled` units are off."""
-        shipped, cancelled = shipped or {}, cancelled or {}
+        """Count `wanted` units `taken` (off the committed ones) and write the status after."""
+        units = {(line.sku, line.location): line.quantity for line in wanted}
+        column = getattr(OrderLineRow, taken)
+        for (sku, location), quantity in units.items():
+            await conn.execute(
+                update(OrderLineRow)
+                .where(OrderLineRow.order_id == order.id)
+                .where(OrderLineRow.sku == sku)
+                .where(OrderLineRow.location == location)
+                .values({taken: column + quantity})
+            )
         after = [
             line.model_copy(
-                update={
-                    "shipped": line.shipped + shipped.get((line.sku, line.location), 0),
-                    "cancelled": line.cancelled + cancelled.get((line.sku, line.location), 0),
-                }
+                update={taken: getattr(line, taken) + units.get((line.sku, line.location), 0)}
             )
             for line in order.lines
         ]
@@ -573,17 +569,7 @@ class OrderBook:
         over = _over(order, wanted)
         if over:
             raise OverFulfilment(order_id, over)
-        for line in wanted:
-            await conn.execute(
-                update(OrderLineRow)
-                .where(OrderLineRow.order_id == order_id)
-                .where(OrderLineRow.sku == line.sku)
-                .where(OrderLineRow.location == line.location)
-                .values(shipped=OrderLineRow.shipped + line.quantity)
-            )
-        after = await self._set_status(
-            conn, order, shipped={(line.sku, line.location): line.quantity for line in wanted}
-        )
+        after = await self._take(conn, order, wanted, "shipped")
         await conn.execute(
             insert(ShipmentRow).values(
                 id=shipment_id,
