@@ -137,7 +137,7 @@ class Mailer:
         name: str | None = None,
     ) -> str:
         """The mail of a shipment: its `lines` (``(sku, quantity)``); `complete` for the last."""
-        context = {"order_id": order_id, "lines": _lines(lines), "complete": complete, "name": name}
+        context = _order(order_id, lines, complete, name)
         return await self.send("order_shipped", to, context, idempotency_key=idempotency_key)
 
     async def order_cancelled(
@@ -151,12 +151,19 @@ class Mailer:
         name: str | None = None,
     ) -> str:
         """The mail of a cancellation: its `lines`; `complete` if the whole order is cancelled."""
-        context = {"order_id": order_id, "lines": _lines(lines), "complete": complete, "name": name}
+        context = _order(order_id, lines, complete, name)
         return await self.send("order_cancelled", to, context, idempotency_key=idempotency_key)
 
 
-def _lines(lines: Sequence[tuple[str, int]]) -> list[dict[str, Any]]:
-    return [{"sku": sku, "quantity": quantity} for sku, quantity in lines]
+def _order(
+    order_id: str, lines: Sequence[tuple[str, int]], complete: bool, name: str | None
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+        "complete": complete,
+        "name": name,
+    }
 
 
 def _payment(

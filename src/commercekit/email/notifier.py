@@ -137,24 +137,19 @@ class EmailNotifier:
             await self.mailer.refund_issued(
                 to.email, name=to.name, idempotency_key=event.id, **_money(data)
             )
-        elif isinstance(data, OrderFulfilled):
+        elif isinstance(data, OrderFulfilled | OrderCancelled):
             to = await self._recipient(data.owner, event)
-            await self.mailer.order_shipped(
-                to.email,
-                name=to.name,
-                order_id=data.order_id,
-                lines=_units(data),
-                complete=data.status == "FULFILLED",
-                idempotency_key=event.id,
+            send, whole = (
+                (self.mailer.order_shipped, "FULFILLED")
+                if isinstance(data, OrderFulfilled)
+                else (self.mailer.order_cancelled, "CANCELLED")
             )
-        elif isinstance(data, OrderCancelled):
-            to = await self._recipient(data.owner, event)
-            await self.mailer.order_cancelled(
+            await send(
                 to.email,
                 name=to.name,
                 order_id=data.order_id,
                 lines=_units(data),
-                complete=data.status == "CANCELLED",
+                complete=data.status == whole,  # the last shipment, or the whole order
                 idempotency_key=event.id,
             )
 
