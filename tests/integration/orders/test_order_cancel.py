@@ -27,24 +27,8 @@ from commercekit.reservations import (
     DurableReservations,
     RedisReservationStore,
     ReservationLedger,
-    SoldUnits,
 )
-from commercekit.sql import migrate
-from commercekit.testing.servers import PostgresServer, RedisServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'orders.sqlite3'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database(f"cancel_{uuid.uuid4().hex[:10]}")
-        url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = create_async_engine(url)
-    await migrate(engine)
-    yield engine
-    await engine.dispose()
+from commercekit.testing.servers import RedisServer
 
 
 @pytest.fixture
@@ -75,6 +59,11 @@ async def paid(stock: DurableReservations, book: OrderBook, *lines: tuple[str, i
 async def levels(stock: DurableReservations, sku: str) -> tuple[int, int, int]:
     level = await stock.stock(sku)
     return level.available, level.held, level.sold
+
+
+async def died(*args: object) -> bool:
+    """A stand-in for a call the process dies in."""
+    raise ConnectionResetError("the process died here")
 
 
 def sku(name: str) -> str:
@@ -197,10 +186,7 @@ async def test_a_crash_after_the_commit_leaves_units_unsellable_until_the_retry(
     mug = sku("MUG")
     order = await paid(stock, book, (mug, 3))
 
-    async def crash(move: str, lines: list[SoldUnits]) -> bool:
-        raise ConnectionResetError("the process died here")
-
-    monkeypatch.setattr(stock.store, "return_sold", crash)
+    monkeypatch.setattr(stock.store, "return_sold", died)
     with pytest.raises(ConnectionResetError):
         await book.cancel(order.id, "ticket-9")
     monkeypatch.undo()
@@ -219,10 +205,7 @@ async def test_without_the_retry_the_next_reconcile_puts_the_units_back(
     mug = sku("MUG")
     order = await paid(stock, book, (mug, 2))
 
-    async def crash(move: str, lines: list[SoldUnits]) -> bool:
-        raise ConnectionResetError("the process died here")
-
-    monkeypatch.setattr(stock.store, "return_sold", crash)
+    monkeypatch.setattr(stock.store, "return_sold", died)
     with pytest.raises(ConnectionResetError):
         await book.cancel(order.id, "ticket-10", [(mug, 1)])
     monkeypatch.undo()

@@ -57,6 +57,11 @@ async def _ledger(
     return await store.ledger.totals_of(sku, location=location)
 
 
+async def died(*args: object) -> bool:
+    """A stand-in for a call the process dies in."""
+    raise ConnectionResetError("the process died here")
+
+
 def _sku() -> str:
     return f"S-{uuid.uuid4().hex[:8]}"
 
@@ -110,10 +115,7 @@ async def test_a_crash_between_the_ledger_and_redis_never_sells_units_twice(
     await _sold(store, [(mug, 4)], EAST)
     move = [SoldUnits(sku=mug, location="east", quantity=3)]
 
-    async def crash(move_id: str, lines: list[SoldUnits]) -> bool:
-        raise ConnectionResetError("the process died here")
-
-    monkeypatch.setattr(store.store, "return_sold", crash)
+    monkeypatch.setattr(store.store, "return_sold", died)
     with pytest.raises(ConnectionResetError):
         await store.return_sold("return:r-1", move)
     monkeypatch.undo()
@@ -163,10 +165,7 @@ async def test_a_redis_flush_before_redis_made_the_move_restores_it_made_once(
     await store.set_stock(cap, 5)
     await _sold(store, [(mug, 3), (cap, 3)])
 
-    async def crash(move_id: str, lines: list[SoldUnits]) -> bool:
-        raise ConnectionResetError("the process died here")
-
-    monkeypatch.setattr(store.store, "return_sold", crash)
+    monkeypatch.setattr(store.store, "return_sold", died)
     with pytest.raises(ConnectionResetError):
         await store.return_sold("cancel:o-4", [SoldUnits(sku=mug, quantity=3)])
     monkeypatch.undo()
