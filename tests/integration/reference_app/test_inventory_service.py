@@ -52,6 +52,20 @@ class Inventory:
             "/api/v1/inventory/reserve", json=body, headers={**who, **headers}
         )
 
+    async def pay(self, reservation_id: str, amount: str) -> Envelope[PaymentConfirmed]:
+        """Alice's payment of `amount` for the reservation, delivered and handled."""
+        paid = PaymentConfirmed(
+            payment_id=str(uuid.uuid4()),
+            reservation_id=reservation_id,
+            user_id="alice",
+            amount=Decimal(amount),
+            currency=SETTINGS.currency,
+        )
+        event = Envelope.wrap(paid, source="test")
+        await self.bus.publish(event)
+        await self.bus.drain()
+        return event
+
     async def stock(self, product_id: str) -> int:
         answer = await self.http.get(f"/api/v1/products/{product_id}")
         stock: int = answer.json()["stock"]
@@ -239,15 +253,7 @@ async def test_concurrent_reserves_never_oversell(inventory: Inventory) -> None:
 async def test_a_payment_event_confirms_at_the_products_price(inventory: Inventory) -> None:
     mug = await inventory.product(stock=5, price="2.50")
     held = (await inventory.reserve({"productId": mug, "quantity": 2})).json()
-    paid = PaymentConfirmed(
-        payment_id=str(uuid.uuid4()),
-        reservation_id=held["reservationId"],
-        user_id="alice",
-        amount=Decimal("5.00"),
-        currency=SETTINGS.currency,
-    )
-    await inventory.bus.publish(Envelope.wrap(paid, source="test"))
-    await inventory.bus.drain()
+    await inventory.pay(held["reservationId"], "5.00")
     path = f"/api/v1/inventory/reservations/{held['reservationId']}"
     assert (await inventory.http.get(path, headers=ALICE)).json()["status"] == "CONFIRMED"
 
@@ -572,14 +578,8 @@ async def test_a_paid_reservation_is_an_order_its_owner_reads_and_an_admin_ships
     mug = await inventory.product(stock=5, price="2.50")
     held = (await inventory.reserve({"productId": mug, "quantity": 3})).json()
     order_id = held["reservationId"]
-    paid = PaymentConfirmed(
-        payment_id=str(uuid.uuid4()), reservation_id=order_id, user_id="alice",
-        amount=Decimal("7.50"), currency=SETTINGS.currency,
-    )  # fmt: skip
-    await inventory.bus.publish(Envelope.wrap(paid, source="test"))
-    await inventory.bus.drain()
-
-    await inventory.bus.publish(Envelope.wrap(paid, source="test"))  # redelivered
+    paid = await inventory.pay(order_id, "7.50")
+    await inventory.bus.publish(Envelope.wrap(paid.data, source="test"))  # redelivered
     await inventory.bus.drain()
     async with inventory.infra.engine.connect() as conn:
         created = (
@@ -637,12 +637,7 @@ async def test_an_admin_cancels_what_did_not_ship_and_its_units_are_on_sale_agai
     mug = await inventory.product(stock=4, price="2.50")
     held = (await inventory.reserve({"productId": mug, "quantity": 4})).json()
     order_id = held["reservationId"]
-    paid = PaymentConfirmed(
-        payment_id=str(uuid.uuid4()), reservation_id=order_id, user_id="alice",
-        amount=Decimal("10.00"), currency=SETTINGS.currency,
-    )  # fmt: skip
-    await inventory.bus.publish(Envelope.wrap(paid, source="test"))
-    await inventory.bus.drain()
+    await inventory.pay(order_id, "10.00")
     path = f"/api/v1/orders/{order_id}"
     one = {"shipmentId": "parcel-1", "items": [{"productId": mug, "quantity": 1}]}
     assert (await inventory.http.post(f"{path}/shipments", json=one, headers=ADMIN)).is_success
