@@ -64,7 +64,7 @@ async def complete_refund(services: PaymentServices, event: Envelope[Any]) -> No
     data = event.data
     token = request_id_var.set(event.correlation_id or event.id)
     try:
-        before = await services.refunds.get(data.payment_id)
+        before = await services.refunds.find(data.refund_id)
         if before is not None and before.status is RefundStatus.COMPLETED:
             log.info("refund %s already completed; nothing to do", data.refund_id)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path
@@ -147,19 +148,18 @@ async def create_payment(
 
 
 def payment_state(
-    payment: Payment, outcome: SettlementOutcome | None, refund: Refund | None
+    payment: Payment, outcome: SettlementOutcome | None, refunded: Decimal
 ) -> PaymentState:
-    """What ``GET`` says of a payment, from its charge, its settlement and its refund.
+    """What ``GET`` says of a payment, from its charge, its settlement and its refunds.
 
-    A refund makes it ``refunded``, except the refund of an overpayment's
-    difference on a payment that confirmed its reservation (that stays
-    ``confirmed``; the refund is listed).
+    A refund makes it ``refunded``, except on a payment that confirmed its
+    reservation, where only refunds of all of it do: refunds of a part (an
+    overpayment's difference, cancelled units) leave it ``confirmed``, and
+    are listed.
     """
     if not payment.succeeded:
         return "failed"
-    if refund is not None and not (
-        outcome is SettlementOutcome.CONFIRMED and refund.amount < payment.amount
-    ):
+    if refunded and not (outcome is SettlementOutcome.CONFIRMED and refunded < payment.amount):
         return "refunded"
     if outcome in (SettlementOutcome.CONFIRMED, SettlementOutcome.ACCEPTED):
         return "confirmed"
@@ -210,11 +210,11 @@ async def get_payment(
     found = await refunds.for_reservation(reservation_id)
     shown = _shown(history, outcomes)
     outcome = outcomes.get(shown.id)
-    refund = next((r for r in found if r.payment_id == shown.id), None)
+    refunded = sum((r.amount for r in found if r.payment_id == shown.id), start=Decimal(0))
     return PaymentPublic(
         reservation_id=reservation_id,
         payment_id=shown.id,
-        status=payment_state(shown, outcome, refund),
+        status=payment_state(shown, outcome, refunded),
         amount=shown.amount,
         currency=shown.currency,
         failure_reason=shown.failure_message if not shown.succeeded else None,

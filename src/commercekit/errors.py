@@ -67,7 +67,8 @@ CommerceKitError
     ├── PaymentDeclined       the processor refused the charge; .payment is the FAILED payment
     ├── PaymentConflict       the idempotency key was used with another body (not a second charge)
     ├── ProcessorUnavailable  the processor failed or cannot be reached (also a BackendUnavailable)
-    └── RefundError           the processor did not refund; the refund stays REQUESTED, retry it
+    ├── RefundError           the processor did not refund; the refund stays REQUESTED, retry it
+    └── OverRefund            a refund would take the payment's refunds past what was paid
 ```
 
 The test harness adds its own branch (see `commercekit.testing.servers`):
@@ -89,6 +90,7 @@ for now.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
@@ -123,6 +125,7 @@ __all__ = [
     "OverCancellation",
     "OverFulfilment",
     "OverLimit",
+    "OverRefund",
     "OverShipped",
     "PaymentConflict",
     "PaymentDeclined",
@@ -371,6 +374,23 @@ class ProcessorUnavailable(PaymentError, BackendUnavailable):
 
 class RefundError(PaymentError):
     """The processor did not make the refund; the refund stays REQUESTED and can be retried."""
+
+
+class OverRefund(PaymentError):
+    """A refund would take a payment's refunds past what was paid; it was not recorded.
+
+    `refundable` is what the payment's earlier refunds leave of it. The
+    transaction the refund was asked in must be rolled back.
+    """
+
+    def __init__(self, payment_id: str, amount: Decimal, refundable: Decimal) -> None:
+        self.payment_id = payment_id
+        self.amount = amount
+        self.refundable = refundable
+        super().__init__(
+            f"payment {payment_id} has {refundable} left to refund: a refund of {amount} "
+            "would exceed what was paid"
+        )
 
 
 # ---------------------------------------------------------------- email

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from commercekit.sql import Base
 
-__all__ = ["MONEY", "PaymentRow", "RefundRow", "SettlementRow"]
+__all__ = ["MONEY", "PaymentRow", "RefundRow", "RefundTotalRow", "SettlementRow"]
 
 MONEY = Numeric(21, 6)
 """Up to 15 digits before the point and 6 after, as the event contracts allow."""
@@ -63,12 +63,12 @@ class SettlementRow(Base):
 
 
 class RefundRow(Base):
-    """A refund; UNIQUE on the payment id, so a payment is refunded at most once."""
+    """A refund; UNIQUE on its idempotency key, so a payment is refunded once per key."""
 
     __tablename__ = "commercekit_refunds"
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    payment_id: Mapped[str] = mapped_column(String(200), unique=True)
+    payment_id: Mapped[str] = mapped_column(String(200), index=True)
     reservation_id: Mapped[str] = mapped_column(String(200), index=True)
     user_id: Mapped[str] = mapped_column(String(200))
     amount: Mapped[Decimal] = mapped_column(MONEY)
@@ -85,3 +85,17 @@ class RefundRow(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_commercekit_refunds_status", "status"),)
+
+
+class RefundTotalRow(Base):
+    """What a payment's refunds add up to: never more than was paid.
+
+    A refund adds its amount under this row's lock, after checking that
+    ``refunded + amount <= paid``: the payment's refunds wait for each other.
+    """
+
+    __tablename__ = "commercekit_refund_totals"
+
+    payment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paid: Mapped[Decimal] = mapped_column(MONEY)
+    refunded: Mapped[Decimal] = mapped_column(MONEY)

@@ -202,6 +202,12 @@ class RefundAction(StrEnum):
     """
     ACCEPT = "ACCEPT"
     """Keep the money, refund nothing; for an amount mismatch, confirm the reservation."""
+    REFUND_LINES = "REFUND_LINES"
+    """Refund what was paid for some units of an order (cancelled ones, say).
+
+    Recorded with the refunds an `commercekit.orders.OrderBook` asks for; a
+    refund policy has no use for it (for a payment case it means REFUND_ALL).
+    """
 
 
 class RefundReason(StrEnum):
@@ -214,6 +220,8 @@ class RefundReason(StrEnum):
     OVERPAYMENT = "OVERPAYMENT"
     UNDERPAYMENT = "UNDERPAYMENT"
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
+    ORDER_CANCELLED = "ORDER_CANCELLED"
+    """Units of the order were cancelled before they shipped."""
     MANUAL = "MANUAL"
     """Asked for by a person or a script, not by the settlement."""
     OTHER = "OTHER"
@@ -297,7 +305,11 @@ class ProcessorRefund(BaseModel):
 
 
 class Refund(BaseModel):
-    """A refund of (part of) one payment; each payment has at most one."""
+    """A refund of (part of) one payment.
+
+    A payment has at most one refund per key (`RefundService.request`), and
+    its refunds never add up to more than was paid.
+    """
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,17 +1,22 @@
-"""`RefundService`: one payment, at most one refund, whatever is redelivered.
+"""`RefundService`: a payment's refunds, once per key and never more than was paid.
 
 ```python
 refunds = RefundService(sessions, processor)
 refund = await refunds.refund(payment, decision=decision)  # record, then pay out
 await refunds.refund(payment, decision=decision)           # a no-op: the same refund
+await refunds.refund(payment, amount=Decimal("5"), key="cancel:c-1")  # a second, partial one
 ```
 
 A refund is two steps:
 
-1. **request**: a row in ``commercekit_refunds`` (UNIQUE on the payment id)
-   and a ``refund.requested`` event in the transactional outbox, in one
-   transaction (yours, with `request`, or its own). A second request for the
-   payment inserts nothing and returns the first refund.
+1. **request**: a row in ``commercekit_refunds`` (UNIQUE on the payment and
+   the refund's key) and a ``refund.requested`` event in the transactional
+   outbox, in one transaction (yours, with `request`, or its own). A second
+   request for the payment under the same key inserts nothing and returns
+   the first refund. Each refund adds its amount to the payment's total in
+   ``commercekit_refund_totals``, with one update that refuses to go past
+   what was paid (`OverRefund`), under the total's row lock: retried,
+   redelivered or concurrent, a payment's refunds never exceed it.
 2. **complete**: under the row's lock, the processor is asked to refund with
    the refund's idempotency key, then the row is marked COMPLETED and a
    ``refund.completed`` event is written, in the same transaction. A
@@ -30,8 +35,15 @@ import datetime as dt
 import logging
 import uuid
 from decimal import Decimal
+from typing import Any
 
-from commercekit.errors import ConfigurationError, InvalidRequest, MissingExtraError, RefundError
+from commercekit.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    MissingExtraError,
+    OverRefund,
+    RefundError,
+)
 from commercekit.events.catalog import RefundCompleted, RefundRequested
 from commercekit.events.envelope import Envelope
 from commercekit.payments.models import (
@@ -46,16 +58,19 @@ from commercekit.payments.models import (
 from commercekit.payments.processor import PaymentProcessor
 
 try:
-    from sqlalchemy import select
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy import ColumnElement, select, update
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
     from commercekit.events.outbox import Outbox
-    from commercekit.payments._tables import RefundRow
-    from commercekit.sql import insert_or_ignore
+    from commercekit.payments._tables import RefundRow, RefundTotalRow
+    from commercekit.sql import dialect_of, insert_or_ignore
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["RefundService"]
+_REFUNDS = RefundRow.__table__
+_TOTALS = RefundTotalRow.__table__
+
+__all__ = ["RefundService", "refund_key"]
 
 log = logging.getLogger("commercekit.payments")
 
@@ -64,7 +79,12 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _to_refund(row: RefundRow) -> Refund:
+def refund_key(payment_id: str, key: str | None = None) -> str:
+    """The idempotency key of a payment's refund under `key` (None: its settlement's)."""
+    return f"refund:{payment_id}" if key is None else f"refund:{payment_id}:{key}"
+
+
+def _to_refund(row: Any) -> Refund:
     return Refund(
         id=row.id,
         payment_id=row.payment_id,
@@ -84,7 +104,7 @@ def _to_refund(row: RefundRow) -> Refund:
     )
 
 
-def _payment_of(row: RefundRow) -> Payment:
+def _payment_of(row: Any) -> Payment:
     return Payment(
         id=row.payment_id,
         reservation_id=row.reservation_id,
@@ -130,29 +150,44 @@ class RefundService:
     # ---------------------------------------------------------------- request
     async def request(
         self,
-        session: AsyncSession,
+        session: AsyncSession | AsyncConnection,
         payment: Payment,
         *,
         amount: Decimal | None = None,
         decision: RefundDecision = _MANUAL,
+        key: str | None = None,
         correlation_id: str | None = None,
     ) -> tuple[Refund, bool]:
         """Record a refund of `payment` in `session`'s transaction (it must not commit).
 
+        A payment is refunded once per `key`, and its refunds never add up
+        to more than was paid: each adds its amount to the payment's total
+        under that total's row lock, so concurrent refunds of one payment
+        wait for each other.
+
         Args:
-            session: the caller's session, in a transaction.
+            session: the caller's session (or connection), in a transaction.
             payment: the SUCCEEDED payment to refund.
             amount: how much (the whole payment by default).
             decision: the action and reason to record.
+            key: what the refund is for, unique per payment (a cancellation's
+                id, a return's): with the payment's id, at most 193
+                characters (`refund_key`). None is the settlement's refund
+                of the payment (`PaymentSettlement`'s).
             correlation_id: ties the refund's events to the flow that caused them.
 
         Returns:
             The refund, and whether this call created it (False: the payment
-            already had one, returned unchanged, and no event was written).
+            already had one under this key, returned unchanged, and no
+            event was written).
 
         Raises:
-            InvalidRequest: the payment did not succeed, or the amount is not
-                within 0 (excluded) and the payment's amount.
+            InvalidRequest: the payment did not succeed, the amount is not
+                within 0 (excluded) and the payment's amount, or the key is
+                too long.
+            OverRefund: the payment's refunds would exceed what was paid;
+                nothing is refunded, and `session`'s transaction must be
+                rolled back.
         """
         amount = payment.amount if amount is None else amount
         if not payment.succeeded:
@@ -160,6 +195,11 @@ class RefundService:
         if not 0 < amount <= payment.amount:
             raise InvalidRequest(
                 f"a refund of payment {payment.id} is within 0 and {payment.amount}, got {amount}"
+            )
+        idempotency_key = refund_key(payment.id, key)
+        if key == "" or len(idempotency_key) > 200:
+            raise InvalidRequest(
+                f"a refund's key is 1 character or more, and {idempotency_key!r} at most 200"
             )
         refund_id = str(uuid.uuid4())
         values = {
@@ -174,16 +214,21 @@ class RefundService:
             "reason": decision.reason.value,
             "text": decision.text,
             "status": RefundStatus.REQUESTED.value,
-            "idempotency_key": f"refund:{payment.id}",
+            "idempotency_key": idempotency_key,
             "requested_at": _now(),
         }
-        statement = insert_or_ignore(session.get_bind().dialect.name, RefundRow, values)
-        inserted = (await session.execute(statement.returning(RefundRow.id))).first()
-        row = await session.scalar(select(RefundRow).where(RefundRow.payment_id == payment.id))
-        assert row is not None  # inserted now, or by the request that won
+        dialect = dialect_of(session)
+        statement = insert_or_ignore(dialect, RefundRow, values)
+        inserted = (await session.execute(statement.returning(_REFUNDS.c.id))).first()
+        row = (
+            await session.execute(
+                select(_REFUNDS).where(_REFUNDS.c.idempotency_key == idempotency_key)
+            )
+        ).one()  # inserted now, or by the request that won
         if inserted is None:
             log.info("payment %s already has refund %s; not refunded again", payment.id, row.id)
             return _to_refund(row), False
+        await self._add_to_total(session, dialect, payment, amount)
         event = Envelope.wrap(
             RefundRequested(
                 payment_id=payment.id,
@@ -200,6 +245,36 @@ class RefundService:
         )
         await self.outbox.add(session, event)
         return _to_refund(row), True
+
+    async def _add_to_total(
+        self,
+        session: AsyncSession | AsyncConnection,
+        dialect: str,
+        payment: Payment,
+        amount: Decimal,
+    ) -> None:
+        """Add `amount` to what `payment`'s refunds total, or raise `OverRefund`.
+
+        The total's row is locked and compared here, in Decimal: SQLite keeps
+        NUMERIC as a float, and ``refunded + amount <= paid`` in SQL would
+        refuse a refund of exactly what is left.
+        """
+        total = {"payment_id": payment.id, "paid": payment.amount, "refunded": Decimal(0)}
+        await session.execute(insert_or_ignore(dialect, RefundTotalRow, total))
+        paid, refunded = (
+            await session.execute(
+                select(_TOTALS.c.paid, _TOTALS.c.refunded)
+                .where(_TOTALS.c.payment_id == payment.id)
+                .with_for_update()  # PostgreSQL; SQLite holds the write lock already
+            )
+        ).one()
+        if refunded + amount > paid:
+            raise OverRefund(payment.id, amount, paid - refunded)
+        await session.execute(
+            update(RefundTotalRow)
+            .where(RefundTotalRow.payment_id == payment.id)
+            .values(refunded=refunded + amount)
+        )
 
     # --------------------------------------------------------------- complete
     async def complete(self, refund_id: str, *, correlation_id: str | None = None) -> Refund:
@@ -265,23 +340,60 @@ class RefundService:
         *,
         amount: Decimal | None = None,
         decision: RefundDecision = _MANUAL,
+        key: str | None = None,
     ) -> Refund:
         """Request (in its own transaction) and complete a refund of `payment`.
 
-        A second call for the same payment changes nothing and returns the
-        refund of the first (completing it if it is still REQUESTED). Without
-        a processor the refund is returned REQUESTED.
+        A second call for the same payment and `key` changes nothing and
+        returns the refund of the first (completing it if it is still
+        REQUESTED). Without a processor the refund is returned REQUESTED.
+
+        Raises:
+            OverRefund: the payment's refunds would exceed what was paid.
         """
         async with self.sessions() as session, session.begin():
-            refund, _ = await self.request(session, payment, amount=amount, decision=decision)
+            refund, _ = await self.request(
+                session, payment, amount=amount, decision=decision, key=key
+            )
         if self.processor is None:
             return refund
         return await self.complete(refund.id)
 
-    async def get(self, payment_id: str) -> Refund | None:
-        """The refund of a payment, if it has one."""
+    async def get(self, payment_id: str, key: str | None = None) -> Refund | None:
+        """The payment's refund under `key` (None: the settlement's refund), if it has one."""
+        return await self._one(_REFUNDS.c.idempotency_key == refund_key(payment_id, key))
+
+    async def find(self, refund_id: str) -> Refund | None:
+        """The refund with this id, if there is one."""
+        return await self._one(_REFUNDS.c.id == refund_id)
+
+    async def of_payment(self, payment_id: str) -> list[Refund]:
+        """Every refund of a payment, oldest first."""
         async with self.sessions() as session:
-            row = await session.scalar(select(RefundRow).where(RefundRow.payment_id == payment_id))
+            rows = await session.execute(
+                select(_REFUNDS)
+                .where(_REFUNDS.c.payment_id == payment_id)
+                .order_by(_REFUNDS.c.requested_at, _REFUNDS.c.id)
+            )
+            return [_to_refund(row) for row in rows]
+
+    async def refundable(self, payment: Payment) -> Decimal:
+        """What `payment`'s refunds leave of it to refund (all of it, before any)."""
+        async with self.sessions() as session:
+            return await self.refundable_in(session, payment)
+
+    async def refundable_in(
+        self, session: AsyncSession | AsyncConnection, payment: Payment
+    ) -> Decimal:
+        """`refundable`, read in `session`'s transaction."""
+        refunded = await session.scalar(
+            select(_TOTALS.c.refunded).where(_TOTALS.c.payment_id == payment.id)
+        )
+        return payment.amount - (refunded or Decimal(0))
+
+    async def _one(self, where: ColumnElement[bool]) -> Refund | None:
+        async with self.sessions() as session:
+            row = (await session.execute(select(_REFUNDS).where(where))).first()
             return None if row is None else _to_refund(row)
 
     async def for_reservation(self, reservation_id: str) -> list[Refund]:

@@ -1,4 +1,4 @@
-"""RefundService on a real PostgreSQL: one refund per payment, events in the outbox."""
+"""RefundService on a real PostgreSQL: one refund per payment and key, never past what was paid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from commercekit.errors import InvalidRequest, RefundError
+from commercekit.errors import InvalidRequest, OverRefund, RefundError
 from commercekit.payments import (
     Payment,
     ProcessorRefund,
@@ -110,3 +110,60 @@ async def test_a_refused_refund_stays_requested_and_is_retried(sessions: Session
     assert await refunds.retry_pending() == []
     assert processor.refunded(payment.id) == Decimal("20.00")
     assert await outbox_types(sessions) == ["refund.requested", "refund.completed"]
+
+
+async def test_a_payment_is_refunded_once_per_key_and_never_past_what_was_paid(
+    sessions: Sessions, processor: SimulatedProcessor, refunds: RefundService
+) -> None:
+    payment, _ = await pay(processor, "r-1", "20.00")
+    first = await refunds.refund(payment, amount=Decimal("8.00"), key="cancel:c-1")
+    second = await refunds.refund(payment, amount=Decimal("7.00"), key="cancel:c-2")
+    assert await refunds.refund(payment, amount=Decimal("8.00"), key="cancel:c-1") == first
+    assert first.id != second.id
+    assert await refunds.refundable(payment) == Decimal("5.00")
+    with pytest.raises(OverRefund) as raised:
+        await refunds.refund(payment, amount=Decimal("5.01"), key="cancel:c-3")
+    assert raised.value.refundable == Decimal("5.00")
+    assert await refunds.get(payment.id, "cancel:c-3") is None  # rolled back whole
+    assert await refunds.get(payment.id, "cancel:c-2") == second
+    assert await refunds.get(payment.id) is None  # no settlement refund
+    assert await refunds.find(first.id) == first
+    assert [r.id for r in await refunds.of_payment(payment.id)] == [first.id, second.id]
+    assert processor.refunded(payment.id) == Decimal("15.00")
+    assert processor.refund_calls == 2
+    assert await outbox_types(sessions) == ["refund.requested", "refund.completed"] * 2
+
+
+async def test_concurrent_refunds_of_one_payment_never_add_up_past_it(
+    sessions: Sessions, processor: SimulatedProcessor
+) -> None:
+    payment, _ = await pay(processor, "r-1", "10.00")
+    services = [RefundService(sessions, processor) for _ in range(10)]
+
+    async def refund(i: int) -> bool:
+        try:
+            await services[i].refund(payment, amount=Decimal("3.00"), key=f"k-{i}")
+        except OverRefund:
+            return False
+        return True
+
+    made = await asyncio.gather(*(refund(i) for i in range(10)))
+    assert sum(made) == 3  # 9.00 of 10.00: a fourth 3.00 would pass it
+    assert len(await refund_rows(sessions)) == 3
+    assert processor.refunded(payment.id) == Decimal("9.00")
+    assert await RefundService(sessions, processor).refundable(payment) == Decimal("1.00")
+
+
+async def test_the_settlement_refund_and_keyed_ones_share_one_total(
+    sessions: Sessions, processor: SimulatedProcessor, refunds: RefundService
+) -> None:
+    payment, _ = await pay(processor, "r-1", "20.00")
+    await refunds.refund(payment, amount=Decimal("15.00"))  # the settlement's
+    with pytest.raises(OverRefund):
+        await refunds.refund(payment, amount=Decimal("6.00"), key="cancel:c-1")
+    await refunds.refund(payment, amount=Decimal("5.00"), key="cancel:c-1")
+    assert await refunds.refundable(payment) == Decimal(0)
+    with pytest.raises(InvalidRequest):
+        await refunds.refund(payment, amount=Decimal("1.00"), key="")
+    with pytest.raises(InvalidRequest):
+        await refunds.refund(payment, amount=Decimal("1.00"), key="k" * 200)

@@ -427,6 +427,30 @@ async def test_a_refund_delivered_twice_is_completed_once(service: Service) -> N
     assert await service.metric(trigger) == 1
 
 
+async def test_each_refund_of_a_payment_is_completed_by_its_own_event(service: Service) -> None:
+    reservation = await service.reserve()
+    assert (await service.pay(reservation.id, "20.00")).status_code == 202
+    payment = await payment_of(service, reservation.id)
+    recorder = RefundService(service.infra.sessions, None)
+    async with service.infra.sessions() as session, session.begin():
+        await recorder.request(session, payment, amount=Decimal("5.00"))  # the settlement's
+    relay = OutboxRelay(service.infra.sessions, service.bus)
+    await relay.relay_once()
+    async with asyncio.timeout(10):
+        await service.bus.drain()
+    async with service.infra.sessions() as session, session.begin():
+        later, _ = await recorder.request(
+            session, payment, amount=Decimal("15.00"), key="cancel:ticket-1"
+        )
+    await relay.relay_once()
+    async with asyncio.timeout(10):
+        await service.bus.drain()
+    # The payment's first refund being done says nothing of its second.
+    assert (await recorder.find(later.id)).status is RefundStatus.COMPLETED  # type: ignore[union-attr]
+    assert service.state.processor.refunded(payment.id) == Decimal("20.00")
+    assert (await service.status(reservation.id)).json()["status"] == "refunded"
+
+
 async def refund_completed(client: httpx.AsyncClient, reservation_id: str) -> bool:
     shown = (await client.get(f"/api/v1/payment/{reservation_id}", headers=ALICE)).json()
     return [r["status"] for r in shown["refunds"]] == ["completed"]
