@@ -6,7 +6,10 @@ on hand there but sold. A shipment (`OrderBook.ship`) takes any part of any
 line off hand, from the location it was held at, exactly once per shipment
 id, however often it is retried or redelivered. A cancellation
 (`OrderBook.cancel`) puts units not shipped back on sale where they were
-held, exactly once per cancellation id, whatever crashes in between.
+held, exactly once per cancellation id, whatever crashes in between, and
+with ``refunds=`` a `commercekit.payments.RefundService` gives back what
+those units were paid, in the same transaction, never more than the order's
+payment.
 
 ```python
 from commercekit.orders import OrderBook
@@ -20,13 +23,14 @@ await book.cancel(order.id, "ticket-77")  # the rest: back on sale
 
 from __future__ import annotations
 
-from commercekit.orders.book import OrderBook, ShipmentRequest, move_id
+from commercekit.orders.book import OrderBook, ShipmentRequest, UnitPrices, move_id, refund_key
 from commercekit.orders.models import (
     Cancellation,
     CancellationId,
     CancellationLine,
     Order,
     OrderLine,
+    OrderPayment,
     OrderStatus,
     Shipment,
     ShipmentId,
@@ -40,10 +44,13 @@ __all__ = [
     "Order",
     "OrderBook",
     "OrderLine",
+    "OrderPayment",
     "OrderStatus",
     "Shipment",
     "ShipmentId",
     "ShipmentLine",
     "ShipmentRequest",
+    "UnitPrices",
     "move_id",
+    "refund_key",
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from commercekit.errors import MissingExtraError
 
 try:
-    from sqlalchemy import JSON, BigInteger, Integer, String
+    from sqlalchemy import JSON, BigInteger, Integer, Numeric, String
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,6 +18,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
 __all__ = ["CancellationRow", "OrderLineRow", "OrderRow", "ShipmentRow"]
+
+_MONEY = Numeric(21, 6)
 
 
 class OrderRow(Base):
@@ -30,6 +33,10 @@ class OrderRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+    payment_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The payment that confirmed the reservation (None: opened without one)."""
+    payment_amount: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
 
 
 class OrderLineRow(Base):
@@ -43,6 +50,8 @@ class OrderLineRow(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     shipped: Mapped[int] = mapped_column(BigInteger, default=0)
     cancelled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    amount: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
+    """What was paid for the line's units (None: the order has no payment)."""
 
 
 class ShipmentRow(Base):
@@ -65,3 +74,6 @@ class CancellationRow(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[dt.datetime]
+    refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The refund of the cancelled units (None: nothing was refunded)."""
+    refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)

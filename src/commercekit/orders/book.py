@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
@@ -18,6 +21,7 @@ from commercekit.errors import (
     OverCancellation,
     OverFulfilment,
     OverShipped,
+    RefundError,
     ShipmentConflict,
 )
 from commercekit.events.catalog import OrderCancelled, OrderCreated, OrderFulfilled, OrderUnits
@@ -28,10 +32,19 @@ from commercekit.orders.models import (
     CancellationLine,
     Order,
     OrderLine,
+    OrderPayment,
     OrderStatus,
     Shipment,
     ShipmentId,
     ShipmentLine,
+)
+from commercekit.payments.amounts import share, split
+from commercekit.payments.models import (
+    Payment,
+    PaymentStatus,
+    RefundAction,
+    RefundDecision,
+    RefundReason,
 )
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
@@ -44,6 +57,7 @@ from commercekit.reservations.models import (
 
 if TYPE_CHECKING:
     from commercekit.events.outbox import Outbox
+    from commercekit.payments.refunds import RefundService
     from commercekit.reservations.durable import DurableReservations
 
 try:
@@ -56,7 +70,20 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["OrderBook"]
+__all__ = ["OrderBook", "UnitPrices"]
+
+log = logging.getLogger("commercekit.orders")
+
+UnitPrices = Callable[
+    [Reservation], Mapping[str, Decimal] | Awaitable[Mapping[str, Decimal] | None] | None
+]
+"""The list price of one unit of each SKU a reservation holds (sync or async; None: unknown).
+
+The SKUs are those of `Reservation.holdings`: a kit's components, not the
+kit. An order splits what its payment paid over its lines in proportion to
+these prices (a kit's price over its components in proportion to theirs);
+without a price for every SKU, in proportion to the units.
+"""
 
 _ORDERS = OrderRow.__table__
 _LINES = OrderLineRow.__table__
@@ -89,6 +116,11 @@ class _Recancelled(Exception):
 
 def move_id(cancellation_id: str) -> str:
     """The id of the stock move that puts a cancellation's units back on sale."""
+    return f"cancel:{cancellation_id}"
+
+
+def refund_key(cancellation_id: str) -> str:
+    """The key of the refund of a cancellation's units (`RefundService.request`)."""
     return f"cancel:{cancellation_id}"
 
 
@@ -136,6 +168,8 @@ def _cancellation(row: Any) -> Cancellation:
             CancellationLine(sku=s, location=loc, quantity=int(q)) for s, loc, q in row.lines
         ),
         created_at=utc(row.created_at),
+        refund_id=row.refund_id,
+        refunded=row.refunded or Decimal(0),
     )
 
 
@@ -177,9 +211,15 @@ class OrderBook:
             ``order.cancelled`` per cancellation), exactly once: the event's
             id is the order's, the shipment's or the cancellation's.
         source: the events' CloudEvents ``source``.
+        refunds: with one, a cancellation of units an order's payment paid
+            for requests their refund in its own transaction, exactly once
+            (keyed by the cancellation's id), never more than the payment
+            has left to refund.
+        prices: the list prices the payment is split over the lines by
+            (`UnitPrices`); without them, by units.
 
     Raises:
-        ConfigurationError: `stock`'s ledger is on another database.
+        ConfigurationError: `stock`'s ledger or `refunds` is on another database.
     """
 
     def __init__(
@@ -189,16 +229,26 @@ class OrderBook:
         stock: DurableReservations | None = None,
         outbox: Outbox | None = None,
         source: str = "orders",
+        refunds: RefundService | None = None,
+        prices: UnitPrices | None = None,
     ) -> None:
         if stock is not None and stock.ledger.engine.url != engine.url:
             raise ConfigurationError(
                 "the orders and the stock ledger must share one database: a cancellation "
                 "records both in one transaction"
             )
+        bind = None if refunds is None else refunds.sessions.kw.get("bind")
+        if bind is not None and bind.url != engine.url:
+            raise ConfigurationError(
+                "the orders and the refunds must share one database: a cancellation "
+                "records its refund in its own transaction"
+            )
         self.engine = engine
         self.stock = stock
         self.outbox = outbox
         self.source = source
+        self.refunds = refunds
+        self.prices = prices
 
     # ------------------------------------------------------------------ reads
     async def get(self, order_id: str) -> Order:
@@ -257,16 +307,28 @@ class OrderBook:
         return None if row is None else _cancellation(row)
 
     # ---------------------------------------------------------------- changes
-    async def open(self, reservation: Reservation, *, now: dt.datetime | None = None) -> Order:
+    async def open(
+        self,
+        reservation: Reservation,
+        *,
+        payment: Payment | None = None,
+        paid: Decimal | None = None,
+        now: dt.datetime | None = None,
+    ) -> Order:
         """The order of a confirmed reservation: its units committed, per SKU and location.
 
-        Opening it again returns the order as it is (shipped units and all).
+        With `payment` (the one that confirmed it), the order records it
+        and splits what it paid for the goods (`paid`, the whole payment by
+        default) over its lines (see `UnitPrices`): a cancellation refunds
+        the cancelled units' part. Opening it again returns the order as it
+        is (shipped units and all).
 
         Raises:
-            InvalidRequest: the reservation is not CONFIRMED.
+            InvalidRequest: the reservation is not CONFIRMED, or `paid` is
+                not within 0 and the payment's amount.
         """
         async with self.engine.begin() as conn:
-            await self.open_in(conn, reservation, now=now)
+            await self.open_in(conn, reservation, payment=payment, paid=paid, now=now)
             return await self._load(conn, reservation.id)
 
     async def open_in(
@@ -274,6 +336,8 @@ class OrderBook:
         executor: AsyncConnection | AsyncSession,
         reservation: Reservation,
         *,
+        payment: Payment | None = None,
+        paid: Decimal | None = None,
         now: dt.datetime | None = None,
     ) -> bool:
         """`open`, inside a transaction of the caller's on the same database.
@@ -291,6 +355,12 @@ class OrderBook:
                 f"reservation {reservation.id} is {reservation.status}: only a CONFIRMED "
                 "reservation becomes an order"
             )
+        if payment is not None:
+            paid = payment.amount if paid is None else paid
+            if not 0 <= paid <= payment.amount:
+                raise InvalidRequest(
+                    f"an order is paid 0 to its payment's {payment.amount}, not {paid}"
+                )
         at = now or dt.datetime.now(dt.UTC)
         values = {
             "id": reservation.id,
@@ -299,6 +369,9 @@ class OrderBook:
             "version": 1,
             "created_at": at,
             "updated_at": at,
+            "payment_id": None if payment is None else payment.id,
+            "payment_amount": None if payment is None else payment.amount,
+            "currency": None if payment is None else payment.currency,
         }
         made = await executor.execute(
             insert_or_ignore(dialect_of(executor), OrderRow, values).returning(OrderRow.id)
@@ -306,12 +379,16 @@ class OrderBook:
         if made.first() is None:
             return False
         lines = _order_lines(reservation)
+        amounts: list[Decimal | None] = [None] * len(lines)
+        if payment is not None and paid is not None:
+            weights = await self._weights(reservation, lines)
+            amounts = list(split(paid, weights, payment.currency))
         await executor.execute(
             insert(OrderLineRow),
             [
                 {"order_id": reservation.id, "sku": sku, "location": location,
-                 "quantity": units, "shipped": 0}
-                for sku, location, units in lines
+                 "quantity": units, "shipped": 0, "amount": amount}
+                for (sku, location, units), amount in zip(lines, amounts, strict=True)
             ],
         )  # fmt: skip
         await self._announce(
@@ -325,6 +402,18 @@ class OrderBook:
             reservation.id,
         )
         return True
+
+    async def _weights(
+        self, reservation: Reservation, lines: Sequence[tuple[str, str, int]]
+    ) -> list[Decimal | int]:
+        """What each line weighs in the split of the payment: list price x units, else units."""
+        prices: Mapping[str, Decimal] | None = None
+        if self.prices is not None:
+            found = self.prices(reservation)
+            prices = await found if inspect.isawaitable(found) else found
+        if prices is None or any((prices.get(sku) or -1) < 0 for sku, _, _ in lines):
+            return [units for _, _, units in lines]
+        return [prices[sku] * units for sku, _, units in lines]
 
     async def ship(
         self,
@@ -428,6 +517,11 @@ class OrderBook:
                 raise CancellationConflict(cancellation_id, found.order_id) from None
             made = found
         await stock.apply_move(move_id(made.id), _sold_units(made))
+        if made.refund_id is not None and self.refunds is not None and self.refunds.processor:
+            try:
+                await self.refunds.complete(made.refund_id)
+            except RefundError:
+                log.warning("refund %s left REQUESTED; retry_pending completes it", made.refund_id)
         return made
 
     # ---------------------------------------------------------------- helpers
@@ -466,11 +560,14 @@ class OrderBook:
         if over:
             raise OverCancellation(order_id, over)
         after = await self._take(conn, order, wanted, "cancelled")
+        refund_id, refunded = await self._refund_in(conn, order, wanted, cancellation_id)
         made = Cancellation(
             id=cancellation_id,
             order_id=order_id,
             lines=tuple(CancellationLine(**line.model_dump()) for line in wanted),
             created_at=at,
+            refund_id=refund_id,
+            refunded=refunded,
         )
         await conn.execute(
             insert(CancellationRow).values(
@@ -478,6 +575,8 @@ class OrderBook:
                 order_id=order_id,
                 lines=[[line.sku, line.location, line.quantity] for line in made.lines],
                 created_at=at,
+                refund_id=refund_id,
+                refunded=refunded if refund_id else None,
             )
         )
         await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
@@ -493,6 +592,58 @@ class OrderBook:
             cancellation_id,
         )
         return made
+
+    async def _refund_in(
+        self,
+        conn: AsyncConnection,
+        order: Order,
+        wanted: Iterable[ShipmentLine],
+        cancellation_id: str,
+    ) -> tuple[str | None, Decimal]:
+        """Request the refund of what `wanted` units were paid: (its id, its amount).
+
+        Each line gives back its cancelled units' share of its amount, taken
+        after the units cancelled before (`share`): cancelling a line unit by
+        unit refunds exactly what it was paid. What the payment has left to
+        refund caps it (another refund of the payment may have come first).
+        """
+        payment = order.payment
+        if self.refunds is None or payment is None:
+            return None, Decimal(0)
+        amount = Decimal(0)
+        for want in wanted:
+            line = order.line(want.sku, want.location)
+            if line is None or line.amount is None:
+                continue
+            before = line.cancelled
+            amount += share(
+                line.amount, before + want.quantity, of=line.quantity, currency=payment.currency
+            ) - share(line.amount, before, of=line.quantity, currency=payment.currency)
+        paying = Payment(
+            id=payment.id,
+            reservation_id=order.id,
+            user_id=order.owner,
+            amount=payment.amount,
+            currency=payment.currency,
+            status=PaymentStatus.SUCCEEDED,
+        )
+        amount = min(amount, await self.refunds.refundable_in(conn, paying))
+        if amount <= 0:
+            return None, Decimal(0)
+        decision = RefundDecision(
+            action=RefundAction.REFUND_LINES,
+            reason=RefundReason.ORDER_CANCELLED,
+            text=f"order {order.id}: cancellation {cancellation_id}",
+        )
+        refund, _ = await self.refunds.request(
+            conn,
+            paying,
+            amount=amount,
+            decision=decision,
+            key=refund_key(cancellation_id),
+            correlation_id=f"{OrderCancelled.event_type}:{cancellation_id}",
+        )
+        return refund.id, refund.amount
 
     async def _locked(self, conn: AsyncConnection, order_id: str, at: dt.datetime) -> Order:
         """The order, its row locked (its version bumped) before anything is read."""
@@ -631,11 +782,15 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
                 quantity=int(line.quantity),
                 shipped=int(line.shipped),
                 cancelled=int(line.cancelled),
+                amount=line.amount,
             )
             for line in lines
         ),
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
+        payment=None
+        if row.payment_id is None
+        else OrderPayment(id=row.payment_id, amount=row.payment_amount, currency=row.currency),
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from commercekit.events.payload import Amount, Currency
 from commercekit.reservations.models import SKU, LocationName
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "CancellationLine",
     "Order",
     "OrderLine",
+    "OrderPayment",
     "OrderStatus",
     "Shipment",
     "ShipmentId",
@@ -70,11 +73,28 @@ class OrderLine(BaseModel):
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
     shipped: Units = 0
     cancelled: Units = 0
+    amount: Amount | None = None
+    """What was paid for the line's `quantity` units (None: the order has no payment)."""
 
     @property
     def committed(self) -> int:
         """Units sold here, neither shipped nor cancelled yet."""
         return self.quantity - self.shipped - self.cancelled
+
+
+class OrderPayment(BaseModel):
+    """The payment behind an order: its id, its whole amount and its currency.
+
+    What it paid for the goods is split over the order's lines
+    (`OrderLine.amount`); a part of it the settlement refunded at once (an
+    overpayment's difference) is not in them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    amount: Amount
+    currency: Currency
 
 
 class Order(BaseModel):
@@ -92,6 +112,8 @@ class Order(BaseModel):
     lines: tuple[OrderLine, ...]
     created_at: dt.datetime
     updated_at: dt.datetime
+    payment: OrderPayment | None = None
+    """The payment that confirmed the reservation (None: the order was opened without one)."""
 
     @property
     def committed(self) -> int:
@@ -142,3 +164,7 @@ class Cancellation(BaseModel):
     order_id: str
     lines: tuple[CancellationLine, ...]
     created_at: dt.datetime
+    refund_id: str | None = None
+    """The refund of what the units were paid (None: nothing refunded, or no refunds kept)."""
+    refunded: Amount = Decimal(0)
+    """How much that refund gives back."""

@@ -34,7 +34,10 @@ and goes on.
 
 **The order.** With ``orders=`` (an `OrderBook` on the same database), a
 confirmed reservation's order is opened in that same transaction: it exists
-exactly when the payment was settled as confirmed.
+exactly when the payment was settled as confirmed. It records the payment,
+and what the payment paid for the goods (an overpayment's refunded
+difference aside) is split over its lines, for the refunds of units
+cancelled later.
 """
 
 from __future__ import annotations
@@ -276,7 +279,9 @@ class PaymentSettlement:
                 and reservation is not None
                 and reservation.status is ReservationStatus.CONFIRMED
             ):
-                await self.orders.open_in(session, reservation)
+                # What the payment paid for the goods: less a difference refunded now.
+                paid = payment.amount - amount
+                await self.orders.open_in(session, reservation, payment=payment, paid=paid)
             if amount:
                 assert decision is not None
                 refund, _ = await self.refunds.request(

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -22,52 +19,17 @@ from commercekit.errors import (
 )
 from commercekit.events import CATALOG, Outbox
 from commercekit.events.outbox import OutboxMessage
-from commercekit.orders import CancellationLine, Order, OrderBook, OrderStatus, move_id
+from commercekit.orders import CancellationLine, OrderBook, OrderStatus, move_id
 from commercekit.reservations import (
     DurableReservations,
-    RedisReservationStore,
-    ReservationLedger,
 )
-from commercekit.testing.servers import RedisServer
 
-
-@pytest.fixture
-async def stock(
-    engine: AsyncEngine, redis_server: RedisServer
-) -> AsyncIterator[DurableReservations]:
-    client = aioredis.from_url(redis_server.url)
-    store = RedisReservationStore(client, prefix=f"c{uuid.uuid4().hex[:8]}", guarded=True)
-    durable = DurableReservations(store, ReservationLedger(engine))
-    await durable.start()
-    yield durable
-    await client.aclose()
-
-
-@pytest.fixture
-def book(engine: AsyncEngine, stock: DurableReservations) -> OrderBook:
-    return OrderBook(engine, stock=stock)
-
-
-async def paid(stock: DurableReservations, book: OrderBook, *lines: tuple[str, int]) -> Order:
-    """An order of `lines`, its units in stock (exactly those), reserved and paid."""
-    for sku, units in lines:
-        await stock.set_stock(sku, units)
-    hold = await stock.reserve(list(lines), ttl=60, owner="alice")
-    return await book.open(await stock.confirm(hold.id))
-
-
-async def levels(stock: DurableReservations, sku: str) -> tuple[int, int, int]:
-    level = await stock.stock(sku)
-    return level.available, level.held, level.sold
+from .conftest import levels, paid, sku
 
 
 async def died(*args: object) -> bool:
     """A stand-in for a call the process dies in."""
     raise ConnectionResetError("the process died here")
-
-
-def sku(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 async def test_cancelling_what_did_not_ship_puts_it_back_on_sale(

@@ -25,6 +25,7 @@ from commercekit.errors import OrderNotFound
 from commercekit.events import Envelope, PaymentConfirmed
 from commercekit.orders import OrderBook
 from commercekit.payments import (
+    Money,
     PaymentCase,
     PaymentIssue,
     PaymentSettlement,
@@ -192,3 +193,29 @@ async def test_a_crash_before_the_outcome_is_recorded_leaves_no_order_and_the_re
     monkeypatch.setattr(settlement.processed, "claim", claim)
     assert (await settlement.settle(event)).outcome is SettlementOutcome.CONFIRMED
     assert (await book.get(hold.id)).committed == 1
+
+
+async def test_the_order_records_its_payment_less_an_overpayment_refunded_at_once(
+    engine: AsyncEngine, reservations: DurableReservations, refunds: RefundService
+) -> None:
+    await reservations.set_stock("SKU-2", 10)
+    book = OrderBook(
+        engine, refunds=refunds, prices=lambda _: {"SKU-1": Decimal("5"), "SKU-2": Decimal("2.5")}
+    )
+    settlement = PaymentSettlement(
+        reservations,
+        refunds,
+        orders=book,
+        prices=lambda _: Money(amount=Decimal("15.00"), currency="EUR"),
+    )
+    hold = await reservations.reserve([("SKU-1", 2), ("SKU-2", 2)], ttl=60, owner="u-1")
+    event = paid(hold.id)  # 20.00 for 15.00 of goods: 5.00 refunded now
+    result = await settlement.settle(event)
+    assert result.outcome is SettlementOutcome.CONFIRMED
+    order = await book.get(hold.id)
+    assert order.payment is not None
+    assert (order.payment.id, order.payment.amount) == (event.data.payment_id, Decimal("20.00"))
+    assert [(ln.sku, ln.amount) for ln in order.lines] == [
+        ("SKU-1", Decimal("10.00")),
+        ("SKU-2", Decimal("5.00")),
+    ]
