@@ -85,6 +85,15 @@ class ProductCache:
                 self._keep(await session.scalars(select(Product).where(Product.sku.in_(missing))))
         return {s: self._by_sku[s] for s in wanted if s in self._by_sku}
 
+    async def unit_prices(self, reservation: Reservation) -> dict[str, Decimal]:
+        """The prices of the SKUs `reservation` holds (a kit's components too).
+
+        An order splits its payment over its lines by these (`UnitPrices`); a
+        SKU whose product is gone is left out, and the order splits by units.
+        """
+        found = await self.by_skus(holding.sku for holding in reservation.holdings)
+        return {sku: product.price for sku, product in found.items()}
+
 
 class ChannelCache:
     """The sales channels by name, read from PostgreSQL at most every `ttl` seconds.

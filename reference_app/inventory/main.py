@@ -72,22 +72,33 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
         ["outcome"],
         registry=registry,
     )
+    # No processor here: refunds are recorded with their refund.requested
+    # event, and the payment service makes them.
+    refunds = RefundService(infra.sessions, None, source=SOURCE)
+    products = ProductCache(infra.sessions)
     services = InventoryServices(
         settings=settings,
         engine=infra.engine,
         sessions=infra.sessions,
-        products=ProductCache(infra.sessions),
+        products=products,
         channels=ChannelCache(infra.sessions, ttl=settings.channel_cache_seconds),
         reservations=reservations,
-        # A cancellation puts units back; each change's event goes out through the outbox.
-        orders=OrderBook(infra.engine, stock=reservations, outbox=Outbox(), source=SOURCE),
+        # A cancellation puts units back and requests what they were paid back
+        # (the payment split over the lines by the products' prices); each
+        # change's event goes out through the outbox.
+        orders=OrderBook(
+            infra.engine,
+            stock=reservations,
+            outbox=Outbox(),
+            source=SOURCE,
+            refunds=refunds,
+            prices=products.unit_prices,
+        ),
         outcomes=outcomes,
     )
     settlement = PaymentSettlement(
         reservations,
-        # No processor here: refunds are recorded with their refund.requested
-        # event, and the payment service makes them.
-        RefundService(infra.sessions, None, source=SOURCE),
+        refunds,
         plugins=plugins,
         prices=services.total,
         consumer=CONSUMER_GROUP,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -418,6 +419,11 @@ class OrderLinePublic(BaseModel):
     committed: int = Field(
         description="Sold and still here, to ship: `quantity - shipped - cancelled`."
     )
+    amount: ShownAmount | None = Field(
+        default=None,
+        description="What the order's payment paid for the line's `quantity` units (the "
+        "payment split over the lines by their prices); a cancelled unit's share is refunded.",
+    )
 
 
 class OrderPublic(BaseModel):
@@ -444,6 +450,7 @@ class OrderPublic(BaseModel):
                     shipped=line.shipped,
                     cancelled=line.cancelled,
                     committed=line.committed,
+                    amount=line.amount,
                 )
                 for line in order.lines
             ],
@@ -528,3 +535,20 @@ class ShipmentPublic(_OrderChangePublic):
 
 class CancellationPublic(_OrderChangePublic):
     """A cancellation of an order: units that went back on sale where they were held."""
+
+    refundId: str | None = Field(  # noqa: N815
+        default=None,
+        description="The refund of what the units were paid (the payment service makes it); "
+        "none when nothing was left to refund.",
+    )
+    refunded: ShownAmount = Field(default=Decimal(0), description="What that refund gives back.")
+
+    @classmethod
+    def of(cls, change: Shipment | Cancellation, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `change`, with its refund; `product_ids` maps its SKUs."""
+        shown = super().of(change, product_ids)
+        if isinstance(change, Cancellation):
+            shown = shown.model_copy(
+                update={"refundId": change.refund_id, "refunded": change.refunded}
+            )
+        return shown

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from commercekit.events import Envelope, InMemoryEventBus, PaymentConfirmed
 from commercekit.events.outbox import OutboxMessage
+from commercekit.payments import RefundService
 from commercekit.testing.servers import PostgresServer, RedisServer
 
 SETTINGS = InventorySettings(environment="development", reservation_ttl_seconds=60)
@@ -652,6 +653,8 @@ async def test_an_admin_cancels_what_did_not_ship_and_its_units_are_on_sale_agai
         {"productId": mug, "sku": first.json()["items"][0]["sku"], "location": "default",
          "quantity": 2}
     ]  # fmt: skip
+    assert first.json()["refunded"] == "5.00"  # 2 of the 4 units the 10.00 paid for
+    assert first.json()["refundId"] is not None
     again = await inventory.http.post(cancel, json=part, headers=ADMIN)  # a retry
     assert (again.status_code, again.json()) == (201, first.json())
     assert await inventory.stock(mug) == 2  # back on sale, once
@@ -670,11 +673,15 @@ async def test_an_admin_cancels_what_did_not_ship_and_its_units_are_on_sale_agai
     rest = await inventory.http.post(cancel, json={"cancellationId": "ticket-3"}, headers=ADMIN)
     assert rest.status_code == 201, rest.text
     assert [item["quantity"] for item in rest.json()["items"]] == [1]
+    assert rest.json()["refunded"] == "2.50"
     order = (await inventory.http.get(path, headers=ALICE)).json()
     [line] = order["items"]
     assert (order["status"], line["shipped"], line["cancelled"], line["committed"]) == (
         "FULFILLED", 1, 3, 0,
     )  # fmt: skip
+    assert line["amount"] == "10.00"
+    refunds = await RefundService(inventory.infra.sessions, None).for_reservation(order_id)
+    assert sorted(r.amount for r in refunds) == [Decimal("2.50"), Decimal("5.00")]
     assert await inventory.stock(mug) == 3
     none_left = await inventory.http.post(
         cancel, json={"cancellationId": "ticket-4"}, headers=ADMIN
