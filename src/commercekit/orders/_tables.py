@@ -77,3 +77,4 @@ class CancellationRow(Base):
     refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
     """The refund of the cancelled units (None: nothing was refunded)."""
     refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)

@@ -38,7 +38,7 @@ from commercekit.orders.models import (
     ShipmentId,
     ShipmentLine,
 )
-from commercekit.payments.amounts import share, split
+from commercekit.payments.amounts import in_units, share, split
 from commercekit.payments.models import (
     Payment,
     PaymentStatus,
@@ -169,7 +169,7 @@ def _cancellation(row: Any) -> Cancellation:
         ),
         created_at=utc(row.created_at),
         refund_id=row.refund_id,
-        refunded=row.refunded or Decimal(0),
+        refunded=Decimal(0) if row.refunded is None else in_units(row.refunded, row.currency),
     )
 
 
@@ -577,6 +577,7 @@ class OrderBook:
                 created_at=at,
                 refund_id=refund_id,
                 refunded=refunded if refund_id else None,
+                currency=None if order.payment is None else order.payment.currency,
             )
         )
         await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
@@ -643,7 +644,7 @@ class OrderBook:
             key=refund_key(cancellation_id),
             correlation_id=f"{OrderCancelled.event_type}:{cancellation_id}",
         )
-        return refund.id, refund.amount
+        return refund.id, in_units(refund.amount, payment.currency)
 
     async def _locked(self, conn: AsyncConnection, order_id: str, at: dt.datetime) -> Order:
         """The order, its row locked (its version bumped) before anything is read."""
@@ -771,6 +772,7 @@ class OrderBook:
 
 
 def _order(row: Any, lines: Iterable[Any]) -> Order:
+    currency = row.currency or "XXX"  # (no payment: no amounts to write)
     return Order(
         id=row.id,
         owner=row.owner,
@@ -782,7 +784,7 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
                 quantity=int(line.quantity),
                 shipped=int(line.shipped),
                 cancelled=int(line.cancelled),
-                amount=line.amount,
+                amount=None if line.amount is None else in_units(line.amount, currency),
             )
             for line in lines
         ),
@@ -790,7 +792,11 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
         updated_at=utc(row.updated_at),
         payment=None
         if row.payment_id is None
-        else OrderPayment(id=row.payment_id, amount=row.payment_amount, currency=row.currency),
+        else OrderPayment(
+            id=row.payment_id,
+            amount=in_units(row.payment_amount, currency),
+            currency=row.currency,
+        ),
     )
 
 

@@ -18,7 +18,7 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from commercekit.errors import InvalidRequest
 
-__all__ = ["decimals", "share", "split"]
+__all__ = ["decimals", "in_units", "share", "split"]
 
 _ZERO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
@@ -31,6 +31,17 @@ _DECIMALS = {  # ISO 4217: the currencies whose smallest unit is not a hundredth
 def decimals(currency: str) -> int:
     """The decimals of `currency`'s smallest unit (ISO 4217): 2 unless it is known otherwise."""
     return _DECIMALS.get(currency, 2)
+
+
+def in_units(amount: Decimal, currency: str) -> Decimal:
+    """`amount` written to the currency's smallest unit: ``30.000000`` EUR is ``30.00``.
+
+    Digits beyond that unit are kept when they are not zero (``10.005``).
+    A database's NUMERIC column hands amounts back with all its decimals.
+    """
+    unit = _unit(currency)
+    exact = amount.quantize(unit)
+    return exact if exact == amount else amount.normalize()
 
 
 def _unit(currency: str) -> Decimal:

@@ -46,6 +46,7 @@ from commercekit.errors import (
 )
 from commercekit.events.catalog import RefundCompleted, RefundRequested
 from commercekit.events.envelope import Envelope
+from commercekit.payments.amounts import in_units
 from commercekit.payments.models import (
     Payment,
     PaymentStatus,
@@ -90,7 +91,7 @@ def _to_refund(row: Any) -> Refund:
         payment_id=row.payment_id,
         reservation_id=row.reservation_id,
         user_id=row.user_id,
-        amount=row.amount,
+        amount=in_units(row.amount, row.currency),
         currency=row.currency,
         action=RefundAction(row.action),
         reason=RefundReason(row.reason),
@@ -109,7 +110,7 @@ def _payment_of(row: Any) -> Payment:
         id=row.payment_id,
         reservation_id=row.reservation_id,
         user_id=row.user_id,
-        amount=row.payment_amount,
+        amount=in_units(row.payment_amount, row.currency),
         currency=row.currency,
         status=PaymentStatus.SUCCEEDED,
     )
@@ -302,7 +303,7 @@ class RefundService:
                 return _to_refund(row)
             try:
                 receipt = await self.processor.refund(
-                    _payment_of(row), row.amount, row.idempotency_key
+                    _payment_of(row), in_units(row.amount, row.currency), row.idempotency_key
                 )
             except RefundError as exc:
                 row.last_error = str(exc)[:2000]

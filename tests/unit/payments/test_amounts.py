@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from commercekit.errors import InvalidRequest
-from commercekit.payments.amounts import decimals, share, split
+from commercekit.payments.amounts import decimals, in_units, share, split
 
 
 def test_a_split_adds_up_exactly_and_follows_the_weights() -> None:
@@ -66,3 +66,9 @@ def test_refunding_a_line_in_any_steps_gives_back_exactly_its_amount(
         taken, refunded = taken + step, refunded + part
         assert refunded <= amount
     assert refunded == amount
+
+
+def test_an_amount_is_written_to_its_currencys_smallest_unit() -> None:
+    assert str(in_units(Decimal("30.000000"), "EUR")) == "30.00"
+    assert str(in_units(Decimal("30.000000"), "JPY")) == "30"
+    assert str(in_units(Decimal("10.005000"), "EUR")) == "10.005"  # never rounded away

@@ -31,10 +31,12 @@ def upgrade() -> None:
     with op.batch_alter_table("commercekit_order_cancellations") as table:
         table.add_column(sa.Column("refund_id", sa.String(200), nullable=True))
         table.add_column(sa.Column("refunded", _MONEY, nullable=True))
+        table.add_column(sa.Column("currency", sa.String(3), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("commercekit_order_cancellations") as table:
+        table.drop_column("currency")
         table.drop_column("refunded")
         table.drop_column("refund_id")
     with op.batch_alter_table("commercekit_order_lines") as table:
