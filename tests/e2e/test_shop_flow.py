@@ -315,6 +315,38 @@ def test_cancel_gives_the_units_back_once(
     assert stock_of(shopper.http, product["id"]) == 3
 
 
+def test_a_cancelled_unit_of_an_order_is_refunded_once_and_mailed(
+    stack: LocalStack,
+    shopper: Shopper,
+    shopkeeper: Shopper,
+    new_product: Callable[..., dict[str, Any]],
+) -> None:
+    product = new_product(stock=3, price="8.00")
+    reservation_id = shopper.reserve(product["id"], 3).json()["reservationId"]
+    assert shopper.pay(reservation_id, "24.00").status_code == 202
+    eventually(payment_status(shopper, reservation_id, "confirmed"), "the confirmation")
+    cancel = f"/api/v1/orders/{reservation_id}/cancellations"
+    one = {"cancellationId": "e2e-1", "items": [{"productId": product["id"], "quantity": 1}]}
+    made = shopkeeper.post(cancel, json=one)
+    assert made.status_code == 201, made.text
+    assert made.json()["refunded"] == "8.00"
+    assert shopkeeper.post(cancel, json=one).json() == made.json()  # a retry: refunded once
+
+    def refund_completed() -> dict[str, Any] | None:
+        shown: dict[str, Any] = shopper.payment(reservation_id).json()
+        done = [r for r in shown["refunds"] if r["status"] == "completed"]
+        return shown if done else None
+
+    # The inventory service requested it; the payment service made it, over Kafka.
+    shown = eventually(refund_completed, "the payment service to make the refund")
+    assert [(r["id"], r["amount"], r["reason"]) for r in shown["refunds"]] == [
+        (made.json()["refundId"], "8.00", "ORDER_CANCELLED")
+    ]
+    assert shown["status"] == "confirmed"  # 8.00 of 24.00 given back: still paid
+    assert stock_of(shopper.http, product["id"]) == 1  # the cancelled unit is on sale again
+    eventually(lambda: "refund.completed" in mail_types(stack, shopper.email), "the refund email")
+
+
 def test_every_service_is_ready_and_scaled_out(stack: LocalStack) -> None:
     assert len(stack.urls("inventory")) == 2
     assert len(stack.urls("worker")) == 2
