@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,18 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from commercekit.orders import Order, OrderBook
 from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
 from commercekit.sql import migrate
-from commercekit.testing.servers import PostgresServer, RedisServer
+from commercekit.testing.servers import RedisServer
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'orders.sqlite3'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database(f"orders_{uuid.uuid4().hex[:10]}")
-        url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = create_async_engine(url)
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
     await migrate(engine)
     yield engine
     await engine.dispose()

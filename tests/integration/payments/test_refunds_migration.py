@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -16,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from commercekit.errors import OverRefund
 from commercekit.payments import Payment, PaymentStatus, RefundService
 from commercekit.sql import alembic_config
-from commercekit.testing.servers import PostgresServer
 
 INSERT_REFUND = """
 INSERT INTO commercekit_refunds (id, payment_id, reservation_id, user_id, amount, currency,
@@ -26,15 +23,9 @@ VALUES ('rf-1', 'pay-1', 'res-1', 'u-1', 15, 'EUR', 20, 'REFUND_ALL', 'MANUAL',
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'refunds.sqlite3'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        url = server.create_database(f"refunds_{uuid.uuid4().hex[:10]}")
-        url = url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    engine = create_async_engine(url)
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
     yield engine
     await engine.dispose()
 
