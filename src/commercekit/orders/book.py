@@ -606,7 +606,9 @@ class OrderBook:
         Each line gives back its cancelled units' share of its amount, taken
         after the units cancelled before (`share`): cancelling a line unit by
         unit refunds exactly what it was paid. What the payment has left to
-        refund caps it (another refund of the payment may have come first).
+        refund caps it (another refund of the payment may have come first),
+        read under the payment's total lock, so no refund made meanwhile can
+        make this one fail.
         """
         payment = order.payment
         if self.refunds is None or payment is None:
@@ -628,7 +630,7 @@ class OrderBook:
             currency=payment.currency,
             status=PaymentStatus.SUCCEEDED,
         )
-        amount = min(amount, await self.refunds.refundable_in(conn, paying))
+        amount = min(amount, await self.refunds.refundable_in(conn, paying, lock=True))
         if amount <= 0:
             return None, Decimal(0)
         decision = RefundDecision(

@@ -116,6 +116,22 @@ def _payment_of(row: Any) -> Payment:
     )
 
 
+async def _locked_total(
+    session: AsyncSession | AsyncConnection, dialect: str, payment: Payment
+) -> tuple[Decimal, Decimal]:
+    """What `payment` paid and its refunds total, its row locked (made first if new)."""
+    total = {"payment_id": payment.id, "paid": payment.amount, "refunded": Decimal(0)}
+    await session.execute(insert_or_ignore(dialect, RefundTotalRow, total))
+    paid, refunded = (
+        await session.execute(
+            select(_TOTALS.c.paid, _TOTALS.c.refunded)
+            .where(_TOTALS.c.payment_id == payment.id)
+            .with_for_update()  # PostgreSQL; SQLite holds the write lock already
+        )
+    ).one()
+    return paid, refunded
+
+
 _MANUAL = RefundDecision(
     action=RefundAction.REFUND_ALL, reason=RefundReason.MANUAL, text="refund requested"
 )
@@ -256,21 +272,13 @@ class RefundService:
     ) -> None:
         """Add `amount` to what `payment`'s refunds total, or raise `OverRefund`.
 
-        The total's row is locked and compared here, in Decimal: SQLite keeps
+        Compared here, in Decimal, under the total's row lock: SQLite keeps
         NUMERIC as a float, and ``refunded + amount <= paid`` in SQL would
         refuse a refund of exactly what is left.
         """
-        total = {"payment_id": payment.id, "paid": payment.amount, "refunded": Decimal(0)}
-        await session.execute(insert_or_ignore(dialect, RefundTotalRow, total))
-        paid, refunded = (
-            await session.execute(
-                select(_TOTALS.c.paid, _TOTALS.c.refunded)
-                .where(_TOTALS.c.payment_id == payment.id)
-                .with_for_update()  # PostgreSQL; SQLite holds the write lock already
-            )
-        ).one()
+        paid, refunded = await _locked_total(session, dialect, payment)
         if refunded + amount > paid:
-            raise OverRefund(payment.id, amount, paid - refunded)
+            raise OverRefund(payment.id, amount, in_units(paid - refunded, payment.currency))
         await session.execute(
             update(RefundTotalRow)
             .where(RefundTotalRow.payment_id == payment.id)
@@ -384,9 +392,17 @@ class RefundService:
             return await self.refundable_in(session, payment)
 
     async def refundable_in(
-        self, session: AsyncSession | AsyncConnection, payment: Payment
+        self, session: AsyncSession | AsyncConnection, payment: Payment, *, lock: bool = False
     ) -> Decimal:
-        """`refundable`, read in `session`'s transaction."""
+        """`refundable`, read in `session`'s transaction.
+
+        With `lock`, the payment's total stays locked until that transaction
+        ends: a refund of at most what this returns, requested in it, cannot
+        be refused by another refund of the payment made meanwhile.
+        """
+        if lock:
+            paid, total = await _locked_total(session, dialect_of(session), payment)
+            return in_units(paid - total, payment.currency)
         refunded = await session.scalar(
             select(_TOTALS.c.refunded).where(_TOTALS.c.payment_id == payment.id)
         )

@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from commercekit.errors import ConfigurationError
+from commercekit.errors import ConfigurationError, OverRefund
 from commercekit.events import Outbox
 from commercekit.events.outbox import OutboxMessage
 from commercekit.orders import Order, OrderBook, OrderPayment
@@ -205,3 +206,34 @@ async def test_refunds_on_another_database_are_refused(
     with pytest.raises(ConfigurationError):
         OrderBook(engine, refunds=RefundService(async_sessionmaker(other), processor))
     await other.dispose()
+
+
+async def test_a_refund_racing_a_cancellation_never_makes_the_cancellation_fail(
+    shop: Shop, refunds: RefundService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mug = sku("MUG")
+    order = await shop.order((mug, 2, "10.00"))
+    request = refunds.request
+    asked = asyncio.Event()
+
+    async def slow_request(*args: Any, **kwargs: Any) -> Any:
+        asked.set()
+        await asyncio.sleep(0.3)  # another refund of the payment tries meanwhile
+        return await request(*args, **kwargs)
+
+    monkeypatch.setattr(refunds, "request", slow_request)
+
+    async def goodwill() -> bool:
+        await asked.wait()
+        try:
+            await RefundService(refunds.sessions, None).refund(
+                shop.payment, amount=Decimal("15.00"), key="goodwill"
+            )
+        except OverRefund:
+            return False
+        return True
+
+    cancelled, made = await asyncio.gather(shop.book.cancel(order.id, "ticket-1"), goodwill())
+    assert cancelled.refunded == Decimal("20.00")  # it read what was left, and kept it
+    assert made is False  # the goodwill refund found nothing left
+    assert await refunds.refundable(shop.payment) == Decimal(0)
