@@ -23,7 +23,13 @@ await book.cancel(order.id, "ticket-77")  # the rest: back on sale
 
 from __future__ import annotations
 
-from commercekit.orders.book import OrderBook, ShipmentRequest, UnitPrices, move_id, refund_key
+from commercekit.orders.book import (
+    OrderBook,
+    ShipmentRequest,
+    UnitPrices,
+    cancellation_refund_key,
+    move_id,
+)
 from commercekit.orders.models import (
     Cancellation,
     CancellationId,
@@ -51,6 +57,6 @@ __all__ = [
     "ShipmentLine",
     "ShipmentRequest",
     "UnitPrices",
+    "cancellation_refund_key",
     "move_id",
-    "refund_key",
 ]

@@ -119,7 +119,7 @@ def move_id(cancellation_id: str) -> str:
     return f"cancel:{cancellation_id}"
 
 
-def refund_key(cancellation_id: str) -> str:
+def cancellation_refund_key(cancellation_id: str) -> str:
     """The key of the refund of a cancellation's units (`RefundService.request`)."""
     return f"cancel:{cancellation_id}"
 
@@ -643,7 +643,7 @@ class OrderBook:
             paying,
             amount=amount,
             decision=decision,
-            key=refund_key(cancellation_id),
+            key=cancellation_refund_key(cancellation_id),
             correlation_id=f"{OrderCancelled.event_type}:{cancellation_id}",
         )
         return refund.id, in_units(refund.amount, payment.currency)
