@@ -302,6 +302,11 @@ class RefundService:
             raise ConfigurationError("this RefundService has no processor: it records refunds only")
         error: RefundError | None = None
         async with self.sessions() as session, session.begin():
+            # A write first: it takes the row on PostgreSQL and the write lock on
+            # SQLite (which has no FOR UPDATE), so a concurrent complete waits here.
+            await session.execute(
+                update(RefundRow).where(RefundRow.id == refund_id).values(status=RefundRow.status)
+            )
             row = await session.scalar(
                 select(RefundRow).where(RefundRow.id == refund_id).with_for_update()
             )
