@@ -1,9 +1,10 @@
-"""``/api/v1/orders``: a shopper's orders, and the shipments and cancellations an admin makes."""
+"""``/api/v1/orders``: a shopper's orders; the shipments, cancellations and returns of admins."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -13,10 +14,12 @@ from commercekit.errors import (
     OrderNotFound,
     OverCancellation,
     OverFulfilment,
+    OverReturn,
     OverShipped,
+    ReturnConflict,
     ShipmentConflict,
 )
-from commercekit.orders import Order, ShipmentRequest
+from commercekit.orders import Order, ReturnRequest, ShipmentRequest
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
 from reference_app.inventory.deps import InventoryServices, ServicesDep
@@ -24,6 +27,8 @@ from reference_app.inventory.schemas import (
     CancellationPost,
     CancellationPublic,
     OrderPublic,
+    ReturnPost,
+    ReturnPublic,
     ShipmentItem,
     ShipmentPost,
     ShipmentPublic,
@@ -161,8 +166,58 @@ async def cancel_order(
     return CancellationPublic.of(cancellation, by_sku)
 
 
+@router.post(
+    "/{order_id}/returns",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(
+        403, 404, 409,
+        s409="more units than were shipped and not returned yet, or a return id used for "
+        "another return",
+    ),
+)  # fmt: skip
+async def receive_return(
+    order_id: OrderId, body: ReturnPost, services: ServicesDep, admin: AdminUser
+) -> ReturnPublic:
+    """Receive shipped units of an order back (admins only), exactly once per id.
+
+    Each item's ``restock`` says what becomes of its units: ``RESELL`` puts
+    them back on sale where they shipped from, ``DAMAGED`` keeps them on
+    hand there but never for sale, ``NONE`` writes them off. What they were
+    paid is refunded (the payment service makes the refund). The same
+    ``returnId`` again is answered with the return it made.
+    """
+    order = await _order(services, order_id)
+    shipped, by_sku = await _lines(services, body.items)
+    lines: list[ReturnRequest] = [
+        (line[0], line[1], item.restock)
+        if len(line) == 2
+        else (line[0], line[1], item.restock, line[2])
+        for line, item in zip(shipped, body.items, strict=True)
+    ]
+    try:
+        made = await services.orders.receive_return(order.id, body.returnId, lines)
+    except OverReturn as exc:
+        raise ApiError(
+            409,
+            "the order did not ship these units, or they came back already",
+            code="over_return",
+            details=_over(exc.over, by_sku),
+        ) from None
+    except ReturnConflict:
+        raise ApiError(
+            409, f"return {body.returnId} was received for other lines", code="return_conflict"
+        ) from None
+    log.info(
+        "received return %s of order %s",
+        made.id,
+        order.id,
+        extra={"order": order.id, "return": made.id, "by": admin.user_id},
+    )
+    return ReturnPublic.of(made, by_sku)
+
+
 async def _lines(
-    services: InventoryServices, items: list[ShipmentItem]
+    services: InventoryServices, items: Sequence[ShipmentItem]
 ) -> tuple[list[ShipmentRequest], dict[str, uuid.UUID]]:
     """The items as the order book's lines (404 for an unknown product), and SKU -> product."""
     products = await services.products.by_ids(item.productId for item in items)

@@ -20,6 +20,9 @@ from commercekit.orders import (
     CancellationId,
     Order,
     OrderStatus,
+    RestockType,
+    Return,
+    ReturnId,
     Shipment,
     ShipmentId,
 )
@@ -65,6 +68,10 @@ __all__ = [
     "ReserveRequest",
     "ReserveResponse",
     "RestockRequest",
+    "ReturnItem",
+    "ReturnLinePublic",
+    "ReturnPost",
+    "ReturnPublic",
     "ShipmentItem",
     "ShipmentLinePublic",
     "ShipmentPost",
@@ -419,6 +426,10 @@ class OrderLinePublic(BaseModel):
     committed: int = Field(
         description="Sold and still here, to ship: `quantity - shipped - cancelled`."
     )
+    returned: int = Field(default=0, description="Shipped units that came back.")
+    damaged: int = Field(
+        default=0, description="Of the returned units, those back here that are never for sale."
+    )
     amount: ShownAmount | None = Field(
         default=None,
         description="What the order's payment paid for the line's `quantity` units (the "
@@ -450,6 +461,8 @@ class OrderPublic(BaseModel):
                     shipped=line.shipped,
                     cancelled=line.cancelled,
                     committed=line.committed,
+                    returned=line.returned,
+                    damaged=line.damaged,
                     amount=line.amount,
                 )
                 for line in order.lines
@@ -552,3 +565,65 @@ class CancellationPublic(_OrderChangePublic):
                 update={"refundId": change.refund_id, "refunded": change.refunded}
             )
         return shown
+
+
+class ReturnItem(ShipmentItem):
+    """Units of a product received back; `location` where the order holds it at several."""
+
+    restock: RestockType = Field(
+        description="RESELL: on sale again where it shipped from; DAMAGED: on hand there, "
+        "never sold again; NONE: written off."
+    )
+
+
+class ReturnPost(BaseModel):
+    """``POST /api/v1/orders/{id}/returns``: a return received, once per `returnId`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    returnId: ReturnId = Field(  # noqa: N815
+        description="The caller's id for this return (an RMA number, a parcel's label): the "
+        "same id again is answered with the return it made, restocked and refunded once."
+    )
+    items: Annotated[list[ReturnItem], Field(min_length=1, max_length=MAX_LINES)]
+
+
+class ReturnLinePublic(ShipmentLinePublic):
+    """Units of a product received back at one location, and what became of them."""
+
+    restock: RestockType
+
+
+class ReturnPublic(BaseModel):
+    """A return of an order: shipped units received back, restocked, and refunded."""
+
+    id: str
+    orderId: str  # noqa: N815
+    items: list[ReturnLinePublic]
+    createdAt: dt.datetime  # noqa: N815
+    refundId: str | None = Field(  # noqa: N815
+        default=None,
+        description="The refund of what the units were paid (the payment service makes it).",
+    )
+    refunded: ShownAmount = Field(default=Decimal(0), description="What that refund gives back.")
+
+    @classmethod
+    def of(cls, made: Return, product_ids: dict[str, uuid.UUID]) -> Self:
+        """The public view of `made`; `product_ids` maps its SKUs to products."""
+        return cls(
+            id=made.id,
+            orderId=made.order_id,
+            items=[
+                ReturnLinePublic(
+                    productId=product_ids.get(line.sku),
+                    sku=line.sku,
+                    location=line.location,
+                    quantity=line.quantity,
+                    restock=line.restock,
+                )
+                for line in made.lines
+            ],
+            createdAt=made.created_at,
+            refundId=made.refund_id,
+            refunded=made.refunded,
+        )

@@ -56,7 +56,9 @@ CommerceKitError
     ├── OverFulfilment        a shipment names more units than the order still commits; .over
     ├── ShipmentConflict      the shipment id was used for other lines or another order
     ├── OverCancellation      a cancellation names more units than the order still commits
-    └── CancellationConflict  the cancellation id was used for other lines or another order
+    ├── CancellationConflict  the cancellation id was used for other lines or another order
+    ├── OverReturn            a return names more units than shipped and not returned yet
+    └── ReturnConflict        the return id was used for other lines or another order
 ```
 
 Payments and refunds (see `commercekit.payments`) add:
@@ -126,6 +128,7 @@ __all__ = [
     "OverFulfilment",
     "OverLimit",
     "OverRefund",
+    "OverReturn",
     "OverShipped",
     "PaymentConflict",
     "PaymentDeclined",
@@ -139,6 +142,7 @@ __all__ = [
     "RefundError",
     "ReservationError",
     "ReservationNotFound",
+    "ReturnConflict",
     "ShipmentConflict",
     "ShortLine",
     "StockConflict",
@@ -616,3 +620,29 @@ class CancellationConflict(OrderError):
         super().__init__(
             f"cancellation {cancellation_id} was already made for other lines of {order_id}"
         )
+
+
+class OverReturn(OrderError):
+    """A return names more units than were shipped and not returned yet; nothing was received.
+
+    `over` names each SKU and location, the units shipped from there and not
+    returned yet (as `committed`) and what the return asked for.
+    """
+
+    def __init__(self, order_id: str, over: tuple[OverShipped, ...]) -> None:
+        self.order_id = order_id
+        self.over = over
+        names = ", ".join(
+            f"{o.sku} at {o.location} (returnable {o.committed}, returning {o.requested})"
+            for o in over
+        )
+        super().__init__(f"order {order_id} did not ship these units: {names}")
+
+
+class ReturnConflict(OrderError):
+    """The return id is taken by another return (other lines, or another order)."""
+
+    def __init__(self, return_id: str, order_id: str) -> None:
+        self.return_id = return_id
+        self.order_id = order_id
+        super().__init__(f"return {return_id} was already received for other lines of {order_id}")

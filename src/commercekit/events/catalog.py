@@ -58,6 +58,7 @@ __all__ = [
     "OrderCancelled",
     "OrderCreated",
     "OrderFulfilled",
+    "OrderReturned",
     "OrderUnits",
     "PaymentConfirmed",
     "PaymentFailed",
@@ -67,6 +68,7 @@ __all__ = [
     "ReservationCreated",
     "ReservationExpired",
     "ReservationReleased",
+    "ReturnedUnits",
     "TopicNames",
     "UserCreated",
 ]
@@ -271,6 +273,25 @@ class OrderCancelled(_OrderEvent):
     cancellation_id: Identifier
 
 
+class ReturnedUnits(OrderUnits):
+    """Units of an order back at the location they shipped from, and what became of them."""
+
+    restock: Annotated[str, StringConstraints(min_length=1, max_length=24)] = Field(
+        description="RESELL (on sale again there), DAMAGED (on hand, never sold again) or "
+        "NONE (written off)"
+    )
+
+
+class OrderReturned(_OrderEvent):
+    """Shipped units of an order came back: its `lines`, each restocked as it says."""
+
+    event_type = "order.returned"
+    schema_version = 1
+
+    lines: tuple[ReturnedUnits, ...] = Field(min_length=1)
+    return_id: Identifier
+
+
 # ---------------------------------------------------------------- the catalog
 
 
@@ -395,6 +416,7 @@ CATALOG = Catalog(
         OrderCreated,
         OrderFulfilled,
         OrderCancelled,
+        OrderReturned,
     ]
 )
 """The built-in catalog: every event the commercekit services produce."""

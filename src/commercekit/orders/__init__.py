@@ -25,10 +25,13 @@ from __future__ import annotations
 
 from commercekit.orders.book import (
     OrderBook,
+    ReturnRequest,
     ShipmentRequest,
     UnitPrices,
     cancellation_refund_key,
     move_id,
+    return_move_id,
+    return_refund_key,
 )
 from commercekit.orders.models import (
     Cancellation,
@@ -38,6 +41,10 @@ from commercekit.orders.models import (
     OrderLine,
     OrderPayment,
     OrderStatus,
+    RestockType,
+    Return,
+    ReturnId,
+    ReturnLine,
     Shipment,
     ShipmentId,
     ShipmentLine,
@@ -52,6 +59,11 @@ __all__ = [
     "OrderLine",
     "OrderPayment",
     "OrderStatus",
+    "RestockType",
+    "Return",
+    "ReturnId",
+    "ReturnLine",
+    "ReturnRequest",
     "Shipment",
     "ShipmentId",
     "ShipmentLine",
@@ -59,4 +71,6 @@ __all__ = [
     "UnitPrices",
     "cancellation_refund_key",
     "move_id",
+    "return_move_id",
+    "return_refund_key",
 ]

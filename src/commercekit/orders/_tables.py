@@ -17,7 +17,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["CancellationRow", "OrderLineRow", "OrderRow", "ShipmentRow"]
+__all__ = ["CancellationRow", "OrderLineRow", "OrderRow", "ReturnRow", "ShipmentRow"]
 
 _MONEY = Numeric(21, 6)
 
@@ -50,6 +50,11 @@ class OrderLineRow(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     shipped: Mapped[int] = mapped_column(BigInteger, default=0)
     cancelled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    damaged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Of the returned units, those on hand again but never to be sold."""
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Units whose share of `amount` was refunded (cancelled or returned)."""
     amount: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
     """What was paid for the line's units (None: the order has no payment)."""
 
@@ -76,5 +81,22 @@ class CancellationRow(Base):
     created_at: Mapped[dt.datetime]
     refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
     """The refund of the cancelled units (None: nothing was refunded)."""
+    refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+
+
+class ReturnRow(Base):
+    """One return, kept under the caller's id: the same id is never received twice.
+
+    Its `lines` are ``[sku, location, units, restock]``.
+    """
+
+    __tablename__ = "commercekit_order_returns"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[dt.datetime]
+    refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
     refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
     currency: Mapped[str | None] = mapped_column(String(3), default=None)

@@ -20,11 +20,20 @@ from commercekit.errors import (
     OrderNotFound,
     OverCancellation,
     OverFulfilment,
+    OverReturn,
     OverShipped,
     RefundError,
+    ReturnConflict,
     ShipmentConflict,
 )
-from commercekit.events.catalog import OrderCancelled, OrderCreated, OrderFulfilled, OrderUnits
+from commercekit.events.catalog import (
+    OrderCancelled,
+    OrderCreated,
+    OrderFulfilled,
+    OrderReturned,
+    OrderUnits,
+    ReturnedUnits,
+)
 from commercekit.events.envelope import Envelope
 from commercekit.orders.models import (
     Cancellation,
@@ -34,6 +43,10 @@ from commercekit.orders.models import (
     OrderLine,
     OrderPayment,
     OrderStatus,
+    RestockType,
+    Return,
+    ReturnId,
+    ReturnLine,
     Shipment,
     ShipmentId,
     ShipmentLine,
@@ -65,12 +78,18 @@ try:
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-    from commercekit.orders._tables import CancellationRow, OrderLineRow, OrderRow, ShipmentRow
+    from commercekit.orders._tables import (
+        CancellationRow,
+        OrderLineRow,
+        OrderRow,
+        ReturnRow,
+        ShipmentRow,
+    )
     from commercekit.sql import dialect_of, insert_or_ignore, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["OrderBook", "UnitPrices"]
+__all__ = ["OrderBook", "ReturnRequest", "UnitPrices"]
 
 log = logging.getLogger("commercekit.orders")
 
@@ -89,9 +108,11 @@ _ORDERS = OrderRow.__table__
 _LINES = OrderLineRow.__table__
 _SHIPMENTS = ShipmentRow.__table__
 _CANCELLATIONS = CancellationRow.__table__
+_RETURNS = ReturnRow.__table__
 
 _SHIPMENT_ID: TypeAdapter[str] = TypeAdapter(ShipmentId)
 _CANCELLATION_ID: TypeAdapter[str] = TypeAdapter(CancellationId)
+_RETURN_ID: TypeAdapter[str] = TypeAdapter(ReturnId)
 _SKU: TypeAdapter[str] = TypeAdapter(SKU)
 _LOCATION: TypeAdapter[str] = TypeAdapter(LocationName)
 
@@ -99,11 +120,22 @@ ShipmentRequest = tuple[str, int] | tuple[str, int, str]
 """A line to ship or cancel: ``(sku, quantity)``, or ``(sku, quantity, location)`` where
 the order holds the SKU at more than one location."""
 
+ReturnRequest = tuple[str, int, RestockType | str] | tuple[str, int, RestockType | str, str]
+"""A line of a return: ``(sku, quantity, restock)``, or ``(sku, quantity, restock, location)``
+where the order holds the SKU at more than one location."""
+
 
 class _Replayed(Exception):
     """The shipment id was already shipped with these lines: answer that shipment."""
 
     def __init__(self, made: Shipment) -> None:
+        self.made = made
+
+
+class _Rereturned(Exception):
+    """The return id was already used with these lines: answer that return."""
+
+    def __init__(self, made: Return) -> None:
         self.made = made
 
 
@@ -122,6 +154,16 @@ def move_id(cancellation_id: str) -> str:
 def cancellation_refund_key(cancellation_id: str) -> str:
     """The key of the refund of a cancellation's units (`RefundService.request`)."""
     return f"cancel:{cancellation_id}"
+
+
+def return_move_id(return_id: str) -> str:
+    """The id of the stock move that puts a return's resold units back on sale."""
+    return f"return:{return_id}"
+
+
+def return_refund_key(return_id: str) -> str:
+    """The key of the refund of a return's units (`RefundService.request`)."""
+    return f"return:{return_id}"
 
 
 def _sold_units(cancellation: Cancellation) -> list[SoldUnits]:
@@ -517,12 +559,87 @@ class OrderBook:
                 raise CancellationConflict(cancellation_id, found.order_id) from None
             made = found
         await stock.apply_move(move_id(made.id), _sold_units(made))
-        if made.refund_id is not None and self.refunds is not None and self.refunds.processor:
-            try:
-                await self.refunds.complete(made.refund_id)
-            except RefundError:
-                log.warning("refund %s left REQUESTED; retry_pending completes it", made.refund_id)
+        await self._complete(made.refund_id)
         return made
+
+    async def receive_return(
+        self,
+        order_id: str,
+        return_id: str,
+        lines: Iterable[ReturnRequest],
+        *,
+        now: dt.datetime | None = None,
+    ) -> Return:
+        """Receive shipped units of `order_id` back, exactly once: restocked, and refunded.
+
+        `lines` are ``(sku, quantity, restock)`` or ``(sku, quantity,
+        restock, location)`` (the location they shipped from, where the order
+        holds the SKU at more than one). Each restock type says what becomes
+        of the units (`RestockType`): RESELL puts them back on sale there
+        (from the ledger's sold units, as a cancellation does: the move is
+        recorded in the return's transaction, and Redis makes it after the
+        commit, on the retry or at the next ``reconcile``); DAMAGED counts
+        them on hand there, never to be sold (`damaged`); NONE writes them
+        off. With `refunds`, what the units were paid is refunded, as for a
+        cancellation (keyed by `return_refund_key`).
+
+        The same id again is answered with the return it made (with the same
+        lines), and makes sure its resold units are on sale.
+
+        Raises:
+            ConfigurationError: a RESELL line, and the book has no `stock`.
+            OrderNotFound: no order has this id.
+            OverReturn: some line asks for more units than were shipped from
+                there and not returned yet; nothing is received.
+            ReturnConflict: the id was used for another return.
+            InvalidRequest: an empty return, a bad id, SKU, location,
+                quantity or restock type, or a SKU held at several locations
+                without one named.
+        """
+        try:
+            return_id = _RETURN_ID.validate_python(return_id)
+        except ValidationError as exc:
+            raise InvalidRequest(f"invalid return id {return_id!r}") from exc
+        asked = _returns_requested(lines)
+        if RestockType.RESELL in asked and self.stock is None:
+            raise ConfigurationError("OrderBook(stock=...) is needed to resell returned units")
+        at = now or dt.datetime.now(dt.UTC)
+        try:
+            async with self.engine.begin() as conn:
+                made = await self._receive(conn, order_id, return_id, asked, at)
+        except _Rereturned as replayed:
+            made = replayed.made
+        except IntegrityError:
+            # Another order's return took this id at the same moment.
+            found = await self.returned(return_id)
+            if found is None:  # pragma: no cover - the key that collided is gone again
+                raise
+            if found.order_id != order_id or found.lines != _return_lines(
+                await self.get(order_id), asked
+            ):
+                raise ReturnConflict(return_id, found.order_id) from None
+            made = found
+        resold = _resold(made)
+        if resold and self.stock is not None:
+            await self.stock.apply_move(return_move_id(made.id), resold)
+        await self._complete(made.refund_id)
+        return made
+
+    async def returned(self, return_id: str) -> Return | None:
+        """The return received under `return_id`, if any."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(_RETURNS).where(_RETURNS.c.id == return_id))).first()
+        return None if row is None else _return(row)
+
+    async def damaged(self, sku: str, location: str = DEFAULT_LOCATION) -> int:
+        """Units of `sku` returned damaged to `location`: on hand there, never to be sold."""
+        async with self.engine.connect() as conn:
+            total = await conn.scalar(
+                select(func.coalesce(func.sum(OrderLineRow.damaged), 0))
+                .where(OrderLineRow.sku == sku)
+                .where(OrderLineRow.location == location)
+            )
+        return int(total or 0)
 
     # ---------------------------------------------------------------- helpers
     async def _cancel(
@@ -560,7 +677,9 @@ class OrderBook:
         if over:
             raise OverCancellation(order_id, over)
         after = await self._take(conn, order, wanted, "cancelled")
-        refund_id, refunded = await self._refund_in(conn, order, wanted, cancellation_id)
+        refund_id, refunded = await self._refund_in(
+            conn, order, wanted, "cancellation", cancellation_id
+        )
         made = Cancellation(
             id=cancellation_id,
             order_id=order_id,
@@ -594,21 +713,110 @@ class OrderBook:
         )
         return made
 
+    async def _receive(
+        self,
+        conn: AsyncConnection,
+        order_id: str,
+        return_id: str,
+        asked: dict[RestockType, dict[tuple[str, str | None], int]],
+        at: dt.datetime,
+    ) -> Return:
+        order = await self._locked(conn, order_id, at)
+        lines = _return_lines(order, asked)
+        existing = (await conn.execute(select(_RETURNS).where(_RETURNS.c.id == return_id))).first()
+        if existing is not None:
+            made = _return(existing)
+            if made.order_id == order_id and made.lines == lines:
+                raise _Rereturned(made)  # and the version bump is rolled back
+            raise ReturnConflict(return_id, made.order_id)
+        units: Counter[tuple[str, str]] = Counter()
+        for line in lines:
+            units[line.sku, line.location] += line.quantity
+        wanted = tuple(
+            ShipmentLine(sku=sku, location=location, quantity=quantity)
+            for (sku, location), quantity in sorted(units.items())
+        )
+        over = tuple(
+            OverShipped(want.sku, want.location, committed=left, requested=want.quantity)
+            for want in wanted
+            if want.quantity > (left := _returnable(order, want.sku, want.location))
+        )
+        if over:
+            raise OverReturn(order_id, over)
+        await self._take(conn, order, wanted, "returned")
+        damaged = [line for line in lines if line.restock is RestockType.DAMAGED]
+        if damaged:
+            await self._take(conn, order, damaged, "damaged")
+        refund_id, refunded = await self._refund_in(conn, order, wanted, "return", return_id)
+        made = Return(
+            id=return_id,
+            order_id=order_id,
+            lines=lines,
+            created_at=at,
+            refund_id=refund_id,
+            refunded=refunded,
+        )
+        await conn.execute(
+            insert(ReturnRow).values(
+                id=return_id,
+                order_id=order_id,
+                lines=[[ln.sku, ln.location, ln.quantity, ln.restock.value] for ln in lines],
+                created_at=at,
+                refund_id=refund_id,
+                refunded=refunded if refund_id else None,
+                currency=None if order.payment is None else order.payment.currency,
+            )
+        )
+        resold = _resold(made)
+        if resold:
+            assert self.stock is not None  # receive_return checked it
+            await self.stock.return_sold_in(conn, return_move_id(return_id), resold)
+        await self._announce(
+            conn,
+            OrderReturned(
+                order_id=order_id,
+                owner=order.owner,
+                lines=tuple(
+                    ReturnedUnits(
+                        sku=ln.sku,
+                        location=ln.location,
+                        quantity=ln.quantity,
+                        restock=ln.restock.value,
+                    )
+                    for ln in lines
+                ),
+                status=order.status.value,
+                return_id=return_id,
+            ),
+            return_id,
+        )
+        return made
+
+    async def _complete(self, refund_id: str | None) -> None:
+        """Make a refund requested by a change, after its commit, if this book has a processor."""
+        if refund_id is None or self.refunds is None or self.refunds.processor is None:
+            return
+        try:
+            await self.refunds.complete(refund_id)
+        except RefundError:
+            log.warning("refund %s left REQUESTED; retry_pending completes it", refund_id)
+
     async def _refund_in(
         self,
         conn: AsyncConnection,
         order: Order,
         wanted: Iterable[ShipmentLine],
-        cancellation_id: str,
+        change: Literal["cancellation", "return"],
+        change_id: str,
     ) -> tuple[str | None, Decimal]:
         """Request the refund of what `wanted` units were paid: (its id, its amount).
 
-        Each line gives back its cancelled units' share of its amount, taken
-        after the units cancelled before (`share`): cancelling a line unit by
-        unit refunds exactly what it was paid. What the payment has left to
+        Each line gives back those units' share of its amount, taken after
+        the units refunded before (`share`): refunding a line unit by unit
+        gives back exactly what it was paid. What the payment has left to
         refund caps it (another refund of the payment may have come first),
         read under the payment's total lock, so no refund made meanwhile can
-        make this one fail.
+        make this one fail. The lines count the units refunded.
         """
         payment = order.payment
         if self.refunds is None or payment is None:
@@ -618,10 +826,16 @@ class OrderBook:
             line = order.line(want.sku, want.location)
             if line is None or line.amount is None:
                 continue
-            before = line.cancelled
-            amount += share(
-                line.amount, before + want.quantity, of=line.quantity, currency=payment.currency
-            ) - share(line.amount, before, of=line.quantity, currency=payment.currency)
+            before, after = line.refunded, line.refunded + want.quantity
+            amount += share(line.amount, after, of=line.quantity, currency=payment.currency)
+            amount -= share(line.amount, before, of=line.quantity, currency=payment.currency)
+            await conn.execute(
+                update(OrderLineRow)
+                .where(OrderLineRow.order_id == order.id)
+                .where(OrderLineRow.sku == want.sku)
+                .where(OrderLineRow.location == want.location)
+                .values(refunded=after)
+            )
         paying = Payment(
             id=payment.id,
             reservation_id=order.id,
@@ -633,18 +847,20 @@ class OrderBook:
         amount = min(amount, await self.refunds.refundable_in(conn, paying, lock=True))
         if amount <= 0:
             return None, Decimal(0)
+        cancelled = change == "cancellation"
         decision = RefundDecision(
             action=RefundAction.REFUND_LINES,
-            reason=RefundReason.ORDER_CANCELLED,
-            text=f"order {order.id}: cancellation {cancellation_id}",
+            reason=RefundReason.ORDER_CANCELLED if cancelled else RefundReason.ORDER_RETURNED,
+            text=f"order {order.id}: {change} {change_id}",
         )
+        event = OrderCancelled if cancelled else OrderReturned
         refund, _ = await self.refunds.request(
             conn,
             paying,
             amount=amount,
             decision=decision,
-            key=cancellation_refund_key(cancellation_id),
-            correlation_id=f"{OrderCancelled.event_type}:{cancellation_id}",
+            key=(cancellation_refund_key if cancelled else return_refund_key)(change_id),
+            correlation_id=f"{event.event_type}:{change_id}",
         )
         return refund.id, in_units(refund.amount, payment.currency)
 
@@ -665,10 +881,10 @@ class OrderBook:
         self,
         conn: AsyncConnection,
         order: Order,
-        wanted: Iterable[ShipmentLine],
-        taken: Literal["shipped", "cancelled"],
+        wanted: Iterable[ShipmentLine | ReturnLine],
+        taken: Literal["shipped", "cancelled", "returned", "damaged"],
     ) -> OrderStatus:
-        """Count `wanted` units `taken` (off the committed ones) and write the status after."""
+        """Count `wanted` units `taken` (shipped, cancelled, returned...); write the status."""
         units = {(line.sku, line.location): line.quantity for line in wanted}
         column = getattr(OrderLineRow, taken)
         for (sku, location), quantity in units.items():
@@ -694,7 +910,7 @@ class OrderBook:
     async def _announce(
         self,
         executor: AsyncConnection | AsyncSession,
-        event: OrderCreated | OrderFulfilled | OrderCancelled,
+        event: OrderCreated | OrderFulfilled | OrderCancelled | OrderReturned,
         of: str,
     ) -> None:
         """Write `event` to the outbox, if any, in `executor`'s transaction: once per `of`."""
@@ -786,6 +1002,9 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
                 quantity=int(line.quantity),
                 shipped=int(line.shipped),
                 cancelled=int(line.cancelled),
+                returned=int(line.returned),
+                damaged=int(line.damaged),
+                refunded=int(line.refunded),
                 amount=None if line.amount is None else in_units(line.amount, currency),
             )
             for line in lines
@@ -864,3 +1083,71 @@ def _units(lines: Iterable[ShipmentLine | CancellationLine]) -> tuple[OrderUnits
 def _lines_of(cancellation: Cancellation) -> tuple[ShipmentLine, ...]:
     """A cancellation's lines as `_resolve` gives them, to compare a replay with."""
     return tuple(ShipmentLine(**line.model_dump()) for line in cancellation.lines)
+
+
+def _returns_requested(
+    lines: Iterable[ReturnRequest],
+) -> dict[RestockType, dict[tuple[str, str | None], int]]:
+    """The asked units per restock type, then per (SKU, location or None), checked and summed."""
+    by_type: dict[RestockType, list[ShipmentRequest]] = {}
+    for entry in lines:
+        if not isinstance(entry, Sequence) or len(entry) not in (3, 4):
+            raise InvalidRequest(
+                f"a return line is (sku, quantity, restock[, location]), not {entry!r}"
+            )
+        try:
+            restock = RestockType(entry[2])
+        except ValueError:
+            raise InvalidRequest(
+                f"a return line's restock is RESELL, DAMAGED or NONE, not {entry[2]!r}"
+            ) from None
+        line: ShipmentRequest = (
+            (entry[0], entry[1]) if len(entry) == 3 else (entry[0], entry[1], entry[3])
+        )
+        by_type.setdefault(restock, []).append(line)
+    if not by_type:
+        raise InvalidRequest("a return receives at least one line")
+    return {restock: _requested(found) for restock, found in by_type.items()}
+
+
+def _return_lines(
+    order: Order, asked: dict[RestockType, dict[tuple[str, str | None], int]]
+) -> tuple[ReturnLine, ...]:
+    """The asked lines with their locations, in one order (to compare a replay with)."""
+    return tuple(
+        sorted(
+            (
+                ReturnLine(restock=restock, **line.model_dump())
+                for restock, units in asked.items()
+                for line in _resolve(order, units)
+            ),
+            key=lambda ln: (ln.sku, ln.location, ln.restock.value),
+        )
+    )
+
+
+def _returnable(order: Order, sku: str, location: str) -> int:
+    line = order.line(sku, location)
+    return 0 if line is None else line.returnable
+
+
+def _resold(made: Return) -> list[SoldUnits]:
+    units: Counter[tuple[str, str]] = Counter()
+    for line in made.lines:
+        if line.restock is RestockType.RESELL:
+            units[line.sku, line.location] += line.quantity
+    return [SoldUnits(sku=s, location=loc, quantity=n) for (s, loc), n in sorted(units.items())]
+
+
+def _return(row: Any) -> Return:
+    return Return(
+        id=row.id,
+        order_id=row.order_id,
+        lines=tuple(
+            ReturnLine(sku=s, location=loc, quantity=int(q), restock=RestockType(r))
+            for s, loc, q, r in row.lines
+        ),
+        created_at=utc(row.created_at),
+        refund_id=row.refund_id,
+        refunded=Decimal(0) if row.refunded is None else in_units(row.refunded, row.currency),
+    )

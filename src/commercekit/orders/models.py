@@ -20,6 +20,10 @@ __all__ = [
     "OrderLine",
     "OrderPayment",
     "OrderStatus",
+    "RestockType",
+    "Return",
+    "ReturnId",
+    "ReturnLine",
     "Shipment",
     "ShipmentId",
     "ShipmentLine",
@@ -43,7 +47,27 @@ It cancels exactly once: the same id again is answered with the cancellation
 it made, and its units go back on sale once.
 """
 
+ReturnId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+"""A return's id, chosen by the caller (an RMA number, a parcel's label): 1-100 characters.
+
+It receives a return exactly once: the same id again is answered with the
+return it made, its units restocked and refunded once.
+"""
+
 Units = Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+
+class RestockType(StrEnum):
+    """What becomes of a returned unit."""
+
+    RESELL = "RESELL"
+    """Back on sale where it shipped from."""
+    DAMAGED = "DAMAGED"
+    """Back on hand, never sold again: counted apart (`OrderBook.damaged`)."""
+    NONE = "NONE"
+    """Not back at all (kept by the customer, lost, destroyed): written off."""
 
 
 class OrderStatus(StrEnum):
@@ -73,6 +97,12 @@ class OrderLine(BaseModel):
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
     shipped: Units = 0
     cancelled: Units = 0
+    returned: Units = 0
+    """Shipped units that came back (resold, damaged or written off)."""
+    damaged: Units = 0
+    """Of the returned units, those back on hand here that are never to be sold."""
+    refunded: Units = 0
+    """Units whose share of `amount` was refunded (cancelled ones, returned ones)."""
     amount: Amount | None = None
     """What was paid for the line's `quantity` units (None: the order has no payment)."""
 
@@ -80,6 +110,11 @@ class OrderLine(BaseModel):
     def committed(self) -> int:
         """Units sold here, neither shipped nor cancelled yet."""
         return self.quantity - self.shipped - self.cancelled
+
+    @property
+    def returnable(self) -> int:
+        """Units shipped and not returned yet."""
+        return self.shipped - self.returned
 
 
 class OrderPayment(BaseModel):
@@ -166,5 +201,29 @@ class Cancellation(BaseModel):
     created_at: dt.datetime
     refund_id: str | None = None
     """The refund of what the units were paid (None: nothing refunded, or no refunds kept)."""
+    refunded: Amount = Decimal(0)
+    """How much that refund gives back."""
+
+
+class ReturnLine(_UnitsAt):
+    """Units of one SKU that came back to the location they shipped from, and their fate."""
+
+    restock: RestockType
+
+
+class Return(BaseModel):
+    """Shipped units of an order received back, once: restocked as each line says.
+
+    Its id is never used for another return.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: ReturnId
+    order_id: str
+    lines: tuple[ReturnLine, ...]
+    created_at: dt.datetime
+    refund_id: str | None = None
+    """The refund of what the units were paid (None: nothing refunded)."""
     refunded: Amount = Decimal(0)
     """How much that refund gives back."""

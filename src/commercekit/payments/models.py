@@ -203,7 +203,7 @@ class RefundAction(StrEnum):
     ACCEPT = "ACCEPT"
     """Keep the money, refund nothing; for an amount mismatch, confirm the reservation."""
     REFUND_LINES = "REFUND_LINES"
-    """Refund what was paid for some units of an order (cancelled ones, say).
+    """Refund what was paid for some units of an order (cancelled or returned ones).
 
     Recorded with the refunds an `commercekit.orders.OrderBook` asks for; a
     refund policy has no use for it (for a payment case it means REFUND_ALL).
@@ -222,6 +222,8 @@ class RefundReason(StrEnum):
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     ORDER_CANCELLED = "ORDER_CANCELLED"
     """Units of the order were cancelled before they shipped."""
+    ORDER_RETURNED = "ORDER_RETURNED"
+    """Shipped units of the order came back."""
     MANUAL = "MANUAL"
     """Asked for by a person or a script, not by the settlement."""
     OTHER = "OTHER"

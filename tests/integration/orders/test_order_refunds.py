@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from commercekit.errors import ConfigurationError, OverRefund
 from commercekit.events import Outbox
 from commercekit.events.outbox import OutboxMessage
-from commercekit.orders import Order, OrderBook, OrderPayment
+from commercekit.orders import OrderBook, OrderPayment
 from commercekit.payments import (
-    PaymentIntent,
     RefundAction,
     RefundReason,
     RefundService,
@@ -26,67 +23,9 @@ from commercekit.payments import (
     SimulatedProcessor,
 )
 from commercekit.payments._tables import RefundRow
-from commercekit.reservations import DurableReservations, Reservation
+from commercekit.reservations import DurableReservations
 
-from .conftest import sku
-
-
-@pytest.fixture
-def processor() -> SimulatedProcessor:
-    return SimulatedProcessor(seed=1)
-
-
-@pytest.fixture
-def refunds(engine: AsyncEngine, processor: SimulatedProcessor) -> RefundService:
-    return RefundService(async_sessionmaker(engine, expire_on_commit=False), processor)
-
-
-class Shop:
-    """Prices, a stock and an order book that refunds through `refunds`."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        stock: DurableReservations,
-        refunds: RefundService,
-        processor: SimulatedProcessor,
-    ) -> None:
-        self.prices: dict[str, Decimal] = {}
-        self.stock, self.refunds, self.processor = stock, refunds, processor
-        self.book = OrderBook(engine, stock=stock, refunds=refunds, prices=self.price_of)
-
-    def price_of(self, reservation: Reservation) -> Mapping[str, Decimal]:
-        return self.prices
-
-    async def order(self, *lines: tuple[str, int, str], pay: str | None = None) -> Order:
-        """An order of ``(sku, units, unit price)`` lines, paid in full (or `pay`)."""
-        for name, units, price in lines:
-            await self.stock.set_stock(name, units)
-            self.prices[name] = Decimal(price)
-        hold = await self.stock.reserve([(n, u) for n, u, _ in lines], ttl=60, owner="alice")
-        total = sum((Decimal(p) * u for _, u, p in lines), start=Decimal(0))
-        payment = await self.processor.charge(
-            PaymentIntent(
-                idempotency_key=str(uuid.uuid4()),
-                reservation_id=hold.id,
-                user_id="alice",
-                amount=Decimal(pay) if pay else total,
-                currency="EUR",
-                payment_method="tok_success",
-            )
-        )
-        self.payment = payment
-        return await self.book.open(await self.stock.confirm(hold.id), payment=payment)
-
-
-@pytest.fixture
-def shop(
-    engine: AsyncEngine,
-    stock: DurableReservations,
-    refunds: RefundService,
-    processor: SimulatedProcessor,
-) -> Shop:
-    return Shop(engine, stock, refunds, processor)
+from .conftest import Shop, sku
 
 
 async def refund_count(engine: AsyncEngine) -> int:
@@ -97,7 +36,9 @@ async def refund_count(engine: AsyncEngine) -> int:
 async def test_an_order_records_its_payment_split_over_its_lines(shop: Shop) -> None:
     mug, tea = sku("MUG"), sku("TEA")
     order = await shop.order((mug, 3, "10.00"), (tea, 1, "5.00"), pay="31.50")  # 10% off
-    assert order.payment == OrderPayment(id=shop.payment.id, amount="31.50", currency="EUR")
+    assert order.payment == OrderPayment(
+        id=shop.payment.id, amount=Decimal("31.50"), currency="EUR"
+    )
     amounts = {line.sku: line.amount for line in order.lines}
     assert amounts == {mug: Decimal("27.00"), tea: Decimal("4.50")}
 

@@ -689,3 +689,49 @@ async def test_an_admin_cancels_what_did_not_ship_and_its_units_are_on_sale_agai
     assert (none_left.status_code, none_left.json()["error"]["code"]) == (409, "over_cancellation")
     bad = await inventory.http.post(cancel, json={"cancellationId": "no spaces"}, headers=ADMIN)
     assert bad.status_code == 422
+
+
+async def test_an_admin_receives_a_return_once_restocked_as_each_item_says_and_refunded(
+    inventory: Inventory,
+) -> None:
+    mug = await inventory.product(stock=3, price="4.00")
+    order_id = (await inventory.reserve({"productId": mug, "quantity": 3})).json()["reservationId"]
+    await inventory.pay(order_id, "12.00")
+    path = f"/api/v1/orders/{order_id}"
+    ship = {"shipmentId": "parcel-1", "items": [{"productId": mug, "quantity": 3}]}
+    assert (await inventory.http.post(f"{path}/shipments", json=ship, headers=ADMIN)).is_success
+    returns = f"{path}/returns"
+    body = {
+        "returnId": "rma-1",
+        "items": [
+            {"productId": mug, "quantity": 1, "restock": "RESELL"},
+            {"productId": mug, "quantity": 1, "restock": "DAMAGED"},
+        ],
+    }
+    assert (await inventory.http.post(returns, json=body, headers=ALICE)).status_code == 403
+    made = await inventory.http.post(returns, json=body, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    assert [(i["quantity"], i["restock"]) for i in made.json()["items"]] == [
+        (1, "DAMAGED"),
+        (1, "RESELL"),
+    ]
+    assert made.json()["refunded"] == "8.00"
+    again = await inventory.http.post(returns, json=body, headers=ADMIN)
+    assert (again.status_code, again.json()) == (201, made.json())
+    assert await inventory.stock(mug) == 1  # the resold one, once; the damaged one is not for sale
+    too_many = {
+        "returnId": "rma-2",
+        "items": [{"productId": mug, "quantity": 2, "restock": "NONE"}],
+    }
+    over = await inventory.http.post(returns, json=too_many, headers=ADMIN)
+    assert (over.status_code, over.json()["error"]["code"]) == (409, "over_return")
+    assert over.json()["error"]["details"] == [
+        {"productId": mug, "location": "default", "committed": 1, "requested": 2}
+    ]
+    other = {"returnId": "rma-1", "items": [{"productId": mug, "quantity": 1, "restock": "NONE"}]}
+    conflict = await inventory.http.post(returns, json=other, headers=ADMIN)
+    assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "return_conflict")
+    bad = {"returnId": "rma-3", "items": [{"productId": mug, "quantity": 1, "restock": "LOST"}]}
+    assert (await inventory.http.post(returns, json=bad, headers=ADMIN)).status_code == 422
+    [line] = (await inventory.http.get(path, headers=ALICE)).json()["items"]
+    assert (line["returned"], line["damaged"]) == (2, 1)

@@ -24,6 +24,7 @@ from commercekit.events import (
     OrderCancelled,
     OrderCreated,
     OrderFulfilled,
+    OrderReturned,
     OrderUnits,
     PaymentConfirmed,
     PaymentFailed,
@@ -33,6 +34,7 @@ from commercekit.events import (
     ReservationCreated,
     ReservationExpired,
     ReservationReleased,
+    ReturnedUnits,
     TopicNames,
     UserCreated,
 )
@@ -64,6 +66,13 @@ EXAMPLES: list[EventPayload] = [
     ),
     OrderCancelled(
         order_id="res-1", owner="user-1", lines=(UNITS,), status="CANCELLED", cancellation_id="t-1"
+    ),
+    OrderReturned(
+        order_id="res-1",
+        owner="user-1",
+        lines=(ReturnedUnits(sku="MUG", location="default", quantity=1, restock="RESELL"),),
+        status="FULFILLED",
+        return_id="rma-1",
     ),
 ]
 
