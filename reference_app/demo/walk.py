@@ -2,7 +2,8 @@
 
 signup (an admin and a shopper) → login → the admin creates a product → the
 shopper reserves → pays → the payment is confirmed and its mail goes out;
-then the late-payment refund: a second hold expires (or, with long holds, is
+the order ships in two parcels, and one mug comes back, refunded; then the
+late-payment refund: a second hold expires (or, with long holds, is
 cancelled), the shopper pays it anyway, and the payment is refunded, with
 its mail.
 
@@ -152,6 +153,7 @@ class Walk:
         product_id = await self.create_product(suffix, admin, shopper)
         order_id = await self.buy(shopper, shopper_email, product_id)
         await self.ship_in_parts(admin, shopper, order_id, product_id)
+        await self.send_back(admin, shopper, shopper_email, order_id, product_id)
         await self.pay_late(shopper, shopper_email, product_id)
         await self.two_warehouses(suffix, admin, shopper, product_id)
         await self.gift_box(suffix, admin, shopper, product_id)
@@ -161,7 +163,10 @@ class Walk:
         mug = next((p for p in listed if p["id"] == product_id), None)
         if mug is None:
             raise WalkError(f"product {product_id} is not listed")
-        self.detail(f"{mug['name']}: {mug['stock']} of {STOCK} available (2 sold, 1 given back)")
+        self.detail(
+            f"{mug['name']}: {mug['stock']} of {STOCK} available "
+            "(2 sold, 1 of them returned and on sale again)"
+        )
 
     async def sign_up_and_log_in(self, suffix: str, shopper_email: str) -> tuple[str, str]:
         """Sign up the admin and a shopper, log both in; their access tokens."""
@@ -265,6 +270,28 @@ class Walk:
             self.detail(f"{parcel}: the order is {order['status']}, {left} committed")
         if order["status"] != "FULFILLED":
             raise WalkError(f"order {order_id} is {order['status']} after both parcels")
+
+    async def send_back(
+        self, admin: str, shopper: str, shopper_email: str, order_id: str, product_id: str
+    ) -> None:
+        """The shopper returns 1 mug: received once, on sale again, its price refunded."""
+        self.step("A mug comes back: on sale again, and refunded, exactly once")
+        refunds = await self.mails_sent("refund_issued")
+        body = {
+            "returnId": f"{order_id}-rma-1",
+            "items": [{"productId": product_id, "quantity": 1, "restock": "RESELL"}],
+        }
+        path = f"/api/v1/orders/{order_id}/returns"
+        for _ in range(2):  # the same return id twice: received, restocked and refunded once
+            made = await self.call("POST", path, token=admin, body=body, expect=(201,))
+        self.detail(f"return {made.json()['id']}: {made.json()['refunded']} to refund")
+        state = await self.payment_reaches(shopper, order_id, "confirmed", completed=True)
+        refund = state["refunds"][-1]
+        self.detail(
+            f"refund {refund['status']}: {refund['amount']} {refund['currency']}, reason "
+            f"{refund['reason']}; the payment still reads {state['status']}"
+        )
+        await self.mail_went_out("refund_issued", refunds, shopper_email)
 
     async def pay_late(self, shopper: str, shopper_email: str, product_id: str) -> None:
         """Let a hold expire (or cancel it), pay it anyway, see the refund and its mail."""

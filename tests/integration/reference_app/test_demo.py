@@ -141,12 +141,13 @@ def test_demo_walks_through_the_flows_then_serves_until_ctrl_c() -> None:
         assert "payment succeeded email sent to ada-" in out
         assert "parcel-1: the order is PARTIALLY_FULFILLED, 1 committed" in out
         assert "parcel-2: the order is FULFILLED, 0 committed" in out
+        assert re.search(r"refund completed: 12\.50 USD, reason ORDER_RETURNED", out), out
         assert "EXPIRED: the sweeper put its unit back" in out  # a 3 s hold is waited for
         assert re.search(r"payment refunded: 12\.50 USD, reason LATE_PAYMENT", out), out
         assert "refund issued email sent to ada-" in out
         assert "the gift box keeps no stock: 4 can be made" in out  # 8 mugs, 4 teas
         assert "1 gift box held: 2 mugs, 1 tea" in out
-        assert "8 of 10 available" in out
+        assert "9 of 10 available" in out  # the returned mug is on sale again
         # The mails themselves went to the console.
         assert re.search(r"^Subject: .*ada-", out, re.MULTILINE), out
         product_id = re.search(r"product ([0-9a-f-]{36}): commercekit demo mug", out)
