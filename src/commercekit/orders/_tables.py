@@ -53,6 +53,8 @@ class OrderLineRow(Base):
     returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     damaged: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Of the returned units, those on hand again but never to be sold."""
+    resold: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Of the returned units, those back on sale."""
     refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Units whose share of `amount` was refunded (cancelled or returned)."""
     amount: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)

@@ -631,6 +631,24 @@ class OrderBook:
             row = (await conn.execute(select(_RETURNS).where(_RETURNS.c.id == return_id))).first()
         return None if row is None else _return(row)
 
+    async def sold(self) -> dict[tuple[str, str], int]:
+        """``{(sku, location): units}`` the orders took off sale and did not put back.
+
+        Committed, shipped, damaged and written-off units; not cancelled ones,
+        nor those returned for resale. Once every confirmed reservation is an
+        order (and none is between its confirmation and its order), this is
+        what the stock ledger counts sold, per SKU and location
+        (`ReservationLedger.location_totals`): compare the two to prove it.
+        """
+        left = OrderLineRow.quantity - OrderLineRow.cancelled - OrderLineRow.resold
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(OrderLineRow.sku, OrderLineRow.location, func.sum(left)).group_by(
+                    OrderLineRow.sku, OrderLineRow.location
+                )
+            )
+            return {(sku, location): int(units) for sku, location, units in rows}
+
     async def damaged(self, sku: str, location: str = DEFAULT_LOCATION) -> int:
         """Units of `sku` returned damaged to `location`: on hand there, never to be sold."""
         async with self.engine.connect() as conn:
@@ -745,8 +763,11 @@ class OrderBook:
             raise OverReturn(order_id, over)
         await self._take(conn, order, wanted, "returned")
         damaged = [line for line in lines if line.restock is RestockType.DAMAGED]
+        resold = [line for line in lines if line.restock is RestockType.RESELL]
         if damaged:
             await self._take(conn, order, damaged, "damaged")
+        if resold:
+            await self._take(conn, order, resold, "resold")
         refund_id, refunded = await self._refund_in(conn, order, wanted, "return", return_id)
         made = Return(
             id=return_id,
@@ -767,10 +788,10 @@ class OrderBook:
                 currency=None if order.payment is None else order.payment.currency,
             )
         )
-        resold = _resold(made)
-        if resold:
+        moved = _resold(made)
+        if moved:
             assert self.stock is not None  # receive_return checked it
-            await self.stock.return_sold_in(conn, return_move_id(return_id), resold)
+            await self.stock.return_sold_in(conn, return_move_id(return_id), moved)
         await self._announce(
             conn,
             OrderReturned(
@@ -882,7 +903,7 @@ class OrderBook:
         conn: AsyncConnection,
         order: Order,
         wanted: Iterable[ShipmentLine | ReturnLine],
-        taken: Literal["shipped", "cancelled", "returned", "damaged"],
+        taken: Literal["shipped", "cancelled", "returned", "damaged", "resold"],
     ) -> OrderStatus:
         """Count `wanted` units `taken` (shipped, cancelled, returned...); write the status."""
         units = {(line.sku, line.location): line.quantity for line in wanted}
@@ -1004,6 +1025,7 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
                 cancelled=int(line.cancelled),
                 returned=int(line.returned),
                 damaged=int(line.damaged),
+                resold=int(line.resold),
                 refunded=int(line.refunded),
                 amount=None if line.amount is None else in_units(line.amount, currency),
             )

@@ -101,6 +101,8 @@ class OrderLine(BaseModel):
     """Shipped units that came back (resold, damaged or written off)."""
     damaged: Units = 0
     """Of the returned units, those back on hand here that are never to be sold."""
+    resold: Units = 0
+    """Of the returned units, those back on sale here."""
     refunded: Units = 0
     """Units whose share of `amount` was refunded (cancelled ones, returned ones)."""
     amount: Amount | None = None
@@ -110,6 +112,15 @@ class OrderLine(BaseModel):
     def committed(self) -> int:
         """Units sold here, neither shipped nor cancelled yet."""
         return self.quantity - self.shipped - self.cancelled
+
+    @property
+    def sold(self) -> int:
+        """Units taken off sale here and not put back (committed, shipped, damaged, written off).
+
+        Summed over every order, it is what the stock ledger counts sold here
+        once every confirmed reservation is an order.
+        """
+        return self.quantity - self.cancelled - self.resold
 
     @property
     def returnable(self) -> int:

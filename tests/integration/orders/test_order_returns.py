@@ -13,6 +13,7 @@ from commercekit.events import CATALOG, Outbox
 from commercekit.events.outbox import OutboxMessage
 from commercekit.orders import OrderBook, RestockType, ReturnLine, return_move_id
 from commercekit.payments import RefundReason, RefundService, SimulatedProcessor
+from commercekit.payments.amounts import share
 from commercekit.reservations import DurableReservations
 
 from .conftest import Shop, levels, sku
@@ -43,6 +44,8 @@ async def test_a_return_restocks_each_line_as_it_says_and_refunds_it_once(
     assert await levels(stock, mug) == (1, 0, 2)  # one mug on sale again, once
     assert await levels(stock, tea) == (0, 0, 2)  # written off: never on sale again
     assert await shop.book.damaged(mug) == 1
+    sold = await shop.book.sold()
+    assert (sold[mug, "default"], sold[tea, "default"]) == (2, 2)  # all but the resold mug
     order = await shop.book.get(order_id)
     assert [(ln.sku, ln.returned, ln.damaged, ln.returnable) for ln in order.lines] == sorted(
         [(mug, 2, 1, 1), (tea, 2, 0, 0)]
@@ -149,3 +152,41 @@ async def test_a_return_writes_its_event_once_and_resale_needs_the_stock(
     without = OrderBook(shop.book.engine)
     with pytest.raises(ConfigurationError):
         await without.receive_return(order_id, "rma-2", [(mug, 1, "RESELL")])
+
+
+async def test_the_orders_and_the_ledger_agree_on_what_is_sold_after_a_concurrent_mix(
+    shop: Shop, stock: DurableReservations, refunds: RefundService
+) -> None:
+    mug, tea = sku("MUG"), sku("TEA")
+    order = await shop.order((mug, 6, "2.00"), (tea, 4, "1.00"))
+    await shop.book.ship(order.id, "parcel-1", [(mug, 4)])
+    book = shop.book
+    changes = [
+        book.cancel(order.id, "c-1", [(tea, 1)]),
+        book.cancel(order.id, "c-1", [(tea, 1)]),  # redelivered
+        book.cancel(order.id, "c-2", [(tea, 2), (mug, 1)]),
+        book.ship(order.id, "parcel-2", [(mug, 1), (tea, 1)]),
+        book.ship(order.id, "parcel-3", [(tea, 1)]),
+        book.receive_return(order.id, "r-1", [(mug, 1, "RESELL"), (mug, 1, "DAMAGED")]),
+        book.receive_return(order.id, "r-1", [(mug, 1, "DAMAGED"), (mug, 1, "RESELL")]),
+        book.receive_return(order.id, "r-2", [(mug, 2, "NONE")]),
+        book.receive_return(order.id, "r-3", [(mug, 1, "RESELL")]),
+    ]
+    done = await asyncio.gather(*changes, return_exceptions=True)
+    assert sum(not isinstance(d, BaseException) for d in done) >= 5
+    ledger = await stock.ledger.location_totals()
+    sold = await book.sold()
+    for key in ((mug, "default"), (tea, "default")):
+        assert ledger[key][1] == sold[key], key  # the ledger and the orders agree
+        assert (await stock.stock(key[0])).sold == sold[key]  # and Redis with both
+    after = await book.get(order.id)
+    for line in after.lines:  # every unit is in exactly one place
+        assert line.committed + line.shipped + line.cancelled == line.quantity
+        assert line.resold + line.damaged <= line.returned <= line.shipped
+        assert line.refunded == line.cancelled + line.returned
+    # What was refunded is exactly the refunded units' share of each line, once.
+    owed = sum(
+        share(line.amount or Decimal(0), line.refunded, of=line.quantity, currency="EUR")
+        for line in after.lines
+    )
+    assert shop.payment.amount - await refunds.refundable(shop.payment) == owed

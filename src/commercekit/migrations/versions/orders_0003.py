@@ -32,6 +32,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("amount", _MONEY, nullable=True))
         table.add_column(sa.Column("returned", sa.BigInteger(), nullable=False, server_default="0"))
         table.add_column(sa.Column("damaged", sa.BigInteger(), nullable=False, server_default="0"))
+        table.add_column(sa.Column("resold", sa.BigInteger(), nullable=False, server_default="0"))
         table.add_column(sa.Column("refunded", sa.BigInteger(), nullable=False, server_default="0"))
     with op.batch_alter_table("commercekit_order_cancellations") as table:
         table.add_column(sa.Column("refund_id", sa.String(200), nullable=True))
@@ -62,6 +63,7 @@ def downgrade() -> None:
         table.drop_column("refund_id")
     with op.batch_alter_table("commercekit_order_lines") as table:
         table.drop_column("refunded")
+        table.drop_column("resold")
         table.drop_column("damaged")
         table.drop_column("returned")
         table.drop_column("amount")
