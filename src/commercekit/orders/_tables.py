@@ -72,7 +72,16 @@ class ShipmentRow(Base):
     created_at: Mapped[dt.datetime]
 
 
-class CancellationRow(Base):
+class _Refunded:
+    """The refund a change of an order asked for: its id, its amount and currency."""
+
+    refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The refund of the change's units (None: nothing was refunded)."""
+    refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+
+
+class CancellationRow(_Refunded, Base):
     """One cancellation, kept under the caller's id: the same id never cancels twice."""
 
     __tablename__ = "commercekit_order_cancellations"
@@ -81,13 +90,9 @@ class CancellationRow(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[dt.datetime]
-    refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    """The refund of the cancelled units (None: nothing was refunded)."""
-    refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
-    currency: Mapped[str | None] = mapped_column(String(3), default=None)
 
 
-class ReturnRow(Base):
+class ReturnRow(_Refunded, Base):
     """One return, kept under the caller's id: the same id is never received twice.
 
     Its `lines` are ``[sku, location, units, restock]``.
@@ -99,6 +104,3 @@ class ReturnRow(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     lines: Mapped[list[list[Any]]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[dt.datetime]
-    refund_id: Mapped[str | None] = mapped_column(String(200), default=None)
-    refunded: Mapped[Decimal | None] = mapped_column(_MONEY, default=None)
-    currency: Mapped[str | None] = mapped_column(String(3), default=None)

@@ -712,9 +712,7 @@ class OrderBook:
                 order_id=order_id,
                 lines=[[line.sku, line.location, line.quantity] for line in made.lines],
                 created_at=at,
-                refund_id=refund_id,
-                refunded=refunded if refund_id else None,
-                currency=None if order.payment is None else order.payment.currency,
+                **_refund_values(order, refund_id, refunded),
             )
         )
         await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
@@ -783,9 +781,7 @@ class OrderBook:
                 order_id=order_id,
                 lines=[[ln.sku, ln.location, ln.quantity, ln.restock.value] for ln in lines],
                 created_at=at,
-                refund_id=refund_id,
-                refunded=refunded if refund_id else None,
-                currency=None if order.payment is None else order.payment.currency,
+                **_refund_values(order, refund_id, refunded),
             )
         )
         moved = _resold(made)
@@ -1159,6 +1155,15 @@ def _resold(made: Return) -> list[SoldUnits]:
         if line.restock is RestockType.RESELL:
             units[line.sku, line.location] += line.quantity
     return [SoldUnits(sku=s, location=loc, quantity=n) for (s, loc), n in sorted(units.items())]
+
+
+def _refund_values(order: Order, refund_id: str | None, refunded: Decimal) -> dict[str, Any]:
+    """The refund columns of a cancellation's or a return's row."""
+    return {
+        "refund_id": refund_id,
+        "refunded": refunded if refund_id else None,
+        "currency": None if order.payment is None else order.payment.currency,
+    }
 
 
 def _return(row: Any) -> Return:
