@@ -453,9 +453,13 @@ class OrderBook:
         if self.prices is not None:
             found = self.prices(reservation)
             prices = await found if inspect.isawaitable(found) else found
-        if prices is None or any((prices.get(sku) or -1) < 0 for sku, _, _ in lines):
-            return [units for _, _, units in lines]
-        return [prices[sku] * units for sku, _, units in lines]
+        weights: list[Decimal | int] = []
+        for sku, _, units in lines:
+            price = None if prices is None else prices.get(sku)
+            if price is None or price < 0:  # unknown (0 is a price: a free line)
+                return [units for _, _, units in lines]
+            weights.append(price * units)
+        return weights
 
     async def ship(
         self,

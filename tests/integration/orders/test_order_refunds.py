@@ -43,6 +43,13 @@ async def test_an_order_records_its_payment_split_over_its_lines(shop: Shop) -> 
     assert amounts == {mug: Decimal("27.00"), tea: Decimal("4.50")}
 
 
+async def test_a_free_line_is_paid_nothing_and_the_rest_by_their_prices(shop: Shop) -> None:
+    mug, gift = sku("MUG"), sku("GIFT")
+    order = await shop.order((mug, 2, "10.00"), (gift, 1, "0"), pay="18.00")  # 10% off the mugs
+    amounts = {line.sku: line.amount for line in order.lines}
+    assert amounts == {mug: Decimal("18.00"), gift: Decimal(0)}  # not split by units
+
+
 async def test_a_cancellation_refunds_what_its_units_were_paid_once(
     shop: Shop, processor: SimulatedProcessor, refunds: RefundService
 ) -> None:
