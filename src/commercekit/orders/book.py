@@ -756,20 +756,15 @@ class OrderBook:
             ShipmentLine(sku=sku, location=location, quantity=quantity)
             for (sku, location), quantity in sorted(units.items())
         )
-        over = tuple(
-            OverShipped(want.sku, want.location, committed=left, requested=want.quantity)
-            for want in wanted
-            if want.quantity > (left := _returnable(order, want.sku, want.location))
-        )
+        over = _over(order, wanted, lambda line: line.returnable)
         if over:
             raise OverReturn(order_id, over)
         await self._take(conn, order, wanted, "returned")
+        # Of the returned units, those kept apart and those back on sale (status unchanged).
         damaged = [line for line in lines if line.restock is RestockType.DAMAGED]
         resold = [line for line in lines if line.restock is RestockType.RESELL]
-        if damaged:
-            await self._take(conn, order, damaged, "damaged")
-        if resold:
-            await self._take(conn, order, resold, "resold")
+        await self._count(conn, order_id, damaged, "damaged")
+        await self._count(conn, order_id, resold, "resold")
         refund_id, refunded = await self._refund_in(conn, order, wanted, "return", return_id)
         made = Return(
             id=return_id,
@@ -843,6 +838,7 @@ class OrderBook:
         if self.refunds is None or payment is None:
             return None, Decimal(0)
         amount = Decimal(0)
+        paid_for = []
         for want in wanted:
             line = order.line(want.sku, want.location)
             if line is None or line.amount is None:
@@ -850,13 +846,8 @@ class OrderBook:
             before, after = line.refunded, line.refunded + want.quantity
             amount += share(line.amount, after, of=line.quantity, currency=payment.currency)
             amount -= share(line.amount, before, of=line.quantity, currency=payment.currency)
-            await conn.execute(
-                update(OrderLineRow)
-                .where(OrderLineRow.order_id == order.id)
-                .where(OrderLineRow.sku == want.sku)
-                .where(OrderLineRow.location == want.location)
-                .values(refunded=after)
-            )
+            paid_for.append(want)
+        await self._count(conn, order.id, paid_for, "refunded")
         paying = Payment(
             id=payment.id,
             reservation_id=order.id,
@@ -903,19 +894,10 @@ class OrderBook:
         conn: AsyncConnection,
         order: Order,
         wanted: Iterable[ShipmentLine | ReturnLine],
-        taken: Literal["shipped", "cancelled", "returned", "damaged", "resold"],
+        taken: Literal["shipped", "cancelled", "returned"],
     ) -> OrderStatus:
-        """Count `wanted` units `taken` (shipped, cancelled, returned...); write the status."""
-        units = {(line.sku, line.location): line.quantity for line in wanted}
-        column = getattr(OrderLineRow, taken)
-        for (sku, location), quantity in units.items():
-            await conn.execute(
-                update(OrderLineRow)
-                .where(OrderLineRow.order_id == order.id)
-                .where(OrderLineRow.sku == sku)
-                .where(OrderLineRow.location == location)
-                .values({taken: column + quantity})
-            )
+        """Count `wanted` units `taken` (off the committed ones) and write the status after."""
+        units = await self._count(conn, order.id, wanted, taken)
         after = [
             line.model_copy(
                 update={taken: getattr(line, taken) + units.get((line.sku, line.location), 0)}
@@ -927,6 +909,28 @@ class OrderBook:
             update(OrderRow).where(OrderRow.id == order.id).values(status=status.value)
         )
         return status
+
+    async def _count(
+        self,
+        conn: AsyncConnection,
+        order_id: str,
+        wanted: Iterable[ShipmentLine | ReturnLine],
+        counter: Literal["shipped", "cancelled", "returned", "damaged", "resold", "refunded"],
+    ) -> dict[tuple[str, str], int]:
+        """Add `wanted` units to each line's `counter`; the units by SKU and location."""
+        units: Counter[tuple[str, str]] = Counter()
+        for line in wanted:
+            units[line.sku, line.location] += line.quantity
+        column = getattr(OrderLineRow, counter)
+        for (sku, location), quantity in units.items():
+            await conn.execute(
+                update(OrderLineRow)
+                .where(OrderLineRow.order_id == order_id)
+                .where(OrderLineRow.sku == sku)
+                .where(OrderLineRow.location == location)
+                .values({counter: column + quantity})
+            )
+        return dict(units)
 
     async def _announce(
         self,
@@ -1084,17 +1088,17 @@ def _resolve(order: Order, asked: dict[tuple[str, str | None], int]) -> tuple[Sh
     )
 
 
-def _committed(order: Order, sku: str, location: str) -> int:
-    line = order.line(sku, location)
-    return 0 if line is None else line.committed
-
-
-def _over(order: Order, wanted: Iterable[ShipmentLine]) -> tuple[OverShipped, ...]:
-    """The lines asking for more units than the order still commits there."""
+def _over(
+    order: Order,
+    wanted: Iterable[ShipmentLine],
+    left: Callable[[OrderLine], int] = lambda line: line.committed,
+) -> tuple[OverShipped, ...]:
+    """The lines asking for more units than the order has `left` there (committed ones)."""
     return tuple(
-        OverShipped(line.sku, line.location, committed=held, requested=line.quantity)
-        for line in wanted
-        if line.quantity > (held := _committed(order, line.sku, line.location))
+        OverShipped(want.sku, want.location, committed=held, requested=want.quantity)
+        for want in wanted
+        if want.quantity
+        > (held := 0 if (line := order.line(want.sku, want.location)) is None else left(line))
     )
 
 
@@ -1146,11 +1150,6 @@ def _return_lines(
             key=lambda ln: (ln.sku, ln.location, ln.restock.value),
         )
     )
-
-
-def _returnable(order: Order, sku: str, location: str) -> int:
-    line = order.line(sku, location)
-    return 0 if line is None else line.returnable
 
 
 def _resold(made: Return) -> list[SoldUnits]:
