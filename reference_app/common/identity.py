@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from commercekit.auth import USER_ID_HEADER, USER_ROLE_HEADER, Principal
+from commercekit.reservations import acting_as
 from reference_app.common.errors import ApiError
 
 __all__ = [
@@ -75,11 +77,18 @@ async def current_user(request: Request) -> Principal:
     return Principal(user_id=user_id, role=role)
 
 
-async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
-    """The verified caller if an admin; 403 otherwise."""
+async def admin_user(
+    user: Annotated[Principal, Depends(current_user)],
+) -> AsyncIterator[Principal]:
+    """The verified caller if an admin; 403 otherwise.
+
+    The stock journal names the admin (``admin:<id>``) as the actor of what
+    the request changes.
+    """
     if user.role != "admin":
         raise ApiError(403, "admin role required", code="forbidden")
-    return user
+    with acting_as(f"admin:{user.user_id}"):
+        yield user
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

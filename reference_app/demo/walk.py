@@ -154,6 +154,7 @@ class Walk:
         order_id = await self.buy(shopper, shopper_email, product_id)
         await self.ship_in_parts(admin, shopper, order_id, product_id)
         await self.send_back(admin, shopper, shopper_email, order_id, product_id)
+        await self.read_journal(admin, order_id)
         await self.pay_late(shopper, shopper_email, product_id)
         await self.two_warehouses(suffix, admin, shopper, product_id)
         await self.gift_box(suffix, admin, shopper, product_id)
@@ -292,6 +293,21 @@ class Walk:
             f"{refund['reason']}; the payment still reads {state['status']}"
         )
         await self.mail_went_out("refund_issued", refunds, shopper_email)
+
+    async def read_journal(self, admin: str, order_id: str) -> None:
+        """The admin reads the order's rows of the stock journal: each move of its units."""
+        self.step("The stock journal: every move of the order's units, and why")
+        path = f"/api/v1/inventory/journal?orderId={order_id}"
+        rows = (await self.call("GET", path, token=admin, expect=(200,))).json()
+        if [row["reason"] for row in rows][:1] != ["confirm"]:
+            raise WalkError(f"the order's journal starts with {rows[:1]}, not its confirmation")
+        for row in rows:
+            after = row["after"]
+            self.detail(
+                f"journal: {row['reason']} {row['quantity']} {row['from']} -> {row['to']} "
+                f"({row['reference']}, by {row['actor']}): {after['available']} available, "
+                f"{after['committed']} committed, {after['shipped']} shipped"
+            )
 
     async def pay_late(self, shopper: str, shopper_email: str, product_id: str) -> None:
         """Let a hold expire (or cancel it), pay it anyway, see the refund and its mail."""

@@ -30,6 +30,7 @@ from commercekit.reservations import (
     LocationName,
     PurchaseLimit,
     Reservation,
+    StockReason,
 )
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
@@ -69,6 +70,7 @@ from reference_app.inventory.schemas import (
     ReserveRequest,
     ReserveResponse,
     RestockRequest,
+    StockEntryPublic,
 )
 
 __all__ = ["LEAN_ROUTES", "router"]
@@ -564,6 +566,43 @@ async def get_location_stock(
     product = await _product(services, product_id)
     levels = await services.reservations.stock_by_location(product.sku)
     return [LocationStockPublic.of(level) for level in levels.values()]
+
+
+@router.get("/inventory/journal", tags=["inventory"], responses=errors(401, 403, 404))
+async def get_journal(  # noqa: PLR0917 (one query parameter per filter)
+    services: ServicesDep,
+    admin: AdminUser,
+    productId: Annotated[uuid.UUID | None, Query()] = None,  # noqa: N803
+    location: Annotated[LocationName | None, Query()] = None,
+    reference: Annotated[str | None, Query(min_length=1, max_length=140)] = None,
+    orderId: Annotated[str | None, Query(min_length=1, max_length=64)] = None,  # noqa: N803
+    reason: Annotated[StockReason | None, Query()] = None,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[StockEntryPublic]:
+    """The stock journal, oldest first (admins only): every change of stock, and why.
+
+    Each entry moves units of a product at a location between states
+    (available, held, committed, shipped, damaged, written off), with its
+    reason, the reservation, shipment, cancellation or return behind it,
+    who made it, and the levels before and after. The filters combine; the
+    next page is ``after`` the last entry's ``id``.
+    """
+    sku = None if productId is None else (await _product(services, productId)).sku
+    entries = await services.reservations.journal(
+        sku=sku,
+        location=location,
+        reference=reference,
+        order_id=orderId,
+        reason=reason,
+        after=after,
+        limit=limit,
+    )
+    products = await services.products.by_skus({entry.sku for entry in entries})
+    return [
+        StockEntryPublic.of(entry, None if entry.sku not in products else products[entry.sku].id)
+        for entry in entries
+    ]
 
 
 @router.put("/inventory/channels/{name}", tags=["locations"], responses=errors(401, 403, 404))

@@ -33,7 +33,11 @@ from commercekit.reservations import (
     Reservation,
     ReservationStatus,
     Split,
+    StockEntry,
     StockLevel,
+    StockQuantities,
+    StockReason,
+    StockState,
     Strategy,
 )
 from commercekit.reservations.kits import MAX_COMPONENTS
@@ -626,4 +630,77 @@ class ReturnPublic(BaseModel):
             createdAt=made.created_at,
             refundId=made.refund_id,
             refunded=made.refunded,
+        )
+
+
+# ------------------------------------------------------------------ journal
+class StockQuantitiesPublic(BaseModel):
+    """A product's units at one location in each state; ``onHand`` is the first three."""
+
+    available: int
+    held: int
+    committed: int
+    shipped: int
+    damaged: int
+    writtenOff: int  # noqa: N815
+    onHand: int  # noqa: N815
+
+    @classmethod
+    def of(cls, level: StockQuantities) -> Self:
+        """The public view of `level`."""
+        return cls(
+            available=level.available,
+            held=level.held,
+            committed=level.committed,
+            shipped=level.shipped,
+            damaged=level.damaged,
+            writtenOff=level.written_off,
+            onHand=level.on_hand,
+        )
+
+
+class StockEntryPublic(BaseModel):
+    """One change of stock: `quantity` units of a product moved `from` one state `to` another."""
+
+    id: int = Field(description="The journal's order; pass the last one as `after` for more.")
+    at: dt.datetime
+    productId: uuid.UUID | None  # noqa: N815 (None: the product is gone)
+    sku: str
+    location: str
+    reason: StockReason
+    reference: str | None = Field(
+        description="The reservation, shipment, cancellation or return that moved the units."
+    )
+    orderId: str | None  # noqa: N815
+    actor: str | None = Field(description="Who made the change (`admin:<id>`, a shopper's id).")
+    quantity: int
+    source: StockState | None = Field(
+        serialization_alias="from",
+        description="Where the units were (null: outside, e.g. stock added).",
+    )
+    target: StockState | None = Field(
+        serialization_alias="to",
+        description="Where they went (null: out of the shop, e.g. stock taken off).",
+    )
+    before: StockQuantitiesPublic
+    after: StockQuantitiesPublic
+
+    @classmethod
+    def of(cls, entry: StockEntry, product_id: uuid.UUID | None) -> Self:
+        """The public view of `entry`."""
+        return cls(
+            id=entry.id,
+            at=entry.at,
+            productId=product_id,
+            sku=entry.sku,
+            location=entry.location,
+            reason=entry.reason,
+            reference=entry.reference,
+            orderId=entry.order_id,
+            actor=entry.actor,
+            quantity=entry.quantity,
+            source=entry.source,
+            target=entry.target,
+            before=StockQuantitiesPublic.of(entry.before),
+            after=StockQuantitiesPublic.of(entry.after),
         )

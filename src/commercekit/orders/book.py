@@ -59,6 +59,7 @@ from commercekit.payments.models import (
     RefundDecision,
     RefundReason,
 )
+from commercekit.reservations.journal import StockReason, StockState, move
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
     SKU,
@@ -85,6 +86,7 @@ try:
         ReturnRow,
         ShipmentRow,
     )
+    from commercekit.reservations.ledger import write_journal
     from commercekit.sql import dialect_of, insert_or_ignore, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
@@ -719,7 +721,13 @@ class OrderBook:
                 **_refund_values(order, refund_id, refunded),
             )
         )
-        await stock.return_sold_in(conn, move_id(cancellation_id), _sold_units(made))
+        await stock.return_sold_in(
+            conn,
+            move_id(cancellation_id),
+            _sold_units(made),
+            reference=cancellation_id,
+            order_id=order_id,
+        )
         await self._announce(
             conn,
             OrderCancelled(
@@ -763,6 +771,7 @@ class OrderBook:
         # Of the returned units, those kept apart and those back on sale (status unchanged).
         damaged = [line for line in lines if line.restock is RestockType.DAMAGED]
         resold = [line for line in lines if line.restock is RestockType.RESELL]
+        written_off = [line for line in lines if line.restock is RestockType.NONE]
         await self._count(conn, order_id, damaged, "damaged")
         await self._count(conn, order_id, resold, "resold")
         refund_id, refunded = await self._refund_in(conn, order, wanted, "return", return_id)
@@ -786,7 +795,18 @@ class OrderBook:
         moved = _resold(made)
         if moved:
             assert self.stock is not None  # receive_return checked it
-            await self.stock.return_sold_in(conn, return_move_id(return_id), moved)
+            await self.stock.return_sold_in(
+                conn,
+                return_move_id(return_id),
+                moved,
+                reason=StockReason.RETURN,
+                source=StockState.SHIPPED,
+                reference=return_id,
+                order_id=order_id,
+            )
+        for kept, target in ((damaged, StockState.DAMAGED), (written_off, StockState.WRITTEN_OFF)):
+            await _journal(conn, kept, (StockState.SHIPPED, target), StockReason.RETURN,
+                           reference=return_id, order_id=order_id, at=at)  # fmt: skip
         await self._announce(
             conn,
             OrderReturned(
@@ -965,6 +985,9 @@ class OrderBook:
         if over:
             raise OverFulfilment(order_id, over)
         after = await self._take(conn, order, wanted, "shipped")
+        await _journal(conn, wanted, (StockState.COMMITTED, StockState.SHIPPED),
+                       StockReason.SHIP, reference=shipment_id, order_id=order_id,
+                       at=at)  # fmt: skip
         await conn.execute(
             insert(ShipmentRow).values(
                 id=shipment_id,
@@ -1045,6 +1068,27 @@ def _order(row: Any, lines: Iterable[Any]) -> Order:
             currency=row.currency,
         ),
     )
+
+
+async def _journal(
+    conn: AsyncConnection,
+    lines: Iterable[ShipmentLine | ReturnLine],
+    route: tuple[StockState, StockState],
+    reason: StockReason,
+    *,
+    reference: str,
+    order_id: str,
+    at: dt.datetime,
+) -> None:
+    """Journal a change of an order's sold units that puts none back on sale."""
+    await write_journal(
+        conn,
+        [
+            move(line.sku, line.location, line.quantity, route, reason,
+                         reference=reference, order_id=order_id, at=at)
+            for line in lines
+        ],
+    )  # fmt: skip
 
 
 def _requested(lines: Iterable[ShipmentRequest]) -> dict[tuple[str, str | None], int]:

@@ -17,6 +17,13 @@ on first use, so the models work without either.
 from typing import TYPE_CHECKING
 
 from commercekit._lazy import lazy_attributes
+from commercekit.reservations.journal import (
+    StockEntry,
+    StockQuantities,
+    StockReason,
+    StockState,
+    acting_as,
+)
 from commercekit.reservations.kits import Kit, KitStore
 from commercekit.reservations.locations import Channel, ChannelLocation, Split, Strategy
 from commercekit.reservations.models import (
@@ -37,7 +44,7 @@ from commercekit.reservations.sweeper import ExpiryCallback, ExpirySweeper
 
 if TYPE_CHECKING:
     from commercekit.reservations.durable import DurableReservations, ReconcileReport
-    from commercekit.reservations.ledger import ReservationLedger
+    from commercekit.reservations.ledger import JournalRow, ReservationLedger
     from commercekit.reservations.redis import RedisReservationStore
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "DurableReservations",
     "ExpiryCallback",
     "ExpirySweeper",
+    "JournalRow",
     "Kit",
     "KitStore",
     "LineInput",
@@ -63,9 +71,14 @@ __all__ = [
     "ReservationStore",
     "SoldUnits",
     "Split",
+    "StockEntry",
     "StockLevel",
+    "StockQuantities",
+    "StockReason",
+    "StockState",
     "Strategy",
     "TTLInput",
+    "acting_as",
     "merge_lines",
 ]
 
@@ -74,6 +87,7 @@ _LAZY = {
     # These need optional extras; import them only when asked for.
     "RedisReservationStore": "commercekit.reservations.redis",
     "ReservationLedger": "commercekit.reservations.ledger",
+    "JournalRow": "commercekit.reservations.ledger",
     "DurableReservations": "commercekit.reservations.durable",
     "ReconcileReport": "commercekit.reservations.durable",
 }

@@ -48,6 +48,7 @@ from commercekit.errors import (
 )
 from commercekit.reservations import _input
 from commercekit.reservations._batch import Coalescer
+from commercekit.reservations.journal import StockEntry, StockReason, StockState
 from commercekit.reservations.kits import Kit, check_components
 from commercekit.reservations.ledger import ReservationLedger
 from commercekit.reservations.locations import Channel, check_location
@@ -124,6 +125,10 @@ class ReconcileReport:
     moves_applied: list[str] = field(default_factory=list)
     """Moves of sold units back on sale the ledger had recorded and Redis had not made
     (or made without the ledger knowing): made, once."""
+    journal_repaired: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per SKU (``sku@location`` past the default location), what the stock journal
+    lacked to sum to the ledger (units ``added``, ``held``, ``sold``): written, as
+    RECONCILE rows. Empty when every change journaled itself, as it does."""
 
     @property
     def clean(self) -> bool:
@@ -137,6 +142,7 @@ class ReconcileReport:
             or self.caps_repaired
             or self.kits_repaired
             or self.moves_applied
+            or self.journal_repaired
         )
 
 
@@ -262,21 +268,32 @@ class DurableReservations:
 
     # -------------------------------------------------------------- stock
     async def _stock(
-        self, sku: str, location: str, change: Callable[[], Awaitable[StockLevel]]
+        self,
+        sku: str,
+        location: str,
+        change: Callable[[], Awaitable[StockLevel]],
+        reason: StockReason = StockReason.RECONCILE,
     ) -> StockLevel:
         sku = _input.check_sku(sku)
         location = check_location(location)
         with _ledger_down("ledger unavailable"):
             return await self.ledger.change_stock(
-                sku, lambda: self._redis(change), location=location
+                sku, lambda: self._redis(change), location=location, reason=reason
             )
 
     async def set_stock(
         self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION
     ) -> StockLevel:
-        """See `ReservationStore.set_stock`; the total is recorded in the ledger."""
+        """See `ReservationStore.set_stock`; the total is recorded in the ledger.
+
+        The change of the units is journaled (`StockReason.SET`), naming the
+        actor of `acting_as`; so are `restock`'s and `adjust`'s.
+        """
         return await self._stock(
-            sku, location, lambda: self.store.set_stock(sku, on_hand, location=location)
+            sku,
+            location,
+            lambda: self.store.set_stock(sku, on_hand, location=location),
+            StockReason.SET,
         )
 
     async def restock(
@@ -284,17 +301,30 @@ class DurableReservations:
     ) -> StockLevel:
         """See `ReservationStore.restock`; the total is recorded in the ledger."""
         return await self._stock(
-            sku, location, lambda: self.store.restock(sku, quantity, location=location)
+            sku,
+            location,
+            lambda: self.store.restock(sku, quantity, location=location),
+            StockReason.RESTOCK,
         )
 
     async def adjust(self, sku: str, delta: int, *, location: str = DEFAULT_LOCATION) -> StockLevel:
         """See `ReservationStore.adjust`; the total is recorded in the ledger."""
         return await self._stock(
-            sku, location, lambda: self.store.adjust(sku, delta, location=location)
+            sku,
+            location,
+            lambda: self.store.adjust(sku, delta, location=location),
+            StockReason.ADJUST,
         )
 
     # ------------------------------------------------- sold units back on sale
-    async def return_sold(self, move_id: str, lines: Sequence[SoldUnits]) -> bool:
+    async def return_sold(
+        self,
+        move_id: str,
+        lines: Sequence[SoldUnits],
+        *,
+        reason: StockReason = StockReason.CANCEL,
+        source: StockState = StockState.COMMITTED,
+    ) -> bool:
         """Put sold units back on sale (a cancelled order's, a returned parcel's), exactly once.
 
         The ledger records the move first (each line's units come off
@@ -303,7 +333,9 @@ class DurableReservations:
         never sellable twice: the same call again, or the next `reconcile`,
         makes the Redis half, once. To record a move in a transaction of
         your own (with the order it cancels), use `return_sold_in`, then
-        `apply_move` after the commit.
+        `apply_move` after the commit. The journal moves the units from
+        `source` (committed ones: a cancellation; shipped ones: a return)
+        to available, for `reason`.
 
         Returns:
             Whether the move was recorded now (False: it had been, with these lines).
@@ -316,7 +348,9 @@ class DurableReservations:
         lines = _input.check_sold_units(lines)
         with _ledger_down(f"ledger unavailable, move {move_id} not recorded"):
             async with self.ledger.engine.begin() as conn:
-                recorded = await self.ledger.record_return_in(conn, move_id, lines)
+                recorded = await self.ledger.record_return_in(
+                    conn, move_id, lines, reason=reason, source=source
+                )
         await self.apply_move(move_id, lines)
         return recorded
 
@@ -325,14 +359,27 @@ class DurableReservations:
         executor: AsyncConnection | AsyncSession,
         move_id: str,
         lines: Sequence[SoldUnits],
+        *,
+        reason: StockReason = StockReason.CANCEL,
+        source: StockState = StockState.COMMITTED,
+        reference: str | None = None,
+        order_id: str | None = None,
     ) -> bool:
         """Record move `move_id` in the caller's transaction; `apply_move` after its commit.
+
+        The journal names `reference` (the move's id by default) and `order_id`.
 
         Returns:
             Whether it was recorded now (False: it had been; nothing written).
         """
         return await self.ledger.record_return_in(
-            executor, _input.check_move_id(move_id), _input.check_sold_units(lines)
+            executor,
+            _input.check_move_id(move_id),
+            _input.check_sold_units(lines),
+            reason=reason,
+            source=source,
+            reference=reference,
+            order_id=order_id,
         )
 
     async def apply_move(self, move_id: str, lines: Sequence[SoldUnits] | None = None) -> bool:
@@ -612,6 +659,29 @@ class DurableReservations:
             raise ReservationNotFound(reservation_id)
         return found
 
+    async def journal(
+        self,
+        *,
+        sku: str | None = None,
+        location: str | None = None,
+        reference: str | None = None,
+        order_id: str | None = None,
+        reason: StockReason | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[StockEntry]:
+        """The stock journal's rows, oldest first: see `ReservationLedger.journal`."""
+        with _ledger_down("ledger unavailable"):
+            return await self.ledger.journal(
+                sku=sku,
+                location=location,
+                reference=reference,
+                order_id=order_id,
+                reason=reason,
+                after=after,
+                limit=limit,
+            )
+
     # ----------------------------------------------------------- reconcile
     async def _repair_total(self, sku: str, location: str) -> tuple[int, int | None]:
         """Make Redis's units and backorder cap of `sku` at `location` the ledger's.
@@ -639,7 +709,7 @@ class DurableReservations:
         """Record `hold`'s lines if the ledger has others; True if it did."""
         if (recorded.lines, recorded.holdings) == (hold.lines, hold.holdings):
             return False
-        return await self.ledger.record_amend(hold)
+        return await self.ledger.record_amend(hold, reason=StockReason.RECONCILE)
 
     async def _reconcile_kits(self, report: ReconcileReport) -> None:
         kept, known = await self.ledger.kits(), await self.store.kits()
@@ -656,12 +726,24 @@ class DurableReservations:
             if cap is not None:
                 report.caps_repaired[where] = cap
 
+    async def _reconcile_journal(self, report: ReconcileReport) -> None:
+        drift = await self.ledger.journal_drift()
+        if drift:
+            await self.ledger.repair_journal(drift)
+        for (sku, location), off in drift.items():
+            report.journal_repaired[
+                sku if location == DEFAULT_LOCATION else f"{sku}@{location}"
+            ] = off
+
     async def reconcile(self) -> ReconcileReport:
         """Compare Redis with the ledger and repair what differs.
 
         Safe while traffic flows: it only records decisions Redis already
         made, and corrects a SKU's total units (which reservations never
-        change) under the same row lock as stock changes.
+        change) under the same row lock as stock changes. Last, it proves
+        the stock journal sums to the ledger, per SKU and location (units
+        added, held, sold), and journals what it lacked
+        (`ReconcileReport.journal_repaired`).
         """
         report = ReconcileReport()
         await self.start()
@@ -671,7 +753,7 @@ class DurableReservations:
         for rid, hold in in_redis.items():
             recorded = in_ledger.get(rid)
             if recorded is None and await self.ledger.get(rid) is None:
-                await self.ledger.record_created(hold)
+                await self.ledger.record_created(hold, reason=StockReason.RECONCILE)
                 report.records_added.append(rid)
             elif recorded is not None and await self._amended_only_in_redis(recorded, hold):
                 report.amends_recorded.append(rid)
@@ -687,15 +769,18 @@ class DurableReservations:
                         "updated_at": dt.datetime.now(dt.UTC),
                     }
                 )
-                if await self.ledger.record_transition(lost):
+                if await self.ledger.record_transition(lost, reason=StockReason.RECONCILE):
                     report.lost_holds.append(rid)
                 continue
-            if now.status.is_terminal and await self.ledger.record_transition(now):
+            if now.status.is_terminal and await self.ledger.record_transition(
+                now, reason=StockReason.RECONCILE
+            ):
                 report.transitions_recorded.append(rid)
 
         await self._reconcile_kits(report)
         report.moves_applied.extend(await self.apply_moves())
         await self._reconcile_stock(report)
+        await self._reconcile_journal(report)
         if not report.clean:
             logger.warning("reconcile repaired drift: %s", report)
         return report

@@ -13,8 +13,17 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from commercekit.errors import MissingExtraError, StockConflict
+from commercekit.errors import InvalidRequest, MissingExtraError, StockConflict
 from commercekit.reservations._records import from_allocations, to_allocations
+from commercekit.reservations.journal import (
+    StockEntry,
+    StockQuantities,
+    StockReason,
+    StockState,
+    levels,
+    move,
+    state,
+)
 from commercekit.reservations.kits import Kit, check_nesting
 from commercekit.reservations.models import (
     DEFAULT_LOCATION,
@@ -31,11 +40,14 @@ try:
         JSON,
         BigInteger,
         Boolean,
+        DateTime,
         Index,
         Integer,
         String,
         delete,
+        false,
         func,
+        insert,
         select,
         text,
         update,
@@ -48,7 +60,14 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["KitRow", "ReservationLedger", "ReservationRow", "StockMoveRow", "StockRow"]
+__all__ = [
+    "JournalRow",
+    "KitRow",
+    "ReservationLedger",
+    "ReservationRow",
+    "StockMoveRow",
+    "StockRow",
+]
 
 T = TypeVar("T")
 
@@ -118,6 +137,47 @@ class StockMoveRow(Base):
     created_at: Mapped[dt.datetime]
 
 
+class JournalRow(Base):
+    """A stored row of the stock journal (`commercekit.reservations.journal`)."""
+
+    __tablename__ = "commercekit_stock_journal"
+    __table_args__ = (
+        Index("ix_commercekit_stock_journal_sku_location", "sku", "location", "id"),
+        Index("ix_commercekit_stock_journal_reference", "reference"),
+        Index("ix_commercekit_stock_journal_order_id", "order_id"),
+        Index(
+            "ix_commercekit_stock_journal_unannounced",
+            "id",
+            postgresql_where=text("NOT announced"),
+            sqlite_where=text("NOT announced"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    sku: Mapped[str] = mapped_column(String(200))
+    location: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(16))
+    reference: Mapped[str | None] = mapped_column(String(140))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str | None] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(16))
+    announced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Whether a `StockWatch` has announced it (its ``stock.*`` events written)."""
+
+
+async def write_journal(
+    executor: AsyncConnection | AsyncSession, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert journal rows (`move`'s values) in the transaction of `executor`."""
+    if rows:
+        await executor.execute(insert(JournalRow), list(rows))
+
+
 def _move_lines(row: Any) -> list[SoldUnits]:
     return [SoldUnits(sku=sku, location=loc, quantity=int(q)) for sku, loc, q in row.lines]
 
@@ -133,23 +193,87 @@ def _kit(row: Any) -> Kit:
 
 _INSERT_MANY = text(
     """
-    INSERT INTO commercekit_reservations
-        (id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
-         expires_at)
-    SELECT id, owner, status, lines::jsonb, idempotency_key, allocations::jsonb, created_at,
-        updated_at, expires_at
-    FROM unnest(
-        CAST(:id AS text[]), CAST(:owner AS text[]), CAST(:status AS text[]),
-        CAST(:lines AS text[]), CAST(:idempotency_key AS text[]),
-        CAST(:allocations AS text[]),
-        CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]),
-        CAST(:expires_at AS timestamptz[])
-    ) AS t(id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
-        expires_at)
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    WITH made AS (
+        INSERT INTO commercekit_reservations
+            (id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
+             expires_at)
+        SELECT id, owner, status, lines::jsonb, idempotency_key, allocations::jsonb, created_at,
+            updated_at, expires_at
+        FROM unnest(
+            CAST(:id AS text[]), CAST(:owner AS text[]), CAST(:status AS text[]),
+            CAST(:lines AS text[]), CAST(:idempotency_key AS text[]),
+            CAST(:allocations AS text[]),
+            CAST(:created_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]),
+            CAST(:expires_at AS timestamptz[])
+        ) AS t(id, owner, status, lines, idempotency_key, allocations, created_at, updated_at,
+            expires_at)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, owner, created_at
+    ), journal AS (
+        INSERT INTO commercekit_stock_journal
+            (at, sku, location, reason, reference, actor, quantity, source, target)
+        SELECT made.created_at, j.sku, j.location, 'reserve', made.id, made.owner, j.quantity,
+            'available', 'held'
+        FROM unnest(
+            CAST(:j_id AS text[]), CAST(:j_sku AS text[]), CAST(:j_location AS text[]),
+            CAST(:j_quantity AS bigint[])
+        ) WITH ORDINALITY AS j(id, sku, location, quantity, n)
+        JOIN made ON made.id = j.id
+        ORDER BY j.n
+    )
+    SELECT id FROM made
     """
 )
+"""The batch of holds in one statement: their rows and, for those inserted now, their
+journal rows (a statement is atomic: both or neither)."""
+
+
+def _held(
+    reservation: Reservation,
+    source: StockState | None,
+    target: StockState | None,
+    reason: StockReason,
+    *,
+    at: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Journal rows moving every unit `reservation` holds from `source` to `target`."""
+    return [
+        move(
+            held.sku,
+            held.location,
+            held.quantity,
+            (source, target),
+            reason,
+            reference=reservation.id,
+            order_id=reservation.id if target is StockState.COMMITTED else None,
+            actor=reservation.owner,
+            at=at or reservation.updated_at,
+        )
+        for held in reservation.holdings
+    ]
+
+
+def _amended(before: Reservation, after: Reservation, reason: StockReason) -> list[dict[str, Any]]:
+    """Journal rows taking a pending hold from `before`'s units to `after`'s."""
+    change: dict[tuple[str, str], int] = {}
+    for held in after.holdings:
+        change[held.sku, held.location] = change.get((held.sku, held.location), 0) + held.quantity
+    for held in before.holdings:
+        change[held.sku, held.location] = change.get((held.sku, held.location), 0) - held.quantity
+    return [
+        move(sku, location, units, (StockState.AVAILABLE, StockState.HELD), reason,
+             reference=after.id, actor=after.owner, at=after.updated_at)
+        for (sku, location), units in sorted(change.items())
+        if units
+    ]  # fmt: skip
+
+
+_SETTLED = {
+    ReservationStatus.CONFIRMED: (StockState.COMMITTED, StockReason.CONFIRM),
+    ReservationStatus.RELEASED: (StockState.AVAILABLE, StockReason.RELEASE),
+    ReservationStatus.EXPIRED: (StockState.AVAILABLE, StockReason.EXPIRE),
+}
+"""Where a settled reservation's held units go, and the journal's reason."""
 
 
 def _row_values(r: Reservation) -> dict[str, Any]:
@@ -193,21 +317,32 @@ class ReservationLedger:
         self.engine = engine
         self._dialect = engine.dialect.name
 
-    async def record_created(self, reservation: Reservation) -> bool:
+    async def record_created(
+        self, reservation: Reservation, *, reason: StockReason = StockReason.RESERVE
+    ) -> bool:
         """Insert a new reservation's row; True if this call inserted it.
 
         A second insert of the same id (an idempotent replay) does nothing.
+        Its units are journaled as held, for `reason`.
         """
         async with self.engine.begin() as conn:
             values = _row_values(reservation)
             stmt = insert_or_ignore(self._dialect, ReservationRow, values, index_elements=["id"])
             result = await conn.execute(stmt)
-            return bool(result.rowcount)
+            if not result.rowcount:
+                return False
+            await write_journal(
+                conn,
+                _held(reservation, StockState.AVAILABLE, StockState.HELD, reason,
+                      at=reservation.created_at),
+            )  # fmt: skip
+            return True
 
     async def record_created_many(self, reservations: Sequence[Reservation]) -> list[bool]:
         """Insert several new reservations' rows in one transaction (all or none).
 
         Returns, for each reservation, whether this call inserted its row.
+        The units of those inserted are journaled as held.
         """
         if not reservations:
             return []
@@ -221,6 +356,11 @@ class ReservationLedger:
             columns["allocations"] = [
                 None if placed is None else json.dumps(placed) for placed in columns["allocations"]
             ]
+            held = [(r.id, h) for r in reservations for h in r.holdings]
+            columns["j_id"] = [rid for rid, _ in held]
+            columns["j_sku"] = [h.sku for _, h in held]
+            columns["j_location"] = [h.location for _, h in held]
+            columns["j_quantity"] = [h.quantity for _, h in held]
             async with self.engine.connect() as conn:
                 single = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 inserted = set((await single.execute(_INSERT_MANY, columns)).scalars())
@@ -229,15 +369,33 @@ class ReservationLedger:
                 stmt = insert_or_ignore(self._dialect, ReservationRow, rows, index_elements=["id"])
                 result = await conn.execute(stmt.returning(ReservationRow.id))
                 inserted = set(result.scalars())
+                await write_journal(
+                    conn,
+                    [
+                        row
+                        for r in reservations
+                        if r.id in inserted
+                        for row in _held(
+                            r, StockState.AVAILABLE, StockState.HELD, StockReason.RESERVE,
+                            at=r.created_at,
+                        )
+                    ],
+                )  # fmt: skip
         return [r.id in inserted for r in reservations]
 
-    async def record_transition(self, reservation: Reservation) -> bool:
+    async def record_transition(
+        self, reservation: Reservation, *, reason: StockReason | None = None
+    ) -> bool:
         """Record a reservation's new status (or deadline); True if this call changed the row.
 
         A PENDING row moves to the terminal status once; confirmed units are
         added to the sold total of their SKU and location in the same transaction. A row that is
         missing (its insert failed after the hold was made) is created in
         its final state. Recording the same transition again does nothing.
+
+        The journal gets the held units' move (to committed, or back to
+        available), for `reason` (by default the status's: confirm, release,
+        expire); a hold amended in Redis only is first journaled as amended.
         """
         async with self.engine.begin() as conn:
             if reservation.status is ReservationStatus.PENDING:  # an extension
@@ -247,12 +405,19 @@ class ReservationLedger:
                     .values(expires_at=reservation.expires_at, updated_at=reservation.updated_at)
                 )
                 return bool(result.rowcount)
-            result = await conn.execute(
+            target, default = _SETTLED[reservation.status]
+            reason = reason or default
+            settled = await conn.execute(
                 update(ReservationRow)
                 .where(ReservationRow.id == reservation.id, ReservationRow.status == "PENDING")
                 .values(status=reservation.status.value, updated_at=reservation.updated_at)
+                .returning(*ReservationRow.__table__.c)
             )
-            if not result.rowcount:
+            row = settled.first()
+            if row is not None:  # what the ledger held may differ (an amend it missed)
+                missed = reason if reason is StockReason.RECONCILE else StockReason.AMEND
+                journal = _amended(_reservation(row), reservation, missed)
+            else:
                 values = _row_values(reservation)
                 stmt = insert_or_ignore(
                     self._dialect, ReservationRow, values, index_elements=["id"]
@@ -260,34 +425,53 @@ class ReservationLedger:
                 inserted = await conn.execute(stmt)
                 if not inserted.rowcount:
                     return False  # the row was terminal already: recorded before
+                journal = _held(
+                    reservation, StockState.AVAILABLE, StockState.HELD, reason,
+                    at=reservation.created_at,
+                )  # fmt: skip
+            journal += _held(reservation, StockState.HELD, target, reason)
+            await write_journal(conn, journal)
             if reservation.status is ReservationStatus.CONFIRMED:
                 for held in reservation.holdings:
                     await self._add_sold(conn, held.sku, held.location, held.quantity)
             return True
 
-    async def record_amend(self, reservation: Reservation) -> bool:
+    async def record_amend(
+        self, reservation: Reservation, *, reason: StockReason = StockReason.AMEND
+    ) -> bool:
         """Record a PENDING reservation's new lines and allocations; True if the row changed.
 
         Only a PENDING row changes (a settled one keeps what it settled with),
         and only toward a newer amendment (`updated_at`), so a late write of an
-        older one changes nothing.
+        older one changes nothing. The journal gets the change of the units
+        held, per SKU and location.
         """
         values = _row_values(reservation)
         async with self.engine.begin() as conn:
-            result = await conn.execute(
+            # A no-op write first: it takes the row's lock (PostgreSQL) or the
+            # database's (SQLite) before the lines it replaces are read.
+            newer = (
+                (ReservationRow.id == reservation.id)
+                & (ReservationRow.status == "PENDING")
+                & (ReservationRow.updated_at < reservation.updated_at)
+            )
+            locked = await conn.execute(
+                update(ReservationRow).where(newer).values(owner=ReservationRow.owner)
+            )
+            if not locked.rowcount:
+                return False
+            before = (await conn.execute(select(ReservationRow).where(newer))).one()
+            await conn.execute(
                 update(ReservationRow)
-                .where(
-                    ReservationRow.id == reservation.id,
-                    ReservationRow.status == "PENDING",
-                    ReservationRow.updated_at < reservation.updated_at,
-                )
+                .where(newer)
                 .values(
                     lines=values["lines"],
                     allocations=values["allocations"],
                     updated_at=reservation.updated_at,
                 )
             )
-            return bool(result.rowcount)
+            await write_journal(conn, _amended(_reservation(before), reservation, reason))
+            return True
 
     async def _add_sold(
         self, conn: AsyncConnection, sku: str, location: str, quantity: int
@@ -308,36 +492,45 @@ class ReservationLedger:
         change: Callable[[], Awaitable[StockLevel]],
         *,
         location: str = DEFAULT_LOCATION,
+        reason: StockReason = StockReason.ADJUST,
     ) -> StockLevel:
         """Run `change` (the Redis stock script) under the row lock of `sku` at `location`.
 
         The lock serialises stock changes of one SKU and location across
         replicas, so the ledger's ``added`` always matches the last change
-        Redis made. If the change fails, nothing is recorded.
+        Redis made. If the change fails, nothing is recorded. A change of
+        ``added`` is journaled for `reason`.
         """
         async with self.engine.begin() as conn:
-            here = await self._lock_stock_row(conn, sku, location)
+            here, before = await self._lock_stock_row(conn, sku, location)
             level = await change()
+            after = level.available + level.held + level.sold
             await conn.execute(
                 update(StockRow)
                 .where(here)
-                .values(
-                    added=level.available + level.held + level.sold,
-                    backorder=level.backorder,
-                    updated_at=func.now(),
-                )
+                .values(added=after, backorder=level.backorder, updated_at=func.now())
             )
+            if after != before:
+                await write_journal(
+                    conn,
+                    [move(sku, location, after - before, (None, StockState.AVAILABLE), reason)],
+                )
             return level
 
-    async def _lock_stock_row(self, conn: AsyncConnection, sku: str, location: str) -> Any:
-        """Make sure the row of `sku` at `location` exists and hold its lock; its WHERE clause."""
+    async def _lock_stock_row(
+        self, conn: AsyncConnection, sku: str, location: str
+    ) -> tuple[Any, int]:
+        """Make sure the row of `sku` at `location` exists and hold its lock.
+
+        Returns its WHERE clause, and its ``added``.
+        """
         here = (StockRow.sku == sku) & (StockRow.location == location)
         seed = {"sku": sku, "location": location, "added": 0, "sold": 0}
         await conn.execute(
             insert_or_ignore(self._dialect, StockRow, seed, index_elements=["sku", "location"])
         )
-        await conn.execute(select(StockRow.sku).where(here).with_for_update())
-        return here
+        added = await conn.scalar(select(StockRow.added).where(here).with_for_update())
+        return here, int(added or 0)
 
     async def _lock_kits(self, conn: AsyncConnection) -> None:
         """Keep other kit changes out until this transaction ends (SQLite has one writer)."""
@@ -403,7 +596,7 @@ class ReservationLedger:
     ) -> PurchaseLimit | None:
         """Record `sku`'s purchase limit and `write` it to Redis, under the SKU's row lock."""
         async with self.engine.begin() as conn:
-            here = await self._lock_stock_row(conn, sku, DEFAULT_LOCATION)
+            here, _ = await self._lock_stock_row(conn, sku, DEFAULT_LOCATION)
             limit = await write()
             await conn.execute(
                 update(StockRow)
@@ -474,11 +667,8 @@ class ReservationLedger:
         must remember them as applied. All three reads see one snapshot.
         """
         # One snapshot for every read (SQLite's single writer gives that already).
-        isolation = (
-            "REPEATABLE READ" if self.engine.dialect.name == "postgresql" else "SERIALIZABLE"
-        )
         async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level=isolation)
+            await conn.execution_options(isolation_level=self._snapshot_isolation())
             rows = await conn.execute(
                 select(ReservationRow).where(ReservationRow.status == "PENDING")
             )
@@ -516,6 +706,173 @@ class ReservationLedger:
             ).all()
         return stock, pending, list(moves)
 
+    # ------------------------------------------------------------- journal
+    def _snapshot_isolation(self) -> str:
+        return "REPEATABLE READ" if self._dialect == "postgresql" else "SERIALIZABLE"
+
+    async def journal(
+        self,
+        *,
+        sku: str | None = None,
+        location: str | None = None,
+        reference: str | None = None,
+        order_id: str | None = None,
+        reason: StockReason | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[StockEntry]:
+        """Rows of the stock journal, oldest first, with the levels before and after each.
+
+        Args:
+            sku: keep the rows of this SKU.
+            location: keep the rows of this location.
+            reference: keep the rows of this reservation, shipment, cancellation
+                or return (`StockEntry.reference`).
+            order_id: keep the rows of this order.
+            reason: keep the rows of this reason.
+            after: keep the rows after this `StockEntry.id` (the last one of
+                the page before: a cursor that no new row shifts).
+            limit: at most this many rows (1 to 1000).
+
+        Raises:
+            InvalidRequest: `limit` or `after` is out of range.
+        """
+        if not 1 <= limit <= 1000 or after < 0:
+            raise InvalidRequest("limit must be 1 to 1000 and after at least 0")
+        query = select(JournalRow).where(JournalRow.id > after)
+        for column, wanted in (
+            (JournalRow.sku, sku),
+            (JournalRow.location, location),
+            (JournalRow.reference, reference),
+            (JournalRow.order_id, order_id),
+            (JournalRow.reason, None if reason is None else reason.value),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level=self._snapshot_isolation())
+            rows = (await conn.execute(query.order_by(JournalRow.id).limit(limit))).all()
+            spans: dict[tuple[str, str], tuple[int, int]] = {}
+            for row in rows:
+                first, _ = spans.get((row.sku, row.location), (row.id, row.id))
+                spans[row.sku, row.location] = (first, row.id)
+            around: dict[int, tuple[StockQuantities, StockQuantities]] = {}
+            for (at_sku, at_location), (first, last) in spans.items():
+                here = (JournalRow.sku == at_sku) & (JournalRow.location == at_location)
+                level = levels(
+                    await conn.execute(
+                        select(JournalRow.source, JournalRow.target, func.sum(JournalRow.quantity))
+                        .where(here, JournalRow.id < first)
+                        .group_by(JournalRow.source, JournalRow.target)
+                    )
+                )
+                walk = await conn.execute(
+                    select(JournalRow.id, JournalRow.source, JournalRow.target, JournalRow.quantity)
+                    .where(here, JournalRow.id >= first, JournalRow.id <= last)
+                    .order_by(JournalRow.id)
+                )
+                for entry_id, source, target, quantity in walk:
+                    moved = level.moved(state(source), state(target), int(quantity))
+                    around[entry_id] = (level, moved)
+                    level = moved
+        return [
+            StockEntry(
+                id=row.id,
+                at=utc(row.at),
+                sku=row.sku,
+                location=row.location,
+                reason=StockReason(row.reason),
+                reference=row.reference,
+                order_id=row.order_id,
+                actor=row.actor,
+                quantity=int(row.quantity),
+                source=state(row.source),
+                target=state(row.target),
+                before=around[row.id][0],
+                after=around[row.id][1],
+            )
+            for row in rows
+        ]
+
+    async def journal_levels(self) -> dict[tuple[str, str], StockQuantities]:
+        """``{(sku, location): quantities}``: what the whole journal sums to."""
+        async with self.engine.connect() as conn:
+            return await self._journal_levels(conn)
+
+    async def _journal_levels(
+        self, conn: AsyncConnection
+    ) -> dict[tuple[str, str], StockQuantities]:
+        rows = await conn.execute(
+            select(
+                JournalRow.sku,
+                JournalRow.location,
+                JournalRow.source,
+                JournalRow.target,
+                func.sum(JournalRow.quantity),
+            ).group_by(JournalRow.sku, JournalRow.location, JournalRow.source, JournalRow.target)
+        )
+        grouped: dict[tuple[str, str], list[tuple[str | None, str | None, int]]] = {}
+        for sku, location, source, target, quantity in rows:
+            grouped.setdefault((sku, location), []).append((source, target, int(quantity)))
+        return {here: levels(moves) for here, moves in grouped.items()}
+
+    async def journal_drift(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Where the journal does not sum to the ledger: per SKU and location, by how much.
+
+        Compares, in one snapshot, the journal's units added (all states),
+        held, and sold (committed, shipped, damaged, written off) with the
+        ledger's ``added``, its pending holds and its ``sold``. Each value is
+        the ledger's minus the journal's; an empty answer proves them equal.
+        """
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level=self._snapshot_isolation())
+            journal = await self._journal_levels(conn)
+            totals = await conn.execute(select(StockRow.sku, StockRow.location, StockRow.added,
+                                               StockRow.sold))  # fmt: skip
+            ledger = {(s, loc): [int(a), 0, int(sold)] for s, loc, a, sold in totals}
+            pending = await conn.execute(
+                select(ReservationRow).where(ReservationRow.status == "PENDING")
+            )
+            for reservation in map(_reservation, pending):
+                for held in reservation.holdings:
+                    ledger.setdefault((held.sku, held.location), [0, 0, 0])[1] += held.quantity
+        drift: dict[tuple[str, str], dict[str, int]] = {}
+        for here in sorted(ledger.keys() | journal.keys()):
+            added, in_holds, sold = ledger.get(here, [0, 0, 0])
+            seen = journal.get(here, StockQuantities())
+            off = {
+                name: value
+                for name, value in (
+                    ("added", added - seen.added),
+                    ("held", in_holds - seen.held),
+                    ("sold", sold - seen.sold),
+                )
+                if value
+            }
+            if off:
+                drift[here] = off
+        return drift
+
+    async def repair_journal(self, drift: dict[tuple[str, str], dict[str, int]]) -> None:
+        """Write the RECONCILE rows that make the journal sum to the ledger (`journal_drift`)."""
+        rows = []
+        for (sku, location), off in drift.items():
+            for name, target in (
+                ("added", None),
+                ("held", StockState.HELD),
+                ("sold", StockState.COMMITTED),
+            ):
+                units = off.get(name, 0)
+                if not units:
+                    continue
+                source = None if target is None else StockState.AVAILABLE
+                rows.append(
+                    move(sku, location, units, (source, target or StockState.AVAILABLE),
+                         StockReason.RECONCILE)
+                )  # fmt: skip
+        async with self.engine.begin() as conn:
+            await write_journal(conn, rows)
+
     # --------------------------------------------------------------- moves
     async def record_return_in(
         self,
@@ -524,12 +881,19 @@ class ReservationLedger:
         lines: Sequence[SoldUnits],
         *,
         now: dt.datetime | None = None,
+        reason: StockReason = StockReason.CANCEL,
+        source: StockState = StockState.COMMITTED,
+        reference: str | None = None,
+        order_id: str | None = None,
     ) -> bool:
         """Record move `move_id` of sold units back on sale, in the caller's transaction.
 
         The first time, each line's units come off ``sold`` at its SKU and
         location (under the stock row's lock); the same id again records
         nothing. Redis makes the move afterwards (`mark_applied` when it has).
+        The journal moves the units from `source` (committed ones for a
+        cancellation, shipped ones for a return) to available, for `reason`,
+        naming `reference` (the move's id by default) and `order_id`.
 
         Returns:
             Whether it was recorded now.
@@ -538,11 +902,12 @@ class ReservationLedger:
             StockConflict: a line gives back more units than the ledger counts
                 sold there (the caller's transaction must roll back).
         """
+        at = now or dt.datetime.now(dt.UTC)
         values = {
             "id": move_id,
             "lines": [[line.sku, line.location, line.quantity] for line in lines],
             "applied": False,
-            "created_at": now or dt.datetime.now(dt.UTC),
+            "created_at": at,
         }
         made = await executor.execute(
             insert_or_ignore(dialect_of(executor), StockMoveRow, values).returning(StockMoveRow.id)
@@ -562,6 +927,14 @@ class ReservationLedger:
                     f"move {move_id} gives back {line.quantity} units of {line.sku} at "
                     f"{line.location}, more than the ledger counts sold there"
                 )
+        await write_journal(
+            executor,
+            [
+                move(line.sku, line.location, line.quantity, (source, StockState.AVAILABLE),
+                     reason, reference=reference or move_id, order_id=order_id, at=at)
+                for line in lines
+            ],
+        )  # fmt: skip
         return True
 
     async def unapplied_moves(self, limit: int = 1000) -> list[tuple[str, list[SoldUnits]]]:

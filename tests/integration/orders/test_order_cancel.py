@@ -182,7 +182,7 @@ async def test_a_failure_before_the_commit_cancels_nothing(
     mug = sku("MUG")
     order = await paid(stock, book, (mug, 2))
 
-    async def refuse(*args: object) -> bool:
+    async def refuse(*args: object, **kwargs: object) -> bool:
         raise ConnectionResetError("the database went away")
 
     monkeypatch.setattr(stock, "return_sold_in", refuse)

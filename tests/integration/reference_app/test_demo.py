@@ -142,6 +142,9 @@ def test_demo_walks_through_the_flows_then_serves_until_ctrl_c() -> None:
         assert "parcel-1: the order is PARTIALLY_FULFILLED, 1 committed" in out
         assert "parcel-2: the order is FULFILLED, 0 committed" in out
         assert re.search(r"refund completed: 12\.50 USD, reason ORDER_RETURNED", out), out
+        assert re.search(r"journal: confirm 2 held -> committed \(\S+, by \S+\)", out), out
+        assert re.search(r"journal: ship 1 committed -> shipped \(\S+parcel-1, by admin:", out)
+        assert re.search(r"journal: return 1 shipped -> available \(\S+-rma-1, by admin:", out)
         assert "EXPIRED: the sweeper put its unit back" in out  # a 3 s hold is waited for
         assert re.search(r"payment refunded: 12\.50 USD, reason LATE_PAYMENT", out), out
         assert "refund issued email sent to ada-" in out

@@ -735,3 +735,56 @@ async def test_an_admin_receives_a_return_once_restocked_as_each_item_says_and_r
     assert (await inventory.http.post(returns, json=bad, headers=ADMIN)).status_code == 422
     [line] = (await inventory.http.get(path, headers=ALICE)).json()["items"]
     assert (line["returned"], line["damaged"]) == (2, 1)
+
+
+async def test_admins_read_the_stock_journal_of_an_order_from_hold_to_return(
+    inventory: Inventory,
+) -> None:
+    mug = await inventory.product(stock=3, price="4.00")
+    restocked = await inventory.http.post(
+        f"/api/v1/inventory/{mug}/restock", json={"quantity": 2}, headers=ADMIN
+    )
+    assert restocked.is_success, restocked.text
+    order_id = (await inventory.reserve({"productId": mug, "quantity": 3})).json()["reservationId"]
+    await inventory.pay(order_id, "12.00")
+    path = f"/api/v1/orders/{order_id}"
+    ship = {"shipmentId": "parcel-9", "items": [{"productId": mug, "quantity": 2}]}
+    assert (await inventory.http.post(f"{path}/shipments", json=ship, headers=ADMIN)).is_success
+    back = {"returnId": "rma-9", "items": [{"productId": mug, "quantity": 1, "restock": "RESELL"}]}
+    assert (await inventory.http.post(f"{path}/returns", json=back, headers=ADMIN)).is_success
+
+    journal = "/api/v1/inventory/journal"
+    assert (await inventory.http.get(journal, headers=ALICE)).status_code == 403
+    answer = await inventory.http.get(journal, params={"productId": mug}, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()
+    assert [(r["reason"], r["from"], r["to"], r["quantity"]) for r in rows] == [
+        ("set", None, "available", 3),
+        ("restock", None, "available", 2),
+        ("reserve", "available", "held", 3),
+        ("confirm", "held", "committed", 3),
+        ("ship", "committed", "shipped", 2),
+        ("return", "shipped", "available", 1),
+    ]
+    assert {r["productId"] for r in rows} == {mug}
+    assert [r["actor"] for r in rows] == ["admin:admin-1", "admin:admin-1", "alice", "alice",
+                                          "admin:admin-1", "admin:admin-1"]  # fmt: skip
+    assert [r["reference"] for r in rows[2:]] == [order_id, order_id, "parcel-9", "rma-9"]
+    assert rows[-1]["after"] == {
+        "available": 3, "held": 0, "committed": 1, "shipped": 1, "damaged": 0,
+        "writtenOff": 0, "onHand": 4,
+    }  # fmt: skip
+    assert await inventory.stock(mug) == rows[-1]["after"]["available"]
+    # Filters and pages.
+    of_order = await inventory.http.get(journal, params={"orderId": order_id}, headers=ADMIN)
+    assert [r["reason"] for r in of_order.json()] == ["confirm", "ship", "return"]
+    page = await inventory.http.get(
+        journal, params={"productId": mug, "after": rows[1]["id"], "limit": 2}, headers=ADMIN
+    )
+    assert [r["id"] for r in page.json()] == [rows[2]["id"], rows[3]["id"]]
+    bad = await inventory.http.get(journal, params={"reason": "stolen"}, headers=ADMIN)
+    assert bad.status_code == 422
+    unknown = await inventory.http.get(
+        journal, params={"productId": str(uuid.uuid4())}, headers=ADMIN
+    )
+    assert unknown.status_code == 404
