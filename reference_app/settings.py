@@ -254,6 +254,8 @@ class WorkerSettings(InventorySettings):
             is sent again (keep it well below ``PAYMENT_HOLD_SECONDS``).
         payment_redrive_interval_seconds: ``PAYMENT_REDRIVE_INTERVAL_SECONDS``,
             how often the worker looks for such payments.
+        stock_watch_seconds: ``STOCK_WATCH_SECONDS``, how often the stock
+            watch announces the stock journal's new rows (``stock.*`` events).
     """
 
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
@@ -261,6 +263,7 @@ class WorkerSettings(InventorySettings):
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
     payment_redrive_after_seconds: float = Field(default=120.0, gt=0)
     payment_redrive_interval_seconds: float = Field(default=30.0, gt=0)
+    stock_watch_seconds: float = Field(default=1.0, gt=0)
 
 
 class PaymentSettings(ServiceSettings):

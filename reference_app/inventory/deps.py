@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from commercekit.orders import OrderBook
 from commercekit.payments import Money
-from commercekit.reservations import Channel, ChannelLocation, DurableReservations, Reservation
+from commercekit.reservations import (
+    Channel,
+    ChannelLocation,
+    DurableReservations,
+    Reservation,
+    StockWatch,
+)
 from reference_app.inventory.models import Product, SalesChannel
 from reference_app.settings import InventorySettings
 
@@ -154,6 +160,7 @@ class InventoryServices:
         channels: the sales channels, cached for a few seconds.
         reservations: commercekit's stock holds (Redis) with their ledger (PostgreSQL).
         orders: the paid reservations' orders and their shipments (PostgreSQL).
+        watch: the products' low-stock thresholds (the worker announces the changes).
         outcomes: ``refapp_inventory_reservations_total`` by outcome.
     """
 
@@ -164,6 +171,7 @@ class InventoryServices:
     channels: ChannelCache
     reservations: DurableReservations
     orders: OrderBook
+    watch: StockWatch
     outcomes: Counter
 
     async def total(self, reservation: Reservation) -> Money | None:

@@ -22,7 +22,12 @@ from commercekit.events import Outbox
 from commercekit.orders import OrderBook
 from commercekit.payments import PaymentSettlement, RefundService
 from commercekit.plugins import PluginManager
-from commercekit.reservations import DurableReservations, RedisReservationStore, ReservationLedger
+from commercekit.reservations import (
+    DurableReservations,
+    RedisReservationStore,
+    ReservationLedger,
+    StockWatch,
+)
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import track_consumer_lag
 from reference_app.common.infra import Infra, connect
@@ -94,6 +99,7 @@ async def wire(app: FastAPI, settings: InventorySettings, infra: Infra) -> Async
             refunds=refunds,
             prices=products.unit_prices,
         ),
+        watch=StockWatch(infra.engine, Outbox(), source=SOURCE),
         outcomes=outcomes,
     )
     settlement = PaymentSettlement(

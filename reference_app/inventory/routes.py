@@ -70,6 +70,8 @@ from reference_app.inventory.schemas import (
     ReserveRequest,
     ReserveResponse,
     RestockRequest,
+    StockAlertPublic,
+    StockAlertPut,
     StockEntryPublic,
 )
 
@@ -603,6 +605,25 @@ async def get_journal(  # noqa: PLR0917 (one query parameter per filter)
         StockEntryPublic.of(entry, None if entry.sku not in products else products[entry.sku].id)
         for entry in entries
     ]
+
+
+@router.put("/inventory/{product_id}/alert", tags=["inventory"], responses=errors(401, 403, 404))
+async def put_stock_alert(
+    product_id: uuid.UUID, body: StockAlertPut, services: ServicesDep, admin: AdminUser
+) -> StockAlertPublic:
+    """Announce ``stock.low`` when a product falls to `low` available units (admins only).
+
+    The worker announces ``stock.low``, ``stock.out`` and ``stock.back_in``
+    (and ``stock.adjusted`` for each change by hand) from the stock journal.
+    """
+    product = await _product(services, product_id)
+    await _known_location(services, body.location)
+    await services.watch.set_threshold(product.sku, body.low, location=body.location)
+    log.info(
+        "stock alert saved",
+        extra={"sku": product.sku, "at": body.location, "low": body.low, "by": admin.user_id},
+    )
+    return StockAlertPublic(productId=product.id, location=body.location, low=body.low)
 
 
 @router.put("/inventory/channels/{name}", tags=["locations"], responses=errors(401, 403, 404))

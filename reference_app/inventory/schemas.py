@@ -27,6 +27,7 @@ from commercekit.orders import (
     ShipmentId,
 )
 from commercekit.reservations import (
+    DEFAULT_LOCATION,
     Channel,
     Kit,
     LocationName,
@@ -704,3 +705,22 @@ class StockEntryPublic(BaseModel):
             before=StockQuantitiesPublic.of(entry.before),
             after=StockQuantitiesPublic.of(entry.after),
         )
+
+
+class StockAlertPut(BaseModel):
+    """``PUT /api/v1/inventory/{productId}/alert`` (admins only): a low-stock threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: Annotated[int, Field(ge=0, le=MAX_UNITS, strict=True)] | None = Field(
+        description="Announce `stock.low` at this many available units or fewer (null: never)."
+    )
+    location: LocationName = Field(default=DEFAULT_LOCATION, description="Where it counts.")
+
+
+class StockAlertPublic(BaseModel):
+    """A product's low-stock threshold at a location (`low` null: none)."""
+
+    productId: uuid.UUID  # noqa: N815
+    location: str
+    low: int | None

@@ -12,7 +12,10 @@ Every job is safe with several workers at once:
   time, under a PostgreSQL advisory lock;
 - the payment re-drive: a payment left without an outcome for
   ``payment_redrive_after_seconds`` gets its outcome event sent again
-  (`redrive_payments`; each payment is claimed by one worker).
+  (`redrive_payments`; each payment is claimed by one worker);
+- the stock watch: the stock journal's new rows become ``stock.adjusted``,
+  ``stock.low``, ``stock.out`` and ``stock.back_in`` events in the outbox
+  (`StockWatch`; one worker at a time, under its advisory lock).
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ from sqlalchemy import text
 from commercekit.events import Outbox, OutboxRelay
 from commercekit.payments import redrive_payments
 from commercekit.plugins import PluginManager
-from commercekit.reservations import DurableReservations, ExpirySweeper, Reservation
+from commercekit.reservations import (
+    DurableReservations,
+    ExpirySweeper,
+    Reservation,
+    StockWatch,
+    acting_as,
+)
 from reference_app.common import configure_logging, service_app
 from reference_app.common.background import every
 from reference_app.common.infra import Infra, connect
@@ -44,6 +53,9 @@ log = logging.getLogger("reference_app.worker")
 
 RECONCILE_LOCK = 7_420_002
 """The advisory lock one reconciling worker holds (``pg_try_advisory_xact_lock``)."""
+
+WATCH_BATCH = 2000
+"""Journal rows one run of the stock watch announces, at most."""
 
 STATE_INTERVAL = 5.0
 """Seconds between two readings of the state gauges (holds, outbox, payments: `StateMetrics`)."""
@@ -88,6 +100,7 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
     reservations = reservations_of(settings, infra, plugins=PluginManager())
     await reservations.start()
     outbox = Outbox()
+    watch = StockWatch(infra.engine, outbox, source="worker")
 
     def on_expired(reservation: Reservation) -> None:
         expired.inc()
@@ -110,12 +123,17 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         )
         redriven.inc(len(again))
 
+    async def announce_stock() -> None:
+        while await watch.run_once(limit=WATCH_BATCH) == WATCH_BATCH:
+            pass  # more rows are waiting
+
     interval = settings.sweep_interval_seconds
     async with AsyncExitStack() as jobs:
         count_dead_letters = await jobs.enter_async_context(dead_letter_counter(settings, infra))
-        await jobs.enter_async_context(
-            ExpirySweeper(reservations, interval=interval, on_expired=on_expired)
-        )
+        with acting_as("sweeper"):  # its task keeps the actor its journal rows name
+            await jobs.enter_async_context(
+                ExpirySweeper(reservations, interval=interval, on_expired=on_expired)
+            )
         await jobs.enter_async_context(
             OutboxRelay(infra.sessions, infra.bus, poll_interval=settings.outbox_poll_seconds)
         )
@@ -125,6 +143,9 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         await jobs.enter_async_context(every(STATE_INTERVAL, read_state, name="state"))
         await jobs.enter_async_context(
             every(settings.payment_redrive_interval_seconds, redrive, name="payment-redrive")
+        )
+        await jobs.enter_async_context(
+            every(settings.stock_watch_seconds, announce_stock, name="stock-watch")
         )
         yield
 
@@ -144,7 +165,8 @@ def create_app(settings: WorkerSettings) -> FastAPI:
         "worker",
         lifespan=lifespan,
         description=(
-            "The expiry sweeper, the outbox relay, reconciliation and the payment re-drive; "
+            "The expiry sweeper, the outbox relay, reconciliation, the payment re-drive and "
+            "the stock watch; "
             "no public routes."
         ),
     )

@@ -16,8 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from reference_app.launch import SERVICES, LocalStack
 
+from commercekit.events import TopicNames
+from commercekit.testing.servers import KafkaServer
 from tests.e2e.conftest import RESERVATION_TTL_SECONDS, SHOPKEEPER_EMAIL
 from tests.e2e.gateway import gateway_client
 
@@ -345,6 +348,56 @@ def test_a_cancelled_unit_of_an_order_is_refunded_once_and_mailed(
     assert shown["status"] == "confirmed"  # 8.00 of 24.00 given back: still paid
     assert stock_of(shopper.http, product["id"]) == 1  # the cancelled unit is on sale again
     eventually(lambda: "refund.completed" in mail_types(stack, shopper.email), "the refund email")
+
+
+async def _stock_events(bootstrap: str, sku: str, expected: int) -> list[tuple[str, int]]:
+    """``(type, available)`` of the ``stock.*`` events of `sku` on Kafka, once `expected` came."""
+    consumer = AIOKafkaConsumer(
+        TopicNames().topic("stock"),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[tuple[str, int]] = []
+    try:
+        deadline = time.monotonic() + SETTLE_WITHIN
+        while len(found) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if record.key == sku.encode():
+                        event = json.loads(record.value)
+                        found.append((event["type"], event["data"]["available"]))
+        await asyncio.sleep(1.0)  # and nothing more: each row is announced once
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            found.extend(
+                (json.loads(r.value)["type"], -1) for r in records if r.key == sku.encode()
+            )
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_a_low_and_an_out_of_stock_product_are_announced_once_on_kafka(
+    kafka_server: KafkaServer,
+    shopper: Shopper,
+    shopkeeper: Shopper,
+    new_product: Callable[..., dict[str, Any]],
+) -> None:
+    product = new_product(stock=5)
+    alert = shopkeeper.http.put(
+        f"/api/v1/inventory/{product['id']}/alert", json={"low": 2}, headers=shopkeeper.auth
+    )
+    assert (alert.status_code, alert.json()["low"]) == (200, 2), alert.text
+    denied = shopper.http.put(
+        f"/api/v1/inventory/{product['id']}/alert", json={"low": 2}, headers=shopper.auth
+    )
+    assert denied.status_code == 403
+    assert shopper.reserve(product["id"], 3).status_code == 201  # 2 left: low
+    assert shopper.reserve(product["id"], 2).status_code == 201  # 0 left: out
+    # Two workers run the stock watch; the events go out once, in order.
+    events = await _stock_events(kafka_server.bootstrap_servers, product["sku"], expected=3)
+    assert events == [("stock.adjusted", 5), ("stock.low", 2), ("stock.out", 0)]
 
 
 def test_every_service_is_ready_and_scaled_out(stack: LocalStack) -> None:

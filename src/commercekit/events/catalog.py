@@ -69,6 +69,10 @@ __all__ = [
     "ReservationExpired",
     "ReservationReleased",
     "ReturnedUnits",
+    "StockAdjusted",
+    "StockBackIn",
+    "StockLow",
+    "StockOut",
     "TopicNames",
     "UserCreated",
 ]
@@ -292,6 +296,58 @@ class OrderReturned(_OrderEvent):
     return_id: Identifier
 
 
+# ----------------------------------------------------------------- stock
+
+StockReasonName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class _StockEvent(EventPayload):
+    topic = "stock"
+    key_field = "sku"
+
+    sku: Identifier
+    location: Identifier
+    available: int = Field(description="units on sale there after the change")
+    on_hand: int = Field(description="units there after it: available, held and committed")
+    journal_id: Annotated[int, Field(gt=0)] = Field(
+        description="the stock journal's row of the change"
+    )
+
+
+class StockAdjusted(_StockEvent):
+    """Units of a SKU were set, restocked or adjusted at a location (not sold, not returned)."""
+
+    event_type = "stock.adjusted"
+    schema_version = 1
+
+    reason: StockReasonName = Field(description="set, restock, adjust or reconcile")
+    change: int = Field(description="units added (below zero: taken off)")
+    actor: Identifier | None = None
+
+
+class StockLow(_StockEvent):
+    """A SKU's available units at a location fell to its low-stock threshold or below it."""
+
+    event_type = "stock.low"
+    schema_version = 1
+
+    threshold: Annotated[int, Field(ge=0)]
+
+
+class StockOut(_StockEvent):
+    """A SKU's available units at a location ran out (0, or below on backorder)."""
+
+    event_type = "stock.out"
+    schema_version = 1
+
+
+class StockBackIn(_StockEvent):
+    """A SKU that was out at a location has units available there again."""
+
+    event_type = "stock.back_in"
+    schema_version = 1
+
+
 # ---------------------------------------------------------------- the catalog
 
 
@@ -417,6 +473,10 @@ CATALOG = Catalog(
         OrderFulfilled,
         OrderCancelled,
         OrderReturned,
+        StockAdjusted,
+        StockLow,
+        StockOut,
+        StockBackIn,
     ]
 )
 """The built-in catalog: every event the commercekit services produce."""

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from commercekit.reservations.durable import DurableReservations, ReconcileReport
     from commercekit.reservations.ledger import JournalRow, ReservationLedger
     from commercekit.reservations.redis import RedisReservationStore
+    from commercekit.reservations.watch import StockWatch
 
 __all__ = [
     "DEFAULT_LOCATION",
@@ -76,6 +77,7 @@ __all__ = [
     "StockQuantities",
     "StockReason",
     "StockState",
+    "StockWatch",
     "Strategy",
     "TTLInput",
     "acting_as",
@@ -88,6 +90,7 @@ _LAZY = {
     "RedisReservationStore": "commercekit.reservations.redis",
     "ReservationLedger": "commercekit.reservations.ledger",
     "JournalRow": "commercekit.reservations.ledger",
+    "StockWatch": "commercekit.reservations.watch",
     "DurableReservations": "commercekit.reservations.durable",
     "ReconcileReport": "commercekit.reservations.durable",
 }

@@ -144,7 +144,12 @@ class JournalRow(Base):
     __table_args__ = (
         Index("ix_commercekit_stock_journal_sku_location", "sku", "location", "id"),
         Index("ix_commercekit_stock_journal_reference", "reference"),
-        Index("ix_commercekit_stock_journal_order_id", "order_id"),
+        Index(
+            "ix_commercekit_stock_journal_order_id",
+            "order_id",
+            postgresql_where=text("order_id IS NOT NULL"),
+            sqlite_where=text("order_id IS NOT NULL"),
+        ),
         Index(
             "ix_commercekit_stock_journal_unannounced",
             "id",
@@ -217,9 +222,8 @@ _INSERT_MANY = text(
         FROM unnest(
             CAST(:j_id AS text[]), CAST(:j_sku AS text[]), CAST(:j_location AS text[]),
             CAST(:j_quantity AS bigint[])
-        ) WITH ORDINALITY AS j(id, sku, location, quantity, n)
+        ) AS j(id, sku, location, quantity)
         JOIN made ON made.id = j.id
-        ORDER BY j.n
     )
     SELECT id FROM made
     """
@@ -356,11 +360,17 @@ class ReservationLedger:
             columns["allocations"] = [
                 None if placed is None else json.dumps(placed) for placed in columns["allocations"]
             ]
-            held = [(r.id, h) for r in reservations for h in r.holdings]
-            columns["j_id"] = [rid for rid, _ in held]
-            columns["j_sku"] = [h.sku for _, h in held]
-            columns["j_location"] = [h.location for _, h in held]
-            columns["j_quantity"] = [h.quantity for _, h in held]
+            # The journal's rows, one per SKU and location held (`holdings` without
+            # building its models: this runs for every hold of the hot path).
+            j_id, j_sku, j_location, j_quantity = [], [], [], []
+            for r in reservations:
+                placed = r.allocations or r.lines
+                for unit in placed:
+                    j_id.append(r.id)
+                    j_sku.append(unit.sku)
+                    j_location.append(getattr(unit, "location", DEFAULT_LOCATION))
+                    j_quantity.append(unit.quantity)
+            columns.update(j_id=j_id, j_sku=j_sku, j_location=j_location, j_quantity=j_quantity)
             async with self.engine.connect() as conn:
                 single = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 inserted = set((await single.execute(_INSERT_MANY, columns)).scalars())

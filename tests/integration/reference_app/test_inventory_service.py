@@ -788,3 +788,32 @@ async def test_admins_read_the_stock_journal_of_an_order_from_hold_to_return(
         journal, params={"productId": str(uuid.uuid4())}, headers=ADMIN
     )
     assert unknown.status_code == 404
+
+
+async def test_admins_set_a_low_stock_threshold_that_the_watch_announces(
+    inventory: Inventory,
+) -> None:
+    mug = await inventory.product(stock=5)
+    path = f"/api/v1/inventory/{mug}/alert"
+    assert (await inventory.http.put(path, json={"low": 2}, headers=ALICE)).status_code == 403
+    made = await inventory.http.put(path, json={"low": 2}, headers=ADMIN)
+    assert made.status_code == 200, made.text
+    assert made.json() == {"productId": mug, "location": "default", "low": 2}
+    for bad in ({"low": -1}, {"low": "2"}, {"low": 2, "extra": 1}, {}):
+        assert (await inventory.http.put(path, json=bad, headers=ADMIN)).status_code == 422
+    away = await inventory.http.put(path, json={"low": 2, "location": "moon"}, headers=ADMIN)
+    assert (away.status_code, away.json()["error"]["code"]) == (404, "location_not_found")
+    assert (await inventory.reserve({"productId": mug, "quantity": 3})).status_code == 201
+    services = inventory.http._transport.app.state.inventory  # type: ignore[attr-defined]
+    assert await services.watch.run_once() >= 2
+    async with inventory.infra.sessions() as session:
+        kinds = (
+            await session.scalars(
+                select(OutboxMessage.event_type)
+                .where(OutboxMessage.event_type.like("stock.%"))
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    assert kinds == ["stock.adjusted", "stock.low"]
+    cleared = await inventory.http.put(path, json={"low": None}, headers=ADMIN)
+    assert cleared.json()["low"] is None

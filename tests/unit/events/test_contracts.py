@@ -35,6 +35,10 @@ from commercekit.events import (
     ReservationExpired,
     ReservationReleased,
     ReturnedUnits,
+    StockAdjusted,
+    StockBackIn,
+    StockLow,
+    StockOut,
     TopicNames,
     UserCreated,
 )
@@ -50,6 +54,9 @@ MONEY: dict[str, Any] = {
     "currency": "EUR",
 }
 
+STOCK: dict[str, Any] = {
+    "sku": "MUG", "location": "default", "available": 4, "on_hand": 6, "journal_id": 7,
+}  # fmt: skip
 EXAMPLES: list[EventPayload] = [
     UserCreated(user_id="user-1", username="ada", email="ada@example.com"),
     ReservationCreated(reservation_id="res-1", owner="user-1", lines=LINES, expires_at=NOW),
@@ -74,6 +81,10 @@ EXAMPLES: list[EventPayload] = [
         status="FULFILLED",
         return_id="rma-1",
     ),
+    StockAdjusted(**STOCK, reason="restock", change=10, actor="admin:1"),
+    StockLow(**STOCK, threshold=5),
+    StockOut(**STOCK),
+    StockBackIn(**STOCK),
 ]
 
 
@@ -144,7 +155,7 @@ def test_topic_names_take_overrides_and_refuse_bad_names() -> None:
     assert names.for_type("reservation.expired") == "p-holds"
     assert names.dead_letter_topic == "p-dlq"
     assert set(names.all()) == {
-        "p-holds", "p-users", "p-payments", "p-refunds", "p-orders", "p-dlq"
+        "p-holds", "p-users", "p-payments", "p-refunds", "p-orders", "p-stock", "p-dlq"
     }  # fmt: skip
     with pytest.raises(ConfigurationError, match="valid Kafka topic"):
         TopicNames(prefix="bad prefix ")

@@ -30,7 +30,7 @@ def test_the_contracts_and_the_memory_bus_need_no_extra() -> None:
         "print(len(CATALOG))"
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "13"
+    assert result.stdout.strip() == "17"
 
 
 def test_the_kafka_bus_without_aiokafka_names_the_extra() -> None:

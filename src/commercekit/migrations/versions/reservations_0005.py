@@ -76,7 +76,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_commercekit_stock_journal_sku_location", _TABLE, ["sku", "location", "id"])
     op.create_index("ix_commercekit_stock_journal_reference", _TABLE, ["reference"])
-    op.create_index("ix_commercekit_stock_journal_order_id", _TABLE, ["order_id"])
+    op.create_index(
+        "ix_commercekit_stock_journal_order_id",
+        _TABLE,
+        ["order_id"],
+        postgresql_where=sa.text("order_id IS NOT NULL"),
+        sqlite_where=sa.text("order_id IS NOT NULL"),
+    )
     op.create_index(
         "ix_commercekit_stock_journal_unannounced",
         _TABLE,
