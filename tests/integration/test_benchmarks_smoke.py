@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from benchmarks import kafka as kafka_benchmark
+from benchmarks import watch as watch_benchmark
 from benchmarks.__main__ import run_benchmarks, smoke_config
 from benchmarks.systems import Urls
 
@@ -45,3 +46,10 @@ async def test_the_kafka_benchmark_settles_every_payment(
     rates = result["events_per_second"]
     assert set(rates) == {"publish", "consume", "consume+claim", "settle"}
     assert all(rate > 0 for rate in rates.values()), rates  # and the settle phase sold all 200
+
+
+async def test_the_watch_benchmark_announces_every_row(postgres_server: PostgresServer) -> None:
+    database = postgres_server.create_database(f"watch_{uuid.uuid4().hex[:10]}")
+    result = await watch_benchmark.measure(database, rows=300, skus=3, limit=100)
+    assert result["rows"] == 303  # the 3 stock rows and the 300 holds, each once
+    assert result["rows_per_s"] > 0
