@@ -17,13 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from commercekit.orders import OrderBook
 from commercekit.payments import Money
 from commercekit.reservations import (
+    DEFAULT_LOCATION,
     Channel,
     ChannelLocation,
     DurableReservations,
     Reservation,
     StockWatch,
 )
-from reference_app.inventory.models import Product, SalesChannel
+from reference_app.common.errors import ApiError
+from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.settings import InventorySettings
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ProductInfo",
     "ServicesDep",
     "get_services",
+    "known_location",
 ]
 
 
@@ -184,6 +187,15 @@ class InventoryServices:
             start=Decimal(0),
         )
         return Money(amount=amount, currency=self.settings.currency)
+
+
+async def known_location(services: InventoryServices, name: str) -> None:
+    """404 unless `name` is the default location or one an admin created."""
+    if name == DEFAULT_LOCATION:
+        return
+    async with services.sessions() as session:
+        if await session.get(StockLocation, name) is None:
+            raise ApiError(404, f"location {name} not found", code="location_not_found")
 
 
 async def get_services(request: Request) -> InventoryServices:

@@ -22,7 +22,7 @@ from commercekit.errors import (
 from commercekit.orders import Order, ReturnRequest, ShipmentRequest
 from reference_app.common import AdminUser, ApiError, CurrentUser
 from reference_app.common.errors import errors
-from reference_app.inventory.deps import InventoryServices, ServicesDep
+from reference_app.inventory.deps import InventoryServices, ServicesDep, known_location
 from reference_app.inventory.schemas import (
     CancellationPost,
     CancellationPublic,
@@ -181,19 +181,27 @@ async def receive_return(
     """Receive shipped units of an order back (admins only), exactly once per id.
 
     Each item's ``restock`` says what becomes of its units: ``RESELL`` puts
-    them back on sale where they shipped from, ``DAMAGED`` keeps them on
+    them back on sale where they shipped from (or at ``restockAt``, another
+    location: the return came in there), ``DAMAGED`` keeps them on
     hand there but never for sale, ``NONE`` writes them off. What they were
     paid is refunded (the payment service makes the refund). The same
     ``returnId`` again is answered with the return it made.
     """
     order = await _order(services, order_id)
     shipped, by_sku = await _lines(services, body.items)
-    lines: list[ReturnRequest] = [
-        (line[0], line[1], item.restock)
-        if len(line) == 2
-        else (line[0], line[1], item.restock, line[2])
-        for line, item in zip(shipped, body.items, strict=True)
-    ]
+    lines: list[ReturnRequest] = []
+    for line, item in zip(shipped, body.items, strict=True):
+        at = line[2] if len(line) == 3 else None
+        if item.restockAt is not None:
+            await known_location(services, item.restockAt)
+            lines.append((line[0], line[1], item.restock, at, item.restockAt))
+        else:
+            lines.append(
+                (line[0], line[1], item.restock)
+                if at is None
+                else (line[0], line[1], item.restock, at)
+            )
+
     try:
         made = await services.orders.receive_return(order.id, body.returnId, lines)
     except OverReturn as exc:

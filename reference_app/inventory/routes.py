@@ -49,6 +49,7 @@ from reference_app.inventory.deps import (
     ProductInfo,
     ServicesDep,
     get_services,
+    known_location,
 )
 from reference_app.inventory.models import Product, SalesChannel, StockLocation
 from reference_app.inventory.schemas import (
@@ -151,15 +152,6 @@ async def _channel(services: InventoryServices, name: str | None) -> Channel | N
     if channel is None:
         raise ApiError(404, f"channel {name} not found", code="channel_not_found")
     return channel
-
-
-async def _known_location(services: InventoryServices, name: str) -> None:
-    """404 unless `name` is the default location or one an admin created."""
-    if name == DEFAULT_LOCATION:
-        return
-    async with services.sessions() as session:
-        if await session.get(StockLocation, name) is None:
-            raise ApiError(404, f"location {name} not found", code="location_not_found")
 
 
 async def _product_ids(
@@ -303,7 +295,7 @@ async def restock(
     """Add units to a product's stock (admins only), at a location if one is named."""
     product = await _product(services, product_id)
     location = body.location or DEFAULT_LOCATION
-    await _known_location(services, location)
+    await known_location(services, location)
     level = await services.reservations.restock(product.sku, body.quantity, location=location)
     log.info(
         "restocked",
@@ -522,7 +514,7 @@ async def put_location_stock(
 ) -> LocationStockPublic:
     """Make `onHand` units of a product exist at a location (admins only); holds are kept."""
     product = await _product(services, product_id)
-    await _known_location(services, location)
+    await known_location(services, location)
     try:
         level = await services.reservations.set_stock(product.sku, body.onHand, location=location)
     except StockConflict as exc:
@@ -548,7 +540,7 @@ async def put_backorder(
 ) -> LocationStockPublic:
     """Let up to `cap` units of a product be held beyond its stock at a location (admins only)."""
     product = await _product(services, product_id)
-    await _known_location(services, location)
+    await known_location(services, location)
     try:
         level = await services.reservations.set_backorder(product.sku, body.cap, location=location)
     except StockConflict as exc:
@@ -617,7 +609,7 @@ async def put_stock_alert(
     (and ``stock.adjusted`` for each change by hand) from the stock journal.
     """
     product = await _product(services, product_id)
-    await _known_location(services, body.location)
+    await known_location(services, body.location)
     await services.watch.set_threshold(product.sku, body.low, location=body.location)
     log.info(
         "stock alert saved",
@@ -632,7 +624,7 @@ async def put_channel(
 ) -> ChannelPublic:
     """Create or change a sales channel: its locations, first choice first, and its rules."""
     for place in body.locations:
-        await _known_location(services, place.location)
+        await known_location(services, place.location)
     values = {
         "locations": [[p.location, p.safetyStock] for p in body.locations],
         "strategy": body.strategy.value,

@@ -579,6 +579,17 @@ class ReturnItem(ShipmentItem):
         description="RESELL: on sale again where it shipped from; DAMAGED: on hand there, "
         "never sold again; NONE: written off."
     )
+    restockAt: LocationName | None = Field(  # noqa: N815
+        default=None,
+        description="RESELL only: put the units on sale at this location instead (a return "
+        "received at another warehouse).",
+    )
+
+    @model_validator(mode="after")
+    def _resell_only(self) -> Self:
+        if self.restockAt is not None and self.restock is not RestockType.RESELL:
+            raise ValueError("restockAt is for RESELL items only")
+        return self
 
 
 class ReturnPost(BaseModel):
@@ -597,6 +608,9 @@ class ReturnLinePublic(ShipmentLinePublic):
     """Units of a product received back at one location, and what became of them."""
 
     restock: RestockType
+    restockAt: str | None = Field(  # noqa: N815
+        default=None, description="Where RESELL units went on sale, when not where they shipped."
+    )
 
 
 class ReturnPublic(BaseModel):
@@ -625,6 +639,7 @@ class ReturnPublic(BaseModel):
                     location=line.location,
                     quantity=line.quantity,
                     restock=line.restock,
+                    restockAt=line.restock_at,
                 )
                 for line in made.lines
             ],

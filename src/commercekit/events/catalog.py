@@ -278,11 +278,14 @@ class OrderCancelled(_OrderEvent):
 
 
 class ReturnedUnits(OrderUnits):
-    """Units of an order back at the location they shipped from, and what became of them."""
+    """Units of an order back from the location they shipped from, and what became of them."""
 
     restock: Annotated[str, StringConstraints(min_length=1, max_length=24)] = Field(
         description="RESELL (on sale again there), DAMAGED (on hand, never sold again) or "
         "NONE (written off)"
+    )
+    restock_at: Identifier | None = Field(
+        default=None, description="where RESELL units went on sale, when not where they shipped"
     )
 
 

@@ -122,9 +122,17 @@ ShipmentRequest = tuple[str, int] | tuple[str, int, str]
 """A line to ship or cancel: ``(sku, quantity)``, or ``(sku, quantity, location)`` where
 the order holds the SKU at more than one location."""
 
-ReturnRequest = tuple[str, int, RestockType | str] | tuple[str, int, RestockType | str, str]
+ReturnRequest = (
+    tuple[str, int, RestockType | str]
+    | tuple[str, int, RestockType | str, str]
+    | tuple[str, int, RestockType | str, str | None, str]
+)
 """A line of a return: ``(sku, quantity, restock)``, or ``(sku, quantity, restock, location)``
-where the order holds the SKU at more than one location."""
+where the order holds the SKU at more than one location, or ``(sku, quantity, RESELL,
+location or None, restock_at)`` to put the units on sale at another location."""
+
+Asked = dict[tuple[RestockType, str | None], dict[tuple[str, str | None], int]]
+"""A return's units per (restock type, location to resell at), then per (SKU, location)."""
 
 
 class _Replayed(Exception):
@@ -581,7 +589,10 @@ class OrderBook:
         `lines` are ``(sku, quantity, restock)`` or ``(sku, quantity,
         restock, location)`` (the location they shipped from, where the order
         holds the SKU at more than one). Each restock type says what becomes
-        of the units (`RestockType`): RESELL puts them back on sale there
+        of the units (`RestockType`): RESELL puts them back on sale there (or,
+        with a fifth element, ``(sku, quantity, RESELL, location or None,
+        restock_at)``, at location `restock_at`: a return received at another
+        warehouse; their units move from one location's stock to the other's)
         (from the ledger's sold units, as a cancellation does: the move is
         recorded in the return's transaction, and Redis makes it after the
         commit, on the retry or at the next ``reconcile``); DAMAGED counts
@@ -607,7 +618,7 @@ class OrderBook:
         except ValidationError as exc:
             raise InvalidRequest(f"invalid return id {return_id!r}") from exc
         asked = _returns_requested(lines)
-        if RestockType.RESELL in asked and self.stock is None:
+        if any(restock is RestockType.RESELL for restock, _ in asked) and self.stock is None:
             raise ConfigurationError("OrderBook(stock=...) is needed to resell returned units")
         at = now or dt.datetime.now(dt.UTC)
         try:
@@ -746,7 +757,7 @@ class OrderBook:
         conn: AsyncConnection,
         order_id: str,
         return_id: str,
-        asked: dict[RestockType, dict[tuple[str, str | None], int]],
+        asked: Asked,
         at: dt.datetime,
     ) -> Return:
         order = await self._locked(conn, order_id, at)
@@ -787,7 +798,7 @@ class OrderBook:
             insert(ReturnRow).values(
                 id=return_id,
                 order_id=order_id,
-                lines=[[ln.sku, ln.location, ln.quantity, ln.restock.value] for ln in lines],
+                lines=[_return_values(ln) for ln in lines],
                 created_at=at,
                 **_refund_values(order, refund_id, refunded),
             )
@@ -818,6 +829,7 @@ class OrderBook:
                         location=ln.location,
                         quantity=ln.quantity,
                         restock=ln.restock.value,
+                        restock_at=ln.restock_at,
                     )
                     for ln in lines
                 ),
@@ -1155,15 +1167,17 @@ def _lines_of(cancellation: Cancellation) -> tuple[ShipmentLine, ...]:
     return tuple(ShipmentLine(**line.model_dump()) for line in cancellation.lines)
 
 
-def _returns_requested(
-    lines: Iterable[ReturnRequest],
-) -> dict[RestockType, dict[tuple[str, str | None], int]]:
-    """The asked units per restock type, then per (SKU, location or None), checked and summed."""
-    by_type: dict[RestockType, list[ShipmentRequest]] = {}
+def _returns_requested(lines: Iterable[ReturnRequest]) -> Asked:
+    """The asked units per (restock type, location to resell at), then per (SKU, location).
+
+    Checked and summed.
+    """
+    by_type: dict[tuple[RestockType, str | None], list[ShipmentRequest]] = {}
     for entry in lines:
-        if not isinstance(entry, Sequence) or len(entry) not in (3, 4):
+        if not isinstance(entry, Sequence) or len(entry) not in (3, 4, 5):
             raise InvalidRequest(
-                f"a return line is (sku, quantity, restock[, location]), not {entry!r}"
+                f"a return line is (sku, quantity, restock[, location[, restock_at]]), "
+                f"not {entry!r}"
             )
         try:
             restock = RestockType(entry[2])
@@ -1171,37 +1185,59 @@ def _returns_requested(
             raise InvalidRequest(
                 f"a return line's restock is RESELL, DAMAGED or NONE, not {entry[2]!r}"
             ) from None
+        elsewhere = None
+        if len(entry) == 5:
+            if restock is not RestockType.RESELL:
+                raise InvalidRequest(f"only RESELL units are restocked at a location: {entry!r}")
+            try:
+                elsewhere = _LOCATION.validate_python(entry[4])
+            except ValidationError:
+                raise InvalidRequest(f"invalid location to restock at {entry[4]!r}") from None
+        shipped_from = entry[3] if len(entry) > 3 else None
         line: ShipmentRequest = (
-            (entry[0], entry[1]) if len(entry) == 3 else (entry[0], entry[1], entry[3])
+            (entry[0], entry[1]) if shipped_from is None else (entry[0], entry[1], shipped_from)
         )
-        by_type.setdefault(restock, []).append(line)
+        by_type.setdefault((restock, elsewhere), []).append(line)
     if not by_type:
         raise InvalidRequest("a return receives at least one line")
-    return {restock: _requested(found) for restock, found in by_type.items()}
+    return {kind: _requested(found) for kind, found in by_type.items()}
 
 
-def _return_lines(
-    order: Order, asked: dict[RestockType, dict[tuple[str, str | None], int]]
-) -> tuple[ReturnLine, ...]:
+def _return_lines(order: Order, asked: Asked) -> tuple[ReturnLine, ...]:
     """The asked lines with their locations, in one order (to compare a replay with)."""
     return tuple(
         sorted(
             (
-                ReturnLine(restock=restock, **line.model_dump())
-                for restock, units in asked.items()
+                ReturnLine(
+                    restock=restock,
+                    restock_at=None if elsewhere == line.location else elsewhere,
+                    **line.model_dump(),
+                )
+                for (restock, elsewhere), units in asked.items()
                 for line in _resolve(order, units)
             ),
-            key=lambda ln: (ln.sku, ln.location, ln.restock.value),
+            key=lambda ln: (ln.sku, ln.location, ln.restock.value, ln.restock_at or ""),
         )
     )
 
 
+def _return_values(line: ReturnLine) -> list[Any]:
+    """A return's line as its row keeps it (`_return` reads it back)."""
+    kept: list[Any] = [line.sku, line.location, line.quantity, line.restock.value]
+    return kept if line.restock_at is None else [*kept, line.restock_at]
+
+
 def _resold(made: Return) -> list[SoldUnits]:
-    units: Counter[tuple[str, str]] = Counter()
+    units: Counter[tuple[str, str, str | None]] = Counter()
     for line in made.lines:
         if line.restock is RestockType.RESELL:
-            units[line.sku, line.location] += line.quantity
-    return [SoldUnits(sku=s, location=loc, quantity=n) for (s, loc), n in sorted(units.items())]
+            units[line.sku, line.location, line.restock_at] += line.quantity
+    return [
+        SoldUnits(sku=s, location=loc, quantity=n, restock_at=at)
+        for (s, loc, at), n in sorted(
+            units.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+        )
+    ]
 
 
 def _refund_values(order: Order, refund_id: str | None, refunded: Decimal) -> dict[str, Any]:
@@ -1218,8 +1254,14 @@ def _return(row: Any) -> Return:
         id=row.id,
         order_id=row.order_id,
         lines=tuple(
-            ReturnLine(sku=s, location=loc, quantity=int(q), restock=RestockType(r))
-            for s, loc, q, r in row.lines
+            ReturnLine(
+                sku=line[0],
+                location=line[1],
+                quantity=int(line[2]),
+                restock=RestockType(line[3]),
+                restock_at=line[4] if len(line) > 4 else None,
+            )
+            for line in row.lines
         ),
         created_at=utc(row.created_at),
         refund_id=row.refund_id,

@@ -217,9 +217,11 @@ class Cancellation(BaseModel):
 
 
 class ReturnLine(_UnitsAt):
-    """Units of one SKU that came back to the location they shipped from, and their fate."""
+    """Units of one SKU that came back from the location they shipped from, and their fate."""
 
     restock: RestockType
+    restock_at: LocationName | None = None
+    """Where RESELL units went on sale, when not at `location` (None: there)."""
 
 
 class Return(BaseModel):

@@ -50,20 +50,26 @@ def check_move_id(move_id: object) -> str:
 
 
 def check_sold_units(lines: object) -> list[SoldUnits]:
-    """The lines of a move, one per SKU and location (summed), sorted.
+    """The lines of a move, one per SKU, location and restock location (summed), sorted.
 
     `InvalidRequest` for no line, or a line that is not `SoldUnits`.
     """
     if not isinstance(lines, Sequence) or not lines:
         raise InvalidRequest("a move gives back at least one line of units")
-    units: dict[tuple[str, str], int] = {}
+    units: dict[tuple[str, str, str], int] = {}
     for line in lines:
         if not isinstance(line, SoldUnits):
             raise InvalidRequest(f"a line of a move is SoldUnits, not {line!r}")
-        units[line.sku, line.location] = units.get((line.sku, line.location), 0) + line.quantity
+        here = (line.sku, line.location, line.back_at)
+        units[here] = units.get(here, 0) + line.quantity
     return [
-        SoldUnits(sku=sku, location=location, quantity=quantity)
-        for (sku, location), quantity in sorted(units.items())
+        SoldUnits(
+            sku=sku,
+            location=location,
+            quantity=quantity,
+            restock_at=None if back == location else back,
+        )
+        for (sku, location, back), quantity in sorted(units.items())
     ]
 
 

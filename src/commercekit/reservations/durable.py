@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -276,10 +277,24 @@ class DurableReservations:
     ) -> StockLevel:
         sku = _input.check_sku(sku)
         location = check_location(location)
+        made: list[str] = []
+
+        async def make(moves: list[tuple[str, list[SoldUnits]]]) -> None:
+            # A move recorded and not made in Redis yet (its commit just released
+            # this row's lock) is made there first: a return restocked at another
+            # location changes both locations' totals, which `change` rewrites.
+            for move_id, lines in moves:
+                await self._redis(functools.partial(self.store.return_sold, move_id, lines))
+                made.append(move_id)
+
         with _ledger_down("ledger unavailable"):
-            return await self.ledger.change_stock(
-                sku, lambda: self._redis(change), location=location, reason=reason
+            level = await self.ledger.change_stock(
+                sku, lambda: self._redis(change), location=location, reason=reason, moves=make
             )
+        for move_id in made:  # after the commit: SQLite has one writer
+            with _ledger_down(f"move {move_id} made in redis; the ledger could not mark it"):
+                await self.ledger.mark_applied(move_id)
+        return level
 
     async def set_stock(
         self, sku: str, on_hand: int, *, location: str = DEFAULT_LOCATION

@@ -9,6 +9,7 @@ flush or an empty restart, and what `reconcile` compares Redis with.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -184,7 +185,17 @@ async def write_journal(
 
 
 def _move_lines(row: Any) -> list[SoldUnits]:
-    return [SoldUnits(sku=sku, location=loc, quantity=int(q)) for sku, loc, q in row.lines]
+    return [
+        SoldUnits(sku=line[0], location=line[1], quantity=int(line[2]),
+                  restock_at=line[3] if len(line) > 3 else None)
+        for line in row.lines
+    ]  # fmt: skip
+
+
+def _move_values(line: SoldUnits) -> list[Any]:
+    """A line as `StockMoveRow.lines` keeps it (`_move_lines` reads it back)."""
+    kept: list[Any] = [line.sku, line.location, line.quantity]
+    return kept if line.restock_at is None else [*kept, line.restock_at]
 
 
 def _kit(row: Any) -> Kit:
@@ -503,6 +514,7 @@ class ReservationLedger:
         *,
         location: str = DEFAULT_LOCATION,
         reason: StockReason = StockReason.ADJUST,
+        moves: Callable[[list[tuple[str, list[SoldUnits]]]], Awaitable[None]] | None = None,
     ) -> StockLevel:
         """Run `change` (the Redis stock script) under the row lock of `sku` at `location`.
 
@@ -510,9 +522,21 @@ class ReservationLedger:
         replicas, so the ledger's ``added`` always matches the last change
         Redis made. If the change fails, nothing is recorded. A change of
         ``added`` is journaled for `reason`.
+
+        With `moves`, it is first called, under the lock, with the recorded
+        moves of `sku` not marked made in Redis yet (if any), read in the
+        same transaction: a return restocked at another location changes
+        both locations' ``added``, which `change` then rewrites.
         """
         async with self.engine.begin() as conn:
             here, before = await self._lock_stock_row(conn, sku, location)
+            if moves is not None:
+                pending = await self._unapplied(conn, 1000)
+                mine = [
+                    (mid, lines) for mid, lines in pending if any(ln.sku == sku for ln in lines)
+                ]
+                if mine:
+                    await moves(mine)
             level = await change()
             after = level.available + level.held + level.sold
             await conn.execute(
@@ -903,7 +927,10 @@ class ReservationLedger:
         nothing. Redis makes the move afterwards (`mark_applied` when it has).
         The journal moves the units from `source` (committed ones for a
         cancellation, shipped ones for a return) to available, for `reason`,
-        naming `reference` (the move's id by default) and `order_id`.
+        naming `reference` (the move's id by default) and `order_id`. A line
+        restocked at another location (`SoldUnits.restock_at`) moves its
+        units from this location's ``added`` to that one's: out of `source`
+        here, into available there.
 
         Returns:
             Whether it was recorded now.
@@ -915,7 +942,7 @@ class ReservationLedger:
         at = now or dt.datetime.now(dt.UTC)
         values = {
             "id": move_id,
-            "lines": [[line.sku, line.location, line.quantity] for line in lines],
+            "lines": [_move_values(line) for line in lines],
             "applied": False,
             "created_at": at,
         }
@@ -924,39 +951,65 @@ class ReservationLedger:
         )
         if made.first() is None:
             return False
+        journal = []
         for line in lines:
+            elsewhere = line.back_at != line.location
             taken = await executor.execute(
                 update(StockRow)
                 .where(StockRow.sku == line.sku)
                 .where(StockRow.location == line.location)
                 .where(StockRow.sold >= line.quantity)
-                .values(sold=StockRow.sold - line.quantity, updated_at=func.now())
+                .values(
+                    sold=StockRow.sold - line.quantity,
+                    # Restocked elsewhere: they leave this location's units for the other's.
+                    added=StockRow.added - (line.quantity if elsewhere else 0),
+                    updated_at=func.now(),
+                )
             )
             if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise StockConflict(
                     f"move {move_id} gives back {line.quantity} units of {line.sku} at "
                     f"{line.location}, more than the ledger counts sold there"
                 )
-        await write_journal(
-            executor,
-            [
-                move(line.sku, line.location, line.quantity, (source, StockState.AVAILABLE),
-                     reason, reference=reference or move_id, order_id=order_id, at=at)
-                for line in lines
-            ],
-        )  # fmt: skip
+            named = functools.partial(
+                move, line.sku, quantity=line.quantity, reason=reason,
+                reference=reference or move_id, order_id=order_id, at=at,
+            )  # fmt: skip
+            if not elsewhere:
+                journal.append(named(line.location, route=(source, StockState.AVAILABLE)))
+                continue
+            seed = {"sku": line.sku, "location": line.back_at, "added": 0, "sold": 0}
+            await executor.execute(
+                insert_or_ignore(dialect_of(executor), StockRow, seed,
+                                 index_elements=["sku", "location"])
+            )  # fmt: skip
+            await executor.execute(
+                update(StockRow)
+                .where(StockRow.sku == line.sku, StockRow.location == line.back_at)
+                .values(added=StockRow.added + line.quantity, updated_at=func.now())
+            )
+            journal += [
+                named(line.location, route=(source, None)),
+                named(line.back_at, route=(None, StockState.AVAILABLE)),
+            ]
+        await write_journal(executor, journal)
         return True
 
     async def unapplied_moves(self, limit: int = 1000) -> list[tuple[str, list[SoldUnits]]]:
         """Moves recorded and not made in Redis yet (oldest first), with their lines."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(StockMoveRow)
-                .where(StockMoveRow.applied.is_(False))
-                .order_by(StockMoveRow.created_at, StockMoveRow.id)
-                .limit(limit)
-            )
-            return [(row.id, _move_lines(row)) for row in rows]
+            return await self._unapplied(conn, limit)
+
+    async def _unapplied(
+        self, conn: AsyncConnection, limit: int
+    ) -> list[tuple[str, list[SoldUnits]]]:
+        rows = await conn.execute(
+            select(StockMoveRow)
+            .where(StockMoveRow.applied.is_(False))
+            .order_by(StockMoveRow.created_at, StockMoveRow.id)
+            .limit(limit)
+        )
+        return [(row.id, _move_lines(row)) for row in rows]
 
     async def move(self, move_id: str) -> tuple[list[SoldUnits], bool] | None:
         """Move `move_id`'s lines and whether Redis made it, if it was recorded."""

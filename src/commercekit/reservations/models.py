@@ -150,13 +150,23 @@ class Reservation(BaseModel):
 
 
 class SoldUnits(BaseModel):
-    """Units of one SKU sold at one location (a line of a move back on sale)."""
+    """Units of one SKU sold at one location (a line of a move back on sale).
+
+    They go back on sale at `restock_at` when it names another location
+    (a return received at another warehouse), else where they were sold.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     sku: SKU
     location: LocationName = DEFAULT_LOCATION
     quantity: Annotated[int, Field(gt=0, le=1_000_000_000)]
+    restock_at: LocationName | None = None
+
+    @property
+    def back_at(self) -> str:
+        """Where the units go back on sale."""
+        return self.location if self.restock_at is None else self.restock_at
 
 
 class StockLevel(BaseModel):

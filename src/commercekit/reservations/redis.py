@@ -561,6 +561,9 @@ class RedisReservationStore:
     async def return_sold(self, move_id: str, lines: Sequence[SoldUnits]) -> bool:
         """Put sold units back on sale, once per `move_id`: sold -> available, per line.
 
+        A line with `SoldUnits.restock_at` takes its units off sold where it
+        says, and puts them on sale at that other location.
+
         The lines of one shard move together or not at all; the id is
         remembered in each shard for `MOVE_MEMORY`, so the same move again
         (a retry after a crash, a redelivered event) changes nothing there.
@@ -586,7 +589,12 @@ class RedisReservationStore:
                 [
                     self._base(shard),
                     move_id,
-                    json.dumps([[line.sku, _at(line.location), line.quantity] for line in group]),
+                    json.dumps(
+                        [
+                            [line.sku, _at(line.location), line.quantity, _at(line.back_at)]
+                            for line in group
+                        ]
+                    ),
                     int(MOVE_MEMORY.total_seconds() * 1000),
                 ],
             )

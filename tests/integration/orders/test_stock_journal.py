@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from commercekit.errors import InvalidRequest
 from commercekit.orders import OrderBook, RestockType
 from commercekit.reservations import (
+    Channel,
     DurableReservations,
     JournalRow,
+    SoldUnits,
     StockQuantities,
     StockReason,
     acting_as,
@@ -245,3 +247,58 @@ async def test_batched_holds_are_journaled_in_their_batch_statement(
     assert rows[-1].after.held == 25
     assert rows[-1].after.available == 5
     assert await batched.ledger.journal_drift() == {}
+
+
+async def test_a_return_resold_at_another_location_moves_its_units_there(
+    stock: DurableReservations, book: OrderBook
+) -> None:
+    mug = sku("MUG")
+    await stock.set_stock(mug, 3)
+    order = await book.open(
+        await stock.confirm((await stock.reserve([(mug, 3)], ttl=60, owner="alice")).id)
+    )
+    await book.ship(order.id, "p1", [(mug, 3)])
+    lines = [(mug, 2, RestockType.RESELL, None, "east"), (mug, 1, RestockType.DAMAGED)]
+    made = await book.receive_return(order.id, "r-east", lines)
+    again = await book.receive_return(order.id, "r-east", lines)  # a retry: moved once
+    assert again == made
+    assert [(ln.restock, ln.restock_at) for ln in made.lines] == [
+        (RestockType.DAMAGED, None),
+        (RestockType.RESELL, "east"),
+    ]
+    home, east = await stock.stock(mug), await stock.stock(mug, location="east")
+    assert (home.available, home.held, home.sold) == (0, 0, 1)  # the damaged one
+    assert (east.available, east.held, east.sold) == (2, 0, 0)
+    assert await stock.ledger.totals_of(mug) == (1, 1)
+    assert await stock.ledger.totals_of(mug, location="east") == (2, 0)
+    rows = await stock.journal(reference="r-east")
+    assert sorted(((r.location, *route(r)) for r in rows), key=str) == [
+        ("default", "shipped", "damaged", 1),
+        ("default", "shipped", None, 2),
+        ("east", None, "available", 2),
+    ]
+    assert await stock.ledger.journal_drift() == {}
+    assert (await stock.reconcile()).clean
+    # And it sells there.
+    sold_there = await stock.reserve(
+        [(mug, 2)], ttl=60, owner="bob", channel=Channel(name="web", locations=("east",))
+    )
+    assert [(a.location, a.quantity) for a in sold_there.allocations] == [("east", 2)]
+
+
+async def test_a_stock_change_waits_for_a_recorded_move_to_another_location(
+    stock: DurableReservations, engine: AsyncEngine
+) -> None:
+    cup = sku("CUP")
+    await stock.set_stock(cup, 2)
+    hold = await stock.confirm((await stock.reserve([(cup, 2)], ttl=60, owner="a")).id)
+    assert hold.status.value == "CONFIRMED"
+    back = [SoldUnits(sku=cup, quantity=2, restock_at="east")]
+    async with engine.begin() as conn:  # recorded; Redis has not made it (a crash, a delay)
+        await stock.return_sold_in(conn, "move-east", back, reason=StockReason.RETURN)
+    await stock.restock(cup, 1, location="east")  # makes the move first, then restocks
+    east = await stock.stock(cup, location="east")
+    assert (east.available, east.sold) == (3, 0)
+    assert await stock.ledger.totals_of(cup, location="east") == (3, 0)
+    assert await stock.ledger.totals_of(cup) == (0, 0)
+    assert (await stock.reconcile()).clean

@@ -817,3 +817,47 @@ async def test_admins_set_a_low_stock_threshold_that_the_watch_announces(
     assert kinds == ["stock.adjusted", "stock.low"]
     cleared = await inventory.http.put(path, json={"low": None}, headers=ADMIN)
     assert cleared.json()["low"] is None
+
+
+async def test_a_return_received_at_another_warehouse_goes_on_sale_there(
+    inventory: Inventory,
+) -> None:
+    east = f"east-{uuid.uuid4().hex[:6]}"
+    made = await inventory.http.put(
+        f"/api/v1/inventory/locations/{east}", json={"label": "East"}, headers=ADMIN
+    )
+    assert made.is_success, made.text
+    mug = await inventory.product(stock=2, price="4.00")
+    order_id = (await inventory.reserve({"productId": mug, "quantity": 2})).json()["reservationId"]
+    await inventory.pay(order_id, "8.00")
+    path = f"/api/v1/orders/{order_id}"
+    ship = {"shipmentId": "parcel-e", "items": [{"productId": mug, "quantity": 2}]}
+    assert (await inventory.http.post(f"{path}/shipments", json=ship, headers=ADMIN)).is_success
+    item = {"productId": mug, "quantity": 1, "restock": "RESELL", "restockAt": east}
+    for bad in (
+        {**item, "restock": "DAMAGED"},  # only resold units go on sale elsewhere
+        {**item, "restockAt": "no such place!"},
+    ):
+        answer = await inventory.http.post(
+            f"{path}/returns", json={"returnId": "rma-x", "items": [bad]}, headers=ADMIN
+        )
+        assert answer.status_code == 422, answer.text
+    unknown = await inventory.http.post(
+        f"{path}/returns",
+        json={"returnId": "rma-x", "items": [{**item, "restockAt": "nowhere"}]},
+        headers=ADMIN,
+    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "location_not_found")
+    received = await inventory.http.post(
+        f"{path}/returns", json={"returnId": "rma-e", "items": [item]}, headers=ADMIN
+    )
+    assert received.status_code == 201, received.text
+    assert received.json()["items"][0]["restockAt"] == east
+    levels = {
+        level["location"]: level
+        for level in (
+            await inventory.http.get(f"/api/v1/inventory/{mug}/stock", headers=ADMIN)
+        ).json()
+    }
+    assert (levels[east]["available"], levels["default"]["available"]) == (1, 0)
+    assert levels["default"]["sold"] == 1  # the other mug, still out with the customer

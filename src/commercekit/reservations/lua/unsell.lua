@@ -2,14 +2,15 @@
 --
 -- KEYS[1]     BASE .. "moves": sorted set, move id -> when it was applied here (ms)
 -- KEYS[2..n]  the stock hash of each line's SKU, in the order of the lines
--- ARGV        base, move id, lines as JSON [[sku, location ("" = default), units], ...],
+-- ARGV        base, move id, lines as JSON [[sku, location ("" = default), units,
+--             location back on sale (the same, or another)], ...],
 --             how long an applied move is remembered (ms)
 -- Returns     JSON {applied = true} (applied now) or {applied = false} (applied before),
 --             or {err = "SOLD_SHORT", sku, location, sold, units}: a line gives back more
 --             units than are sold there; nothing changed
 --
--- Every line moves `units` from sold to available at its location, all or
--- none. The id is remembered in the shard, so a retried move (a crash after
+-- Every line moves `units` from sold at its location to available at its
+-- location back on sale (its fourth; the same one without it), all or none. The id is remembered in the shard, so a retried move (a crash after
 -- the ledger recorded it, a redelivered event) changes nothing twice.
 if not ready(ARGV[1]) then
   return redis.error_reply(NOT_READY)
@@ -28,7 +29,7 @@ for i, line in ipairs(lines) do
 end
 for i, line in ipairs(lines) do
   redis.call('HINCRBY', KEYS[i + 1], field('sold', line[2]), -line[3])
-  redis.call('HINCRBY', KEYS[i + 1], field('available', line[2]), line[3])
+  redis.call('HINCRBY', KEYS[i + 1], field('available', line[4] or line[2]), line[3])
 end
 local now = now_ms()
 redis.call('ZADD', moves, now, id)
