@@ -19,7 +19,6 @@ path of a reservation: the holds only write their journal rows.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ try:
 
     from commercekit.events.outbox import Outbox
     from commercekit.reservations.ledger import JournalRow
-    from commercekit.sql import Base, insert_or_ignore, upsert
+    from commercekit.sql import Base, insert_or_ignore, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -153,7 +152,7 @@ class StockWatch:
                     )
                 )
             ).first()
-        return StockQuantities() if row is None else _quantities(row)
+        return StockQuantities() if row is None else StockQuantities(**_levels(row))
 
     async def pending(self) -> int:
         """Rows of the journal not announced yet."""
@@ -274,7 +273,7 @@ class StockWatch:
         )
         return {
             (row.sku, row.location): _Watched(
-                {name: int(getattr(row, name)) for name in _LEVELS},
+                _levels(row),
                 None if row.low is None else int(row.low),
                 bool(row.out),
             )
@@ -318,7 +317,7 @@ class StockWatch:
                 payload,
                 source=self.source,
                 id=f"{payload.event_type}:{row.id}",
-                time=_utc(row.at),
+                time=utc(row.at),
             )
             for payload in payloads
         ]
@@ -348,9 +347,6 @@ class _Watched:
     out: bool
 
 
-def _quantities(row: Any) -> StockQuantities:
-    return StockQuantities(**{name: int(getattr(row, name)) for name in _LEVELS})
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+def _levels(row: Any) -> dict[str, int]:
+    """A watch row's units by state."""
+    return {name: int(getattr(row, name)) for name in _LEVELS}
