@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from commercekit.errors import InvalidRequest, MissingExtraError, StockConflict
@@ -190,6 +190,16 @@ def _move_lines(row: Any) -> list[SoldUnits]:
                   restock_at=line[3] if len(line) > 3 else None)
         for line in row.lines
     ]  # fmt: skip
+
+
+def _held_by_place(pending: Iterable[Reservation]) -> dict[tuple[str, str], int]:
+    """``{(sku, location): units}`` the `pending` reservations hold."""
+    held: dict[tuple[str, str], int] = {}
+    for reservation in pending:
+        for placed in reservation.holdings:
+            here = (placed.sku, placed.location)
+            held[here] = held.get(here, 0) + placed.quantity
+    return held
 
 
 def _move_values(line: SoldUnits) -> list[Any]:
@@ -716,11 +726,7 @@ class ReservationLedger:
                     StockRow.backorder,
                 )
             )
-            held: dict[tuple[str, str], int] = {}
-            for reservation in pending:
-                for placed in reservation.holdings:
-                    here = (placed.sku, placed.location)
-                    held[here] = held.get(here, 0) + placed.quantity
+            held = _held_by_place(pending)
             stock = [
                 StockLevel(
                     sku=sku,
@@ -867,9 +873,8 @@ class ReservationLedger:
             pending = await conn.execute(
                 select(ReservationRow).where(ReservationRow.status == "PENDING")
             )
-            for reservation in map(_reservation, pending):
-                for held in reservation.holdings:
-                    ledger.setdefault((held.sku, held.location), [0, 0, 0])[1] += held.quantity
+            for here, units in _held_by_place(map(_reservation, pending)).items():
+                ledger.setdefault(here, [0, 0, 0])[1] += units
         drift: dict[tuple[str, str], dict[str, int]] = {}
         for here in sorted(ledger.keys() | journal.keys()):
             added, in_holds, sold = ledger.get(here, [0, 0, 0])
