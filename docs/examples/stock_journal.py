@@ -49,6 +49,8 @@ async def main(folder: Path) -> None:
     print(last.added == last.on_hand + last.shipped + last.damaged + last.written_off)  # True
     print(await reservations.ledger.journal_drift())  # {}
     print((await reservations.reconcile()).clean)  # True
+    # The orders agree with the journal, and with what their payments paid.
+    print((await book.audit()).clean)  # True
     await engine.dispose()
 
 

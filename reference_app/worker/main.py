@@ -8,8 +8,10 @@ Every job is safe with several workers at once:
 
 - the expiry sweeper: each hold is expired by exactly one sweeper;
 - the outbox relay: each relay locks the rows it sends (``SKIP LOCKED``);
-- reconciliation (Redis against the PostgreSQL ledger): one worker at a
-  time, under a PostgreSQL advisory lock;
+- reconciliation (Redis against the PostgreSQL ledger), then the orders'
+  audit against the stock journal and their payments (`OrderBook.audit`,
+  the ``refapp_worker_order_audit_problems`` gauge): one worker at a time,
+  under a PostgreSQL advisory lock;
 - the payment re-drive: a payment left without an outcome for
   ``payment_redrive_after_seconds`` gets its outcome event sent again
   (`redrive_payments`; each payment is claimed by one worker);
@@ -26,11 +28,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import fields
 
 from fastapi import FastAPI
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from sqlalchemy import text
 
 from commercekit.events import Outbox, OutboxRelay
-from commercekit.payments import redrive_payments
+from commercekit.orders import OrderBook
+from commercekit.payments import RefundService, redrive_payments
 from commercekit.plugins import PluginManager
 from commercekit.reservations import (
     DurableReservations,
@@ -61,7 +64,13 @@ STATE_INTERVAL = 5.0
 """Seconds between two readings of the state gauges (holds, outbox, payments: `StateMetrics`)."""
 
 
-async def _reconcile(infra: Infra, reservations: DurableReservations, repairs: Counter) -> None:
+async def _reconcile(
+    infra: Infra,
+    reservations: DurableReservations,
+    orders: OrderBook,
+    repairs: Counter,
+    disagreements: Gauge,
+) -> None:
     async with infra.sessions() as session, session.begin():
         if infra.engine.dialect.name == "postgresql":
             locked = await session.scalar(
@@ -70,11 +79,20 @@ async def _reconcile(infra: Infra, reservations: DurableReservations, repairs: C
             if not locked:
                 return  # another worker reconciles right now
         report = await reservations.reconcile()
+        audit = await orders.audit()  # after the journal is proven against the ledger
     changed = {f.name: len(getattr(report, f.name)) for f in fields(report)}
     changed = {name: count for name, count in changed.items() if count}
     if changed:
         log.warning("reconciled Redis with the ledger", extra={"repairs": changed})
         repairs.inc(sum(changed.values()))
+    found = {
+        "stock_drift": len(audit.stock_drift),
+        "line_errors": len(audit.line_errors),
+        "over_refunded": len(audit.over_refunded),
+    }
+    disagreements.set(sum(found.values()))
+    if not audit.clean:
+        log.error("the orders disagree with the stock journal or payments", extra=found)
 
 
 @asynccontextmanager
@@ -92,6 +110,12 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         "Differences between Redis and the ledger that reconciliation repaired.",
         registry=registry,
     )
+    disagreements = Gauge(
+        "refapp_worker_order_audit_problems",
+        "SKUs, order lines and orders where the last audit found the orders disagreeing with "
+        "the stock journal or their payments (0: none; nothing is repaired).",
+        registry=registry,
+    )
     redriven = Counter(
         "refapp_worker_payments_redriven",
         "Payments left without an outcome whose outcome event was sent again.",
@@ -100,6 +124,10 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
     reservations = reservations_of(settings, infra, plugins=PluginManager())
     await reservations.start()
     outbox = Outbox()
+    # Audits the orders only: it reads every refund of their payments, and makes none.
+    orders = OrderBook(
+        infra.engine, stock=reservations, refunds=RefundService(infra.sessions, None)
+    )
     watch = StockWatch(infra.engine, outbox, source="worker")
 
     def on_expired(reservation: Reservation) -> None:
@@ -112,7 +140,7 @@ async def wire(app: FastAPI, settings: WorkerSettings, infra: Infra) -> AsyncIte
         state.dead_letters.set(await count_dead_letters())
 
     async def reconcile() -> None:
-        await _reconcile(infra, reservations, repairs)
+        await _reconcile(infra, reservations, orders, repairs, disagreements)
 
     async def redrive() -> None:
         again = await redrive_payments(

@@ -23,6 +23,7 @@ await book.cancel(order.id, "ticket-77")  # the rest: back on sale
 
 from __future__ import annotations
 
+from commercekit.orders.audit import OrderAudit
 from commercekit.orders.book import (
     OrderBook,
     ReturnRequest,
@@ -55,6 +56,7 @@ __all__ = [
     "CancellationId",
     "CancellationLine",
     "Order",
+    "OrderAudit",
     "OrderBook",
     "OrderLine",
     "OrderPayment",

@@ -35,6 +35,7 @@ from commercekit.events.catalog import (
     ReturnedUnits,
 )
 from commercekit.events.envelope import Envelope
+from commercekit.orders.audit import OrderAudit, audit_in
 from commercekit.orders.models import (
     Cancellation,
     CancellationId,
@@ -675,6 +676,26 @@ class OrderBook:
                 .where(OrderLineRow.location == location)
             )
         return int(total or 0)
+
+    async def audit(self) -> OrderAudit:
+        """Check the orders against the stock journal and their payments, in one snapshot.
+
+        Per SKU and location, the journal's committed, shipped, damaged and
+        written-off units must be the orders' (confirmed reservations no
+        order has opened yet count as committed); per line, no counter may
+        exceed what it counts from; per order, the refunds (all of its
+        payment's, with ``refunds=``) must not exceed what it paid. Run it
+        after ``DurableReservations.reconcile``, which proves the journal
+        sums to the ledger: together they prove the invariants of the
+        orders' stock. Nothing is repaired; see `OrderAudit`.
+        """
+        async with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            report = await audit_in(conn, refunds=self.refunds is not None)
+        if not report.clean:
+            log.warning("the orders disagree with the stock journal or payments: %s", report)
+        return report
 
     # ---------------------------------------------------------------- helpers
     async def _cancel(

@@ -41,6 +41,7 @@ try:
         JSON,
         BigInteger,
         Boolean,
+        ColumnElement,
         DateTime,
         Index,
         Integer,
@@ -182,6 +183,31 @@ async def write_journal(
     """Insert journal rows (`move`'s values) in the transaction of `executor`."""
     if rows:
         await executor.execute(insert(JournalRow), list(rows))
+
+
+async def journal_levels_in(conn: AsyncConnection) -> dict[tuple[str, str], StockQuantities]:
+    """``{(sku, location): quantities}`` the whole journal sums to, read on `conn`."""
+    rows = await conn.execute(
+        select(
+            JournalRow.sku,
+            JournalRow.location,
+            JournalRow.source,
+            JournalRow.target,
+            func.sum(JournalRow.quantity),
+        ).group_by(JournalRow.sku, JournalRow.location, JournalRow.source, JournalRow.target)
+    )
+    grouped: dict[tuple[str, str], list[tuple[str | None, str | None, int]]] = {}
+    for sku, location, source, target, quantity in rows:
+        grouped.setdefault((sku, location), []).append((source, target, int(quantity)))
+    return {here: levels(moves) for here, moves in grouped.items()}
+
+
+async def units_held_in(
+    conn: AsyncConnection, where: ColumnElement[bool]
+) -> dict[tuple[str, str], int]:
+    """``{(sku, location): units}`` the reservations `where` selects hold, read on `conn`."""
+    found = await conn.execute(select(ReservationRow).where(where))
+    return _held_by_place(map(_reservation, found))
 
 
 def _move_lines(row: Any) -> list[SoldUnits]:
@@ -837,24 +863,7 @@ class ReservationLedger:
     async def journal_levels(self) -> dict[tuple[str, str], StockQuantities]:
         """``{(sku, location): quantities}``: what the whole journal sums to."""
         async with self.engine.connect() as conn:
-            return await self._journal_levels(conn)
-
-    async def _journal_levels(
-        self, conn: AsyncConnection
-    ) -> dict[tuple[str, str], StockQuantities]:
-        rows = await conn.execute(
-            select(
-                JournalRow.sku,
-                JournalRow.location,
-                JournalRow.source,
-                JournalRow.target,
-                func.sum(JournalRow.quantity),
-            ).group_by(JournalRow.sku, JournalRow.location, JournalRow.source, JournalRow.target)
-        )
-        grouped: dict[tuple[str, str], list[tuple[str | None, str | None, int]]] = {}
-        for sku, location, source, target, quantity in rows:
-            grouped.setdefault((sku, location), []).append((source, target, int(quantity)))
-        return {here: levels(moves) for here, moves in grouped.items()}
+            return await journal_levels_in(conn)
 
     async def journal_drift(self) -> dict[tuple[str, str], dict[str, int]]:
         """Where the journal does not sum to the ledger: per SKU and location, by how much.
@@ -866,14 +875,12 @@ class ReservationLedger:
         """
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level=self._snapshot_isolation())
-            journal = await self._journal_levels(conn)
+            journal = await journal_levels_in(conn)
             totals = await conn.execute(select(StockRow.sku, StockRow.location, StockRow.added,
                                                StockRow.sold))  # fmt: skip
             ledger = {(s, loc): [int(a), 0, int(sold)] for s, loc, a, sold in totals}
-            pending = await conn.execute(
-                select(ReservationRow).where(ReservationRow.status == "PENDING")
-            )
-            for here, units in _held_by_place(map(_reservation, pending)).items():
+            pending = await units_held_in(conn, ReservationRow.status == "PENDING")
+            for here, units in pending.items():
                 ledger.setdefault(here, [0, 0, 0])[1] += units
         drift: dict[tuple[str, str], dict[str, int]] = {}
         for here in sorted(ledger.keys() | journal.keys()):
