@@ -14,9 +14,12 @@ at each number of connections against:
 - ``health``: nginx's own ``/health``, the ceiling of the setup.
 
 Then the payment path: shoppers at a steady rate reserve, pay
-(``POST /api/v1/payment``) and poll their reservation; the time from the
-202 to the reservation reading CONFIRMED (through Kafka, the inventory
-service's settlement and the ledger) is what is measured.
+(``POST /api/v1/payment``) and poll their reservation every 100 ms, as a
+checkout page does; the time from the 202 to the reservation's
+confirmation (through Kafka, the inventory service's settlement and the
+ledger) is what is measured: its ``updatedAt`` once it reads CONFIRMED, on
+the same clock, so the polls neither round it up nor, by their number,
+load the service they measure.
 
 In the same run, on the same servers (a database and a Redis database of
 its own), the library's durable reserve path (``commercekit-durable``, hot
@@ -401,7 +404,7 @@ async def payment_path(
     *,
     rate: float,
     duration: float,
-    poll_every: float = 0.01,
+    poll_every: float = 0.1,
     give_up_after: float = 20.0,
 ) -> PaymentResult:
     """Start `rate` payments a second for `duration` seconds; time each to CONFIRMED."""
@@ -433,13 +436,15 @@ async def payment_path(
             if paid.status_code != 202:
                 errors.append(f"payment {paid.status_code}: {paid.text[:120]}")
                 return
-            accepted = time.perf_counter()
-            while time.perf_counter() - accepted < give_up_after:
+            accepted, waiting = time.time(), time.perf_counter()
+            while time.perf_counter() - waiting < give_up_after:
+                await asyncio.sleep(poll_every)
                 seen = await http.get(f"/api/v1/inventory/reservations/{reservation}", headers=auth)
                 if seen.status_code == 200 and seen.json()["status"] == "CONFIRMED":
-                    latencies.append((time.perf_counter() - accepted) * 1000)
+                    # When it was confirmed, on this machine's clock: not when a poll saw it.
+                    confirmed = dt.datetime.fromisoformat(seen.json()["updatedAt"])
+                    latencies.append((confirmed.timestamp() - accepted) * 1000)
                     return
-                await asyncio.sleep(poll_every)
             errors.append(f"reservation {reservation} not CONFIRMED after {give_up_after}s")
 
         tasks: list[asyncio.Task[None]] = []
@@ -633,7 +638,7 @@ def run(
             )
             print(
                 f"payment path: {payments.confirmed}/{payments.payments} confirmed at "
-                f"{payment_rate:g}/s, 202 -> CONFIRMED p50 {payments.p50_ms:.1f} ms, "
+                f"{payment_rate:g}/s, 202 -> confirmed p50 {payments.p50_ms:.1f} ms, "
                 f"p99 {payments.p99_ms:.1f} ms, errors {payments.errors}",
                 file=sys.stderr,
                 flush=True,
@@ -770,7 +775,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"Payment path ({payments['rate_per_s']:g} payments/s for "
             f"{payments['duration_s']:g} s): {payments['confirmed']} of "
             f"{payments['payments']} confirmed; from the 202 of `POST /api/v1/payment` to "
-            f"the reservation reading CONFIRMED: p50 {payments['p50_ms']:.1f} ms, "
+            f"the reservation's confirmation: p50 {payments['p50_ms']:.1f} ms, "
             f"p99 {payments['p99_ms']:.1f} ms; errors {payments['errors']}.",
         ]
     check = report["check"]
