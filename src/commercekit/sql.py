@@ -60,6 +60,7 @@ __all__ = [
     "dialect_of",
     "insert_or_ignore",
     "migrate",
+    "read_snapshot",
     "run_migrations",
     "upsert",
     "utc",
@@ -172,6 +173,21 @@ def dialect_of(executor: AsyncConnection | AsyncSession) -> str:
     if isinstance(executor, AsyncSession):
         return executor.get_bind().dialect.name
     return executor.dialect.name
+
+
+async def read_snapshot(conn: AsyncConnection) -> None:
+    """Make the reads that follow on `conn` see one snapshot of the database.
+
+    Call it on a fresh connection, before its first statement. PostgreSQL:
+    a REPEATABLE READ transaction. SQLite: its driver begins no transaction
+    for a read, so each read would see the writes committed since the one
+    before; an explicit ``BEGIN`` makes them one read transaction (writers
+    wait for its end to commit).
+    """
+    if conn.dialect.name == "postgresql":
+        await conn.execution_options(isolation_level="REPEATABLE READ")
+    else:
+        await conn.exec_driver_sql("BEGIN")
 
 
 def utc(moment: dt.datetime) -> dt.datetime:

@@ -88,7 +88,7 @@ try:
         ShipmentRow,
     )
     from commercekit.reservations.ledger import write_journal
-    from commercekit.sql import dialect_of, insert_or_ignore, utc
+    from commercekit.sql import dialect_of, insert_or_ignore, read_snapshot, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -690,8 +690,7 @@ class OrderBook:
         orders' stock. Nothing is repaired; see `OrderAudit`.
         """
         async with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                await conn.execution_options(isolation_level="REPEATABLE READ")
+            await read_snapshot(conn)
             report = await audit_in(conn, refunds=self.refunds is not None)
         if not report.clean:
             log.warning("the orders disagree with the stock journal or payments: %s", report)

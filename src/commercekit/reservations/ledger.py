@@ -58,7 +58,7 @@ try:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
     from sqlalchemy.orm import Mapped, mapped_column
 
-    from commercekit.sql import Base, dialect_of, insert_or_ignore, upsert, utc
+    from commercekit.sql import Base, dialect_of, insert_or_ignore, read_snapshot, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
@@ -736,9 +736,9 @@ class ReservationLedger:
         The stock read counts those moves already: a Redis restored from it
         must remember them as applied. All three reads see one snapshot.
         """
-        # One snapshot for every read (SQLite's single writer gives that already).
+        # One snapshot for every read.
         async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level=self._snapshot_isolation())
+            await read_snapshot(conn)
             rows = await conn.execute(
                 select(ReservationRow).where(ReservationRow.status == "PENDING")
             )
@@ -773,9 +773,6 @@ class ReservationLedger:
         return stock, pending, list(moves)
 
     # ------------------------------------------------------------- journal
-    def _snapshot_isolation(self) -> str:
-        return "REPEATABLE READ" if self._dialect == "postgresql" else "SERIALIZABLE"
-
     async def journal(
         self,
         *,
@@ -816,7 +813,7 @@ class ReservationLedger:
             if wanted is not None:
                 query = query.where(column == wanted)
         async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level=self._snapshot_isolation())
+            await read_snapshot(conn)
             rows = (await conn.execute(query.order_by(JournalRow.id).limit(limit))).all()
             spans: dict[tuple[str, str], tuple[int, int]] = {}
             for row in rows:
@@ -874,7 +871,7 @@ class ReservationLedger:
         the ledger's minus the journal's; an empty answer proves them equal.
         """
         async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level=self._snapshot_isolation())
+            await read_snapshot(conn)
             journal = await journal_levels_in(conn)
             totals = await conn.execute(select(StockRow.sku, StockRow.location, StockRow.added,
                                                StockRow.sold))  # fmt: skip

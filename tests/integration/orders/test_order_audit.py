@@ -136,3 +136,34 @@ async def test_without_refunds_the_orders_own_refunds_are_summed(
         await conn.execute(update(RefundRow).values(amount=RefundRow.amount + 1))
     assert (await plain.audit()).clean  # the refunds table is not read
     assert (await shop.book.audit()).over_refunded == {order.id: Decimal(2)}
+
+
+async def test_an_audit_during_changes_reads_one_snapshot(
+    stock: DurableReservations, book: OrderBook
+) -> None:
+    hat = sku("HAT")
+    await stock.set_stock(hat, 200)
+    done = asyncio.Event()
+
+    async def customer(n: int) -> None:
+        confirmed = await stock.confirm((await stock.reserve([(hat, 2)], ttl=60, owner="u")).id)
+        order = await book.open(confirmed)
+        await book.ship(order.id, f"s-{n}", [(hat, 1)])
+        await book.cancel(order.id, f"c-{n}")
+
+    async def customers() -> None:
+        try:
+            for wave in range(5):
+                await asyncio.gather(*(customer(wave * 8 + n) for n in range(8)))
+        finally:
+            done.set()
+
+    async def auditor() -> list[OrderAudit]:
+        found = []
+        while not done.is_set():
+            found.append(await book.audit())
+        return found
+
+    _, audits = await asyncio.gather(customers(), auditor())
+    assert len(audits) > 1
+    assert [a for a in audits if not a.clean] == []

@@ -302,3 +302,30 @@ async def test_a_stock_change_waits_for_a_recorded_move_to_another_location(
     assert await stock.ledger.totals_of(cup, location="east") == (3, 0)
     assert await stock.ledger.totals_of(cup) == (0, 0)
     assert (await stock.reconcile()).clean
+
+
+async def test_the_drift_check_during_changes_reads_one_snapshot(
+    stock: DurableReservations, book: OrderBook
+) -> None:
+    hat = sku("HAT")
+    await stock.set_stock(hat, 200)
+    done = asyncio.Event()
+
+    async def customers() -> None:
+        try:
+            for n in range(40):
+                hold = await stock.reserve([(hat, 2)], ttl=60, owner="u")
+                order = await book.open(await stock.confirm(hold.id))
+                await book.ship(order.id, f"s-{n}", [(hat, 1)])
+        finally:
+            done.set()
+
+    async def checker() -> list[dict[tuple[str, str], dict[str, int]]]:
+        found = []
+        while not done.is_set():
+            found.append(await stock.ledger.journal_drift())
+        return found
+
+    _, drifts = await asyncio.gather(customers(), checker())
+    assert len(drifts) > 1
+    assert [d for d in drifts if d] == []  # a torn read would show the changes in flight
