@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-from commercekit.testing.servers import RedisServer
+import commercekit.testing.servers.redis as redis_servers
+from commercekit.testing.servers import RedisClusterServer, RedisServer
 
 TAKE = """
 local left = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -75,3 +77,22 @@ async def test_restart_keeps_data_only_when_persistent(
         assert (await client.get("key") == b"value") is survives
         await client.aclose()
     assert not server.running
+
+
+def test_a_cluster_node_whose_bus_port_was_taken_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between picking a node's bus port and its start, another process may bind it."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([taken.getsockname()[1]])
+    real = redis_servers.free_port
+    monkeypatch.setattr(redis_servers, "free_port", lambda *a: next(picks, None) or real(*a))
+    node = RedisClusterServer(tmp_path).nodes[0]
+    try:
+        node.start()
+        assert redis_servers.redis_command(node.host, node.port, "PING") == b"+PONG"
+    finally:
+        node.stop()
+        taken.close()

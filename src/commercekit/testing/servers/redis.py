@@ -93,6 +93,32 @@ class RedisServer(Server):
             return False
 
 
+class _ClusterNode(RedisServer):
+    """A cluster node, its bus port picked when it first starts (and kept for its restarts).
+
+    The bus port would be port + 10000, which may not exist. Picked when the
+    node starts, not when it is made, and picked again when that start finds
+    it taken: another process may bind it in between.
+    """
+
+    bus_port: int | None = None
+    _started = False
+
+    def _command(self) -> list[str]:
+        if self.bus_port is None:
+            self.bus_port = free_port()
+        return [*super()._command(), "--cluster-port", str(self.bus_port)]
+
+    def _spawn_and_wait(self) -> None:
+        try:
+            super()._spawn_and_wait()
+        except ServerStartError:
+            if not self._started:
+                self.bus_port = None  # the start's next attempt picks another
+            raise
+        self._started = True
+
+
 class RedisClusterServer:
     """A real Redis Cluster: `masters` ``redis-server`` nodes joined by ``redis-cli``.
 
@@ -125,18 +151,10 @@ class RedisClusterServer:
             raise ValueError(f"replicas must be 0 or more, got {replicas}")
         self.replicas = replicas
         root = Path(workdir)
-        self.nodes = [
-            RedisServer(
+        self.nodes: list[RedisServer] = [
+            _ClusterNode(
                 root / f"node{i}",
-                extra_args=[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-node-timeout",
-                    "2000",
-                    # the bus port would be port + 10000, which may not exist
-                    "--cluster-port",
-                    str(free_port()),
-                ],
+                extra_args=["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
             )
             for i in range(masters * (1 + replicas))
         ]
