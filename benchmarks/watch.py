@@ -3,8 +3,10 @@
 On a PostgreSQL of the test harness, `--rows` journal rows of holds (one
 unit each, over `--skus` SKUs, each first stocked by a ``set`` row) are
 written straight into the journal; then `StockWatch.run_once(limit=--limit)`
-runs until none is left. It prints the rows per second and the Python CPU
-per row (``time.process_time``); ``--out`` writes them as JSON.
+runs until none is left. It prints the rows per second, the Python CPU per
+row (``time.process_time``), PostgreSQL's CPU per row (its server and
+backends), and how many bytes the journal (its table and indexes) grew by
+while it was announced; ``--out`` writes them as JSON.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import datetime as dt
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.http import process_cpu_seconds
 from commercekit.events import Outbox
 from commercekit.reservations.ledger import JournalRow
 from commercekit.reservations.watch import StockWatch
@@ -45,8 +49,13 @@ def journal(rows: int, skus: int) -> list[dict[str, Any]]:
     return stocked + held
 
 
-async def measure(url: str, rows: int, skus: int, limit: int) -> dict[str, Any]:
-    """Write the journal at `url`, announce it all; what that took."""
+_SIZE = text("SELECT pg_total_relation_size('commercekit_stock_journal')")
+
+
+async def measure(
+    url: str, rows: int, skus: int, limit: int, server_cpu: Callable[[], float]
+) -> dict[str, Any]:
+    """Write the journal at `url`, announce it all; what that took (`server_cpu`: seconds)."""
     engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     try:
         await migrate(engine)
@@ -54,11 +63,17 @@ async def measure(url: str, rows: int, skus: int, limit: int) -> dict[str, Any]:
         async with engine.begin() as conn:
             for start in range(0, len(written), 5000):
                 await conn.execute(insert(JournalRow), written[start : start + 5000])
+        async with engine.connect() as conn:
+            size = int(await conn.scalar(_SIZE) or 0)
         watch = StockWatch(engine, Outbox())
         wall, cpu, announced = time.perf_counter(), time.process_time(), 0
+        server = server_cpu()
         while made := await watch.run_once(limit=limit):
             announced += made
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        server = server_cpu() - server
+        async with engine.connect() as conn:
+            grown = int(await conn.scalar(_SIZE) or 0) - size
     finally:
         await engine.dispose()
     return {
@@ -66,6 +81,8 @@ async def measure(url: str, rows: int, skus: int, limit: int) -> dict[str, Any]:
         "limit": limit,
         "rows_per_s": announced / wall,
         "cpu_us_per_row": 1e6 * cpu / announced,
+        "postgres_cpu_us_per_row": 1e6 * server / announced,
+        "journal_grew_bytes": grown,
     }
 
 
@@ -78,12 +95,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder, PostgresServer(Path(folder)) as server:
+        pid = server.pid
         result = asyncio.run(
-            measure(server.create_database("watch"), args.rows, args.skus, args.limit)
+            measure(
+                server.create_database("watch"),
+                args.rows,
+                args.skus,
+                args.limit,
+                lambda: process_cpu_seconds([] if pid is None else [pid]),
+            )
         )
     print(
         f"{result['rows']:,} rows, {args.limit} a run: {result['rows_per_s']:,.0f} rows/s, "
-        f"{result['cpu_us_per_row']:.1f} us of Python CPU per row"
+        f"{result['cpu_us_per_row']:.1f} us of Python CPU and "
+        f"{result['postgres_cpu_us_per_row']:.1f} us of PostgreSQL CPU per row; "
+        f"the journal grew by {result['journal_grew_bytes'] / 1e6:.1f} MB"
     )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

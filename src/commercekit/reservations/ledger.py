@@ -47,7 +47,6 @@ try:
         Integer,
         String,
         delete,
-        false,
         func,
         insert,
         select,
@@ -56,7 +55,9 @@ try:
     )
     from sqlalchemy.dialects.postgresql import JSONB
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+    from sqlalchemy.ext.compiler import compiles
     from sqlalchemy.orm import Mapped, mapped_column
+    from sqlalchemy.sql.functions import FunctionElement
 
     from commercekit.sql import Base, dialect_of, insert_or_ignore, read_snapshot, upsert, utc
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -139,6 +140,27 @@ class StockMoveRow(Base):
     created_at: Mapped[dt.datetime]
 
 
+class _WritingTransaction(FunctionElement[int]):
+    """`JournalRow.txid`'s default: the id of the transaction writing the row.
+
+    On SQLite, 1: it has one writer at a time, so its ids are in commit
+    order already.
+    """
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(_WritingTransaction)
+def _no_transaction_id(element: _WritingTransaction, compiler: Any, **kw: Any) -> str:
+    return "1"
+
+
+@compiles(_WritingTransaction, "postgresql")
+def _transaction_id(element: _WritingTransaction, compiler: Any, **kw: Any) -> str:
+    return "txid_current()"
+
+
 class JournalRow(Base):
     """A stored row of the stock journal (`commercekit.reservations.journal`)."""
 
@@ -152,12 +174,7 @@ class JournalRow(Base):
             postgresql_where=text("order_id IS NOT NULL"),
             sqlite_where=text("order_id IS NOT NULL"),
         ),
-        Index(
-            "ix_commercekit_stock_journal_unannounced",
-            "id",
-            postgresql_where=text("NOT announced"),
-            sqlite_where=text("NOT announced"),
-        ),
+        Index("ix_commercekit_stock_journal_txid", "txid", "id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -173,8 +190,14 @@ class JournalRow(Base):
     quantity: Mapped[int] = mapped_column(BigInteger)
     source: Mapped[str | None] = mapped_column(String(16))
     target: Mapped[str | None] = mapped_column(String(16))
-    announced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    """Whether a `StockWatch` has announced it (its ``stock.*`` events written)."""
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=_WritingTransaction())
+    """The transaction that wrote the row (PostgreSQL's ``txid_current()``; 1 on SQLite).
+
+    With `id`, the order a `StockWatch` reads the journal in: ids are taken
+    when rows are inserted, not when they commit, so a row can commit after
+    one with a higher id; every row of a transaction older than all those
+    still running has committed.
+    """
 
 
 async def write_journal(

@@ -1,9 +1,9 @@
 """`StockWatch`: stock events from the stock journal, through the outbox, exactly once.
 
 The journal has every change of stock in the ledger's transaction; the
-watch reads the rows it has not announced yet, follows each SKU's levels
-per location, and writes, in one transaction with marking those rows
-announced:
+watch reads the rows after its position in the journal, follows each
+SKU's levels per location, and writes, in one transaction with moving its
+position past those rows:
 
 - ``stock.adjusted`` for each change made by hand (set, restock, adjust,
   or a repair of the units added);
@@ -14,7 +14,14 @@ announced:
 
 A crash before the commit announces nothing, and the next run announces
 those rows again; after it, nothing twice. Nothing of this runs on the
-path of a reservation: the holds only write their journal rows.
+path of a reservation: the holds only write their journal rows, and the
+watch writes nothing to them.
+
+The position is a transaction and a row id (`JournalRow.txid`, `JournalRow.id`).
+On PostgreSQL the watch reads only the rows of transactions older than
+every one still running, so a row that commits after one with a higher id
+is not passed by: a transaction left open holds the events back until it
+ends, and loses none.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ try:
     from sqlalchemy import (
         BigInteger,
         Boolean,
+        ColumnElement,
         String,
         bindparam,
         func,
+        literal,
         select,
         text,
         tuple_,
@@ -50,7 +59,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingExtraError("postgres", __name__) from exc
 
-__all__ = ["StockWatch", "StockWatchRow"]
+__all__ = ["StockWatch", "StockWatchPosition", "StockWatchRow"]
 
 _BY_HAND = {
     reason.value
@@ -77,6 +86,21 @@ class StockWatchRow(Base):
     written_off: Mapped[int] = mapped_column(BigInteger, default=0)
     out: Mapped[bool] = mapped_column(Boolean, default=False)
     """Whether ``stock.out`` was the last of ``stock.out`` and ``stock.back_in`` announced."""
+
+
+class StockWatchPosition(Base):
+    """How far the watch has announced the journal: every row up to this one.
+
+    One row. The journal is read in the order of (`txid`, `journal_id`).
+    """
+
+    __tablename__ = "commercekit_stock_watch_position"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    """`JournalRow.txid` of the last row announced."""
+    journal_id: Mapped[int] = mapped_column(BigInteger)
+    """`JournalRow.id` of the last row announced."""
 
 
 class StockWatch:
@@ -155,10 +179,10 @@ class StockWatch:
         return StockQuantities() if row is None else StockQuantities(**_levels(row))
 
     async def pending(self) -> int:
-        """Rows of the journal not announced yet."""
+        """Rows of the journal not announced yet (on PostgreSQL, of finished transactions)."""
         async with self.engine.connect() as conn:
             count = await conn.scalar(
-                select(func.count()).select_from(JournalRow).where(JournalRow.announced.is_(False))
+                select(func.count()).select_from(JournalRow).where(*await _unannounced(conn))
             )
         return int(count or 0)
 
@@ -178,14 +202,15 @@ class StockWatch:
                     return 0
             else:  # a write first takes SQLite's one write lock before anything is read
                 await conn.execute(
-                    update(StockWatchRow)
-                    .where(StockWatchRow.sku == "")
-                    .values(out=StockWatchRow.out)
+                    update(StockWatchPosition)
+                    .where(StockWatchPosition.name == _POSITION)
+                    .values(txid=StockWatchPosition.txid)
                 )
             rows = (
                 await conn.execute(
                     select(
                         JournalRow.id,
+                        JournalRow.txid,
                         JournalRow.at,
                         JournalRow.sku,
                         JournalRow.location,
@@ -195,8 +220,8 @@ class StockWatch:
                         JournalRow.source,
                         JournalRow.target,
                     )
-                    .where(JournalRow.announced.is_(False))
-                    .order_by(JournalRow.id)
+                    .where(*await _unannounced(conn))
+                    .order_by(JournalRow.txid, JournalRow.id)
                     .limit(limit)
                 )
             ).all()
@@ -211,13 +236,16 @@ class StockWatch:
                     for (sku, location), watched in seen.items()
                 ],
             )
-            ids = [row.id for row in rows]
-            if conn.dialect.name == "postgresql":  # one array: one statement text, prepared once
-                await conn.execute(_ANNOUNCED_PG, {"ids": ids})
-            else:
-                await conn.execute(
-                    update(JournalRow).where(JournalRow.id.in_(ids)).values(announced=True)
+            last = {"txid": rows[-1].txid, "journal_id": rows[-1].id}
+            await conn.execute(
+                upsert(
+                    conn.dialect.name,
+                    StockWatchPosition,
+                    {"name": _POSITION, **last},
+                    index_elements=["name"],
+                    set_=last,
                 )
+            )
             if events:
                 await self.outbox.add(conn, *events)
             return len(rows)
@@ -333,9 +361,31 @@ _SAVE = (
 )
 """Each SKU and location's levels after a run (executed once per pair, as one batch)."""
 
-_ANNOUNCED_PG = text(
-    "UPDATE commercekit_stock_journal SET announced = true WHERE id = ANY(CAST(:ids AS bigint[]))"
-)
+_POSITION = "stock"
+"""`StockWatchPosition.name` of the watch's one row."""
+
+
+async def _unannounced(conn: AsyncConnection) -> list[ColumnElement[bool]]:
+    """What selects the journal rows after the watch's position, read on `conn`.
+
+    On PostgreSQL, only rows of transactions older than every one still
+    running: none of those can commit later behind the position.
+    """
+    position = (
+        await conn.execute(
+            select(StockWatchPosition.txid, StockWatchPosition.journal_id).where(
+                StockWatchPosition.name == _POSITION
+            )
+        )
+    ).first()
+    txid, journal_id = (0, 0) if position is None else position
+    after = [
+        tuple_(JournalRow.txid, JournalRow.id)
+        > tuple_(literal(txid, BigInteger), literal(journal_id, BigInteger))
+    ]
+    if conn.dialect.name == "postgresql":
+        after.append(JournalRow.txid < func.txid_snapshot_xmin(func.txid_current_snapshot()))
+    return after
 
 
 @dataclass

@@ -10,15 +10,18 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from commercekit.errors import InvalidRequest
 from commercekit.events import CATALOG, Outbox
 from commercekit.events.outbox import OutboxMessage
 from commercekit.orders import OrderBook, RestockType
-from commercekit.reservations import DurableReservations, acting_as
+from commercekit.reservations import DurableReservations, StockReason, StockState, acting_as
+from commercekit.reservations.journal import move
+from commercekit.reservations.ledger import JournalRow, write_journal
 from commercekit.reservations.watch import StockWatch
+from commercekit.sql import read_snapshot
 from tests.integration.orders.conftest import sku
 
 
@@ -140,3 +143,46 @@ async def test_bad_thresholds_and_limits_are_refused(engine: AsyncEngine) -> Non
     await watch.set_threshold("MUG", 4)
     await watch.set_threshold("MUG", None)
     assert await watch.threshold("MUG") is None
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_row_that_commits_after_a_higher_one_was_announced_is_announced_too(
+    stock: DurableReservations, engine: AsyncEngine
+) -> None:
+    # Ids are taken at insert, not at commit: a slow transaction's row has the
+    # lower id and commits last. The watch must not pass it by.
+    watch = StockWatch(engine, Outbox())
+    tea = sku("TEA")
+    async with engine.connect() as reader, engine.connect() as slow:
+        await read_snapshot(reader)  # a long read (an audit, a backup) holds nothing back
+        await reader.scalar(select(func.count()).select_from(JournalRow))
+        transaction = await slow.begin()
+        await write_journal(
+            slow, [move(tea, "default", 5, (None, StockState.AVAILABLE), StockReason.SET)]
+        )
+        await stock.set_stock(tea, 5)  # a row with a higher id, committed now
+        await stock.reserve([(tea, 5)], ttl=60, owner="a")
+        await watch.run_once()
+        assert await events(engine, tea) == []  # held back behind the open transaction
+        await transaction.commit()
+        assert await watch.run_once() == 3
+        assert await watch.run_once() == 0
+    assert [kind for kind, _ in await events(engine, tea)] == ["stock.adjusted"] * 2
+    assert (await watch.levels(tea)).available == 5  # the slow row's 5 units, and 5 - 5
+
+
+async def test_the_watch_writes_nothing_to_the_journal(
+    stock: DurableReservations, engine: AsyncEngine
+) -> None:
+    watch = StockWatch(engine, Outbox())
+    jam = sku("JAM")
+    await stock.set_stock(jam, 3)
+    await stock.reserve([(jam, 1)], ttl=60, owner="a")
+    async with engine.connect() as conn:
+        before = (await conn.execute(select(JournalRow).order_by(JournalRow.id))).all()
+        await conn.rollback()
+    assert await watch.run_once() >= 2
+    async with engine.connect() as conn:
+        after = (await conn.execute(select(JournalRow).order_by(JournalRow.id))).all()
+    assert after == before
+    assert await watch.pending() == 0
