@@ -19,7 +19,8 @@ checkout page does; the time from the 202 to the reservation's
 confirmation (through Kafka, the inventory service's settlement and the
 ledger) is what is measured: its ``updatedAt`` once it reads CONFIRMED, on
 the same clock, so the polls neither round it up nor, by their number,
-load the service they measure.
+load the service they measure. Beside it, how long the worker's stock
+watch takes to announce the journal rows the load wrote.
 
 In the same run, on the same servers (a database and a Redis database of
 its own), the library's durable reserve path (``commercekit-durable``, hot
@@ -397,6 +398,46 @@ class PaymentResult:
     error_samples: list[str] = field(default_factory=list)
 
 
+async def _after_the_load(
+    base_url: str,
+    tokens: Sequence[str],
+    product_id: str,
+    database_url: str,
+    *,
+    rate: float,
+    duration: float,
+) -> tuple[PaymentResult | None, float | None]:
+    """The payment path (none at `rate` 0) and, beside it, `_journal_announced`."""
+    announced = asyncio.create_task(_journal_announced(database_url))
+    payments = None
+    if rate > 0:
+        payments = await payment_path(base_url, tokens, product_id, rate=rate, duration=duration)
+    return payments, await announced
+
+
+async def _journal_announced(database_url: str, give_up_after: float = 300.0) -> float | None:
+    """Seconds from now until the worker's `StockWatch` has announced the journal.
+
+    None if it has not after `give_up_after` seconds.
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    from commercekit.events import Outbox  # noqa: PLC0415 (the reference app's extras)
+    from commercekit.reservations import StockWatch  # noqa: PLC0415
+
+    engine = create_async_engine(database_url)
+    watch = StockWatch(engine, Outbox())  # only counts: the worker's watch announces
+    started = time.monotonic()
+    try:
+        while await watch.pending():
+            if time.monotonic() - started > give_up_after:
+                return None
+            await asyncio.sleep(0.25)
+    finally:
+        await engine.dispose()
+    return round(time.monotonic() - started, 2)
+
+
 async def payment_path(
     base_url: str,
     tokens: Sequence[str],
@@ -631,11 +672,15 @@ def run(
             library=lambda: _library(stack.backing, duration),
         )
 
-        payments: PaymentResult | None = None
-        if payment_rate > 0:
-            payments = asyncio.run(
-                payment_path(base, tokens, paid, rate=payment_rate, duration=duration)
-            )
+        payments, announced = asyncio.run(
+            _after_the_load(base, tokens, paid, database_url, rate=payment_rate, duration=duration)
+        )
+        print(
+            f"stock watch: the load's journal announced {announced} s after it ended",
+            file=sys.stderr,
+            flush=True,
+        )
+        if payments is not None:
             print(
                 f"payment path: {payments.confirmed}/{payments.payments} confirmed at "
                 f"{payment_rate:g}/s, 202 -> confirmed p50 {payments.p50_ms:.1f} ms, "
@@ -659,6 +704,7 @@ def run(
         "replicas": {spec.name: spec.replicas for spec in services},
         "records": [asdict(r) for r in results if not r.target.startswith("warm-up")],
         "payments": asdict(payments) if payments is not None else None,
+        "journal_announced_s": announced,
         "library": {
             "system": library_runs[0]["system"],
             "concurrency": library_runs[0]["concurrency"],
@@ -777,6 +823,12 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"{payments['payments']} confirmed; from the 202 of `POST /api/v1/payment` to "
             f"the reservation's confirmation: p50 {payments['p50_ms']:.1f} ms, "
             f"p99 {payments['p99_ms']:.1f} ms; errors {payments['errors']}.",
+        ]
+    if report.get("journal_announced_s") is not None:
+        lines += [
+            "",
+            f"The worker's stock watch had announced the load's journal "
+            f"{report['journal_announced_s']:.1f} s after the load ended.",
         ]
     check = report["check"]
     lines += [
