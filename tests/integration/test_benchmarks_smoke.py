@@ -7,6 +7,7 @@ import uuid
 from benchmarks import kafka as kafka_benchmark
 from benchmarks import watch as watch_benchmark
 from benchmarks.__main__ import run_benchmarks, smoke_config
+from benchmarks.http import process_cpu_seconds
 from benchmarks.systems import Urls
 
 from commercekit.testing.servers import KafkaServer, PostgresServer, RedisServer
@@ -50,6 +51,12 @@ async def test_the_kafka_benchmark_settles_every_payment(
 
 async def test_the_watch_benchmark_announces_every_row(postgres_server: PostgresServer) -> None:
     database = postgres_server.create_database(f"watch_{uuid.uuid4().hex[:10]}")
-    result = await watch_benchmark.measure(database, rows=300, skus=3, limit=100)
+    pid = postgres_server.pid
+    assert pid is not None
+    result = await watch_benchmark.measure(
+        database, rows=300, skus=3, limit=100, server_cpu=lambda: process_cpu_seconds([pid])
+    )
     assert result["rows"] == 303  # the 3 stock rows and the 300 holds, each once
     assert result["rows_per_s"] > 0
+    assert result["postgres_cpu_us_per_row"] > 0
+    assert result["journal_grew_bytes"] == 0  # the watch writes nothing to the journal
