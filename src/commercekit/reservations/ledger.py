@@ -817,7 +817,10 @@ class ReservationLedger:
             order_id: keep the rows of this order.
             reason: keep the rows of this reason.
             after: keep the rows after this `StockEntry.id` (the last one of
-                the page before: a cursor that no new row shifts).
+                the page before: a cursor that no new row shifts). Ids are
+                taken at insert, not at commit: while changes are in flight,
+                a row with a lower id may still commit; to follow the journal
+                as it grows, use `StockWatch`'s events.
             limit: at most this many rows (1 to 1000).
 
         Raises:
